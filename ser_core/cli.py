@@ -1,0 +1,84 @@
+"""The ``ser`` command: one subcommand per stage, each implemented in its own module.
+
+Subcommand modules expose ``add_arguments(parser)`` and ``main(args) -> int``; the two
+Beam pipelines (``features``, ``label``) take their own argv so that Beam pipeline
+options (``--runner``, ``--direct_num_workers``, ``--project`` ...) pass straight through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+# name -> (module, add_arguments attribute or None, main attribute, help)
+COMMANDS: dict[str, tuple[str, str | None, str, str]] = {
+    "corpora": ("ser_core.manifest", None, "corpora_main", "list the corpus readers"),
+    "manifest": ("ser_core.manifest", "add_arguments", "main",
+                 "list corpora (no decoding) into one Parquet manifest"),
+    "demo-corpus": ("ser_core.demo.corpus", "add_arguments", "main",
+                    "generate the embedded demo corpus (RAVDESS layout)"),
+    "demo-archive": ("ser_core.demo.archive", "add_arguments", "main",
+                     "generate the demo call-centre archive with ground truth"),
+    "features": ("pipelines.features", None, "run",
+                 "Beam pipeline: manifest -> audio features -> Parquet shards"),
+    "train": ("ser_core.training.train", "add_arguments", "main",
+              "train ResLSTM-SA under a speaker-independent protocol (DVC stage)"),
+    "evaluate": ("ser_core.training.evaluate", "add_arguments", "main",
+                 "pooled out-of-fold metrics, confusion matrix, plots (DVC stage)"),
+    "label": ("pipelines.label", None, "run",
+              "Beam pipeline: label audio archives with a trained checkpoint"),
+    "score": ("ser_core.inference.score", "add_arguments", "main",
+              "score labelled segments against a ground-truth sidecar"),
+    "download": ("ser_core.download", "add_arguments", "main",
+                 "download a corpus from its official source (ravdess)"),
+}
+PASSTHROUGH = ("features", "label")
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The ``ser`` parser; only the ``selected`` subcommand's module is imported."""
+    parser = argparse.ArgumentParser(
+        prog="ser", description="Speech emotion recognition batch pipelines.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, add_args, _main, help_text) in COMMANDS.items():
+        if name in PASSTHROUGH:
+            sub.add_parser(name, help=help_text + " (see: ser %s --help)" % name, add_help=False)
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if add_args and name == selected:
+            getattr(importlib.import_module(module), add_args)(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] in PASSTHROUGH:
+        module, _, func, _ = COMMANDS[argv[0]]
+        result = getattr(importlib.import_module(module), func)(argv[1:])
+        return result if isinstance(result, int) else 0
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
+    args = parser.parse_args(argv)
+    if args.verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
+    if not args.command:
+        parser.print_help()
+        return 2
+    module, _, func, _ = COMMANDS[args.command]
+    try:
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+    except (ValueError, OSError, KeyError) as exc:
+        # Expected user errors (bad params, missing files, bad corpora) end with one line,
+        # not a traceback; --verbose shows the traceback.
+        if args.verbose:
+            raise
+        print(f"ser {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""What every corpus reader shares: the listing it returns, its errors, file walking."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ser_core.records import Utterance
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus")
+
+
+class CorpusError(ValueError):
+    """A corpus cannot be listed: missing root, nothing found, duplicate ids, strict rejects."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file found under a corpus root that does not fit the corpus's naming convention."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class CorpusListing:
+    """What a reader found: utterances to use and files it rejected (with reasons)."""
+
+    corpus: str
+    root: str
+    utterances: list[Utterance] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "corpus": self.corpus,
+            "root": self.root,
+            "utterances": len(self.utterances),
+            "speakers": len({u.speaker for u in self.utterances}),
+            "genders": dict(sorted(Counter(u.gender for u in self.utterances).items())),
+            "emotions": dict(sorted(Counter(u.emotion for u in self.utterances).items())),
+            "rejected": len(self.rejected),
+        }
+
+
+def require_root(root: str | os.PathLike, corpus: str) -> Path:
+    """The corpus root as a Path, or a CorpusError naming it, before any work starts."""
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise CorpusError(f"{corpus}: corpus root does not exist: {path}")
+    if not path.is_dir():
+        raise CorpusError(f"{corpus}: corpus root is not a directory: {path}")
+    return path.resolve()
+
+
+def walk_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> Iterator[Path]:
+    """Audio files under root in a stable (sorted) order; hidden files and folders skipped."""
+    exts = tuple(e.lower() for e in extensions)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and name.lower().endswith(exts):
+                yield Path(dirpath) / name
+
+
+def finish(listing: CorpusListing, strict: bool = False) -> CorpusListing:
+    """Validate a listing before anything is written: no duplicates, not empty, strict rejects."""
+    seen: dict[str, str] = {}
+    for u in listing.utterances:
+        if u.utterance_id in seen:
+            raise CorpusError(
+                f"{listing.corpus}: duplicate utterance id {u.utterance_id!r}: "
+                f"{seen[u.utterance_id]} and {u.path}"
+            )
+        seen[u.utterance_id] = u.path
+    if strict and listing.rejected:
+        shown = "\n".join(f"  {r.path}: {r.reason}" for r in listing.rejected[:20])
+        raise CorpusError(
+            f"{listing.corpus}: {len(listing.rejected)} file(s) do not fit the naming "
+            f"convention (strict mode):\n{shown}"
+        )
+    if not listing.utterances:
+        detail = f" ({len(listing.rejected)} file(s) rejected)" if listing.rejected else ""
+        raise CorpusError(f"{listing.corpus}: no utterances found under {listing.root}{detail}")
+    listing.utterances.sort(key=lambda u: u.utterance_id)
+    return listing

@@ -1,0 +1,19 @@
+import os
+
+import pytest
+
+from tests.synth_audio import REAL_RAVDESS
+
+
+@pytest.fixture(scope="session")
+def real_ravdess():
+    """The 144 real RAVDESS clips shipped beside the project (skip where absent)."""
+    if not REAL_RAVDESS.is_dir():
+        pytest.skip(f"real RAVDESS clips not found at {REAL_RAVDESS}")
+    return REAL_RAVDESS
+
+
+@pytest.fixture(autouse=True)
+def _quiet_threads(monkeypatch):
+    # Keep numeric libraries from oversubscribing the 2-core CI machine.
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))

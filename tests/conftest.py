@@ -1,5 +1,3 @@
-import os
-
 import pytest
 
 from tests.synth_audio import REAL_RAVDESS
@@ -12,8 +10,3 @@ def real_ravdess():
         pytest.skip(f"real RAVDESS clips not found at {REAL_RAVDESS}")
     return REAL_RAVDESS
 
-
-@pytest.fixture(autouse=True)
-def _quiet_threads(monkeypatch):
-    # Keep numeric libraries from oversubscribing the 2-core CI machine.
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))

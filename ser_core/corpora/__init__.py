@@ -8,6 +8,7 @@ rejected with the reason. Use :func:`prepare` to call one by name.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any, Callable
 
 from ser_core.corpora.base import CorpusError, CorpusListing, Rejected
@@ -46,8 +47,13 @@ def get_reader(name: str) -> Callable[..., CorpusListing]:
 
 
 def prepare(name: str, root: str, *, strict: bool = False, **options: Any) -> CorpusListing:
-    """List corpus ``name`` under ``root`` with that reader's options."""
-    return get_reader(name)(root, strict=strict, **options)
+    """List corpus ``name`` under ``root`` with that reader's options (unknown ones are an error)."""
+    reader = get_reader(name)
+    accepted = set(inspect.signature(reader).parameters) - {"root", "strict"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise CorpusError(f"{name}: unknown reader option(s) {unknown}; known: {sorted(accepted) or 'none'}")
+    return reader(root, strict=strict, **options)
 
 
 __all__ = ["CORPORA", "CorpusError", "CorpusListing", "Rejected", "describe", "get_reader", "prepare"]

@@ -1,14 +1,16 @@
-"""What every corpus reader shares: the listing it returns, its errors, file walking."""
+"""What every corpus reader shares: the listing it returns, its errors, file walking,
+metadata CSVs and gender values."""
 
 from __future__ import annotations
 
+import csv
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
-from ser_core.records import Utterance
+from ser_core.records import GENDERS, Utterance
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 
@@ -64,6 +66,60 @@ def walk_files(root: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> Iter
         for name in sorted(filenames):
             if not name.startswith(".") and name.lower().endswith(exts):
                 yield Path(dirpath) / name
+
+
+def normalise_gender(raw: str) -> str:
+    """``male|female|unknown`` from a table cell or option (case-insensitive; M/F; blank is unknown).
+
+    Raises ValueError for anything else, so a typo is reported rather than read as unknown.
+    """
+    value = raw.strip().lower()
+    value = {"": "unknown", "m": "male", "f": "female"}.get(value, value)
+    if value not in GENDERS:
+        raise ValueError(f"gender {raw!r} is not male, female or unknown")
+    return value
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One data row of a CSV: its line number, cells by column, and a structural problem if any."""
+
+    line: int
+    fields: dict[str, str]
+    problem: str | None = None
+
+
+def read_csv_rows(path: Path, required: Sequence[str], corpus: str) -> list[CsvRow]:
+    """The rows of a metadata CSV, after checking its header names the ``required`` columns.
+
+    Column names are matched case-insensitively (stored lower-cased) and cells are
+    stripped; blank lines are skipped. A row with more cells than the header carries a
+    ``problem`` so the caller can reject it with its line number instead of guessing
+    which cell is wrong. The whole file is read up front so a bad header fails before
+    any work.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = [name.strip().lower() for name in next(reader, [])]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise CorpusError(
+                    f"{corpus}: {path} must have a header row with columns {', '.join(required)}; "
+                    f"missing {', '.join(missing)} (found {header or 'nothing'})"
+                )
+            rows = []
+            for cells in reader:
+                if not any(cell.strip() for cell in cells):
+                    continue
+                problem = None
+                if len(cells) > len(header):
+                    problem = f"{len(cells)} fields but the header has {len(header)}"
+                values = [cell.strip() for cell in cells] + [""] * (len(header) - len(cells))
+                rows.append(CsvRow(reader.line_num, dict(zip(header, values)), problem))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CorpusError(f"{corpus}: cannot read {path}: {exc}") from exc
+    return rows
 
 
 def finish(listing: CorpusListing, strict: bool = False) -> CorpusListing:

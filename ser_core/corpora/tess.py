@@ -1,0 +1,89 @@
+"""TESS: the Toronto Emotional Speech Set.
+
+Layout: one folder per speaker and emotion, ``<SPK>_<emotion>/<SPK>_<word>_<code>.wav``,
+e.g. ``OAF_angry/OAF_back_angry.wav``, ``YAF_pleasant_surprised/YAF_dog_ps.wav``.
+
+- SPK speaker: OAF (older adult female, aged 64) or YAF (younger adult female, aged 26);
+  both speakers are female.
+- word: one of the 200 NU-6 target words, spoken in the carrier phrase "Say the word _".
+- code emotion: angry, disgust, fear, happy, neutral, ps (pleasant surprise), sad
+  (:data:`ser_core.labels.TESS_EMOTIONS`).
+
+The released folder names are not uniform (``OAF_Fear``, ``OAF_Pleasant_surprise``,
+``OAF_Sad``, ``YAF_fear``, ``YAF_pleasant_surprised``), so the emotion is read from the
+file name; a folder shaped like ``<SPK>_<emotion>`` is cross-checked against it
+(through :func:`ser_core.labels.normalise_label`) and a disagreement is a rejection.
+Files outside such folders are accepted on their names alone. Some redistributions
+(Kaggle) nest two copies of the whole tree; listing their common parent stops with a
+duplicate-id error naming both copies: point ROOT at one of them.
+
+2,800 clips (2 speakers x 7 emotions x 200 words), 24,414 Hz mono.
+Licence CC BY-NC-ND 4.0. Dupuis & Pichora-Fuller (2010), University of Toronto;
+https://doi.org/10.5683/SP2/E8H2MF
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ser_core.corpora.base import CorpusListing, Rejected, finish, require_root, walk_files
+from ser_core.labels import TESS_EMOTIONS, normalise_label
+from ser_core.records import Utterance
+
+CORPUS = "tess"
+SPEAKERS = ("OAF", "YAF")
+
+_NAME_RE = re.compile(rf"^({'|'.join(SPEAKERS)})_(.+)_([^_]+)$", re.IGNORECASE)
+_FOLDER_RE = re.compile(rf"^({'|'.join(SPEAKERS)})_(.+)$", re.IGNORECASE)
+
+
+def parse_name(stem: str) -> dict[str, str]:
+    """Parse and validate a TESS file stem; ValueError says which field is wrong."""
+    m = _NAME_RE.match(stem)
+    if not m:
+        raise ValueError("name is not SPEAKER_WORD_EMOTION with speaker OAF or YAF")
+    speaker, word, code = m.groups()
+    if code.lower() not in TESS_EMOTIONS:
+        raise ValueError(f"emotion {code!r} is not one of {', '.join(TESS_EMOTIONS)}")
+    return {"speaker": speaker.upper(), "word": word, "code": code}
+
+
+def check_folder(folder: str, fields: dict[str, str]) -> None:
+    """Raise ValueError when a ``<SPK>_<emotion>`` folder disagrees with the file name."""
+    m = _FOLDER_RE.match(folder)
+    if not m:
+        return
+    if m.group(1).upper() != fields["speaker"]:
+        raise ValueError(f"speaker {fields['speaker']} in the name but folder {folder}")
+    try:
+        folder_emotion = normalise_label(m.group(2))
+    except ValueError:
+        folder_emotion = None
+    if folder_emotion != TESS_EMOTIONS[fields["code"].lower()]:
+        raise ValueError(f"emotion {fields['code']!r} in the name but folder {folder}")
+
+
+def prepare_tess(root: str | Path, *, strict: bool = False) -> CorpusListing:
+    """List TESS clips under ``root``."""
+    root_path = require_root(root, CORPUS)
+    listing = CorpusListing(CORPUS, str(root_path))
+    for path in walk_files(root_path, (".wav",)):
+        try:
+            fields = parse_name(path.stem)
+            check_folder(path.parent.name, fields)
+        except ValueError as exc:
+            listing.rejected.append(Rejected(str(path), str(exc)))
+            continue
+        listing.utterances.append(
+            Utterance(
+                utterance_id=f"{CORPUS}:{path.stem}",
+                corpus=CORPUS,
+                path=str(path),
+                speaker=f"{CORPUS}:{fields['speaker']}",
+                gender="female",
+                emotion=TESS_EMOTIONS[fields["code"].lower()],
+                custom={"word": fields["word"], "raw_label": fields["code"]},
+            )
+        )
+    return finish(listing, strict)

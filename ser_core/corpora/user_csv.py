@@ -1,0 +1,97 @@
+"""Your own recordings listed in a CSV (corpus name ``csv``).
+
+ROOT is the CSV file, or a folder holding exactly one ``.csv`` at its top level (more
+than one is an error: which to use would be a guess). The CSV is UTF-8 with a header
+row naming at least ``path,speaker,emotion``, optionally ``gender``, in any order and
+case::
+
+    path,speaker,emotion,gender
+    clips/0001.wav,anna,happy,female
+    /data/calls/0002.flac,ben,Anger,M
+
+- path: an audio file; a relative path is resolved against the CSV's own folder, so
+  the CSV and its clips can move together.
+- speaker: any id; it is namespaced as ``csv:<speaker>``.
+- emotion: through :func:`ser_core.labels.normalise_label` (``Anger`` -> ``angry``;
+  labels with no canonical equivalent are kept as their own, lower-cased).
+- gender: male, female, unknown, M or F (any case); blank or no column is unknown.
+- Any other column is kept in ``custom`` under its lower-cased name, next to
+  ``raw_label`` (the emotion as written).
+
+A row with a missing field, an unusable emotion or gender, more cells than the header,
+or a file that does not exist is rejected as ``<csv>:<line>`` with the reason. The
+utterance id is ``csv:<path relative to the CSV's folder, without extension>``, so
+listing the same file twice is a duplicate-id error. Licence and source: yours.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ser_core.corpora.base import (
+    CorpusError, CorpusListing, CsvRow, Rejected, finish, normalise_gender, read_csv_rows,
+)
+from ser_core.labels import normalise_label
+from ser_core.records import Utterance
+
+CORPUS = "csv"
+REQUIRED_COLUMNS = ("path", "speaker", "emotion")
+OPTIONAL_COLUMNS = ("gender",)
+
+
+def find_csv(root: str | Path) -> Path:
+    """The CSV that ``root`` names (a file, or a folder with exactly one ``.csv``), resolved."""
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise CorpusError(f"{CORPUS}: CSV file or folder does not exist: {path}")
+    if path.is_dir():
+        found = sorted(p for p in path.glob("*.csv") if p.is_file())
+        if len(found) != 1:
+            names = ", ".join(p.name for p in found) or "none"
+            raise CorpusError(
+                f"{CORPUS}: folder {path} must hold exactly one .csv file (found {names}); "
+                f"give the CSV file itself"
+            )
+        path = found[0]
+    return path.resolve()
+
+
+def parse_row(row: CsvRow, csv_dir: Path) -> Utterance:
+    """One CSV row as an Utterance; ValueError says what is wrong with the row."""
+    if row.problem:
+        raise ValueError(row.problem)
+    missing = [c for c in REQUIRED_COLUMNS if not row.fields[c]]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    raw_label = row.fields["emotion"]
+    emotion = normalise_label(raw_label)
+    gender = normalise_gender(row.fields.get("gender", ""))
+    audio = Path(row.fields["path"]).expanduser()
+    audio = Path(os.path.normpath(audio if audio.is_absolute() else csv_dir / audio))
+    if not audio.is_file():
+        raise ValueError(f"file not found: {audio}")
+    relative = Path(os.path.relpath(audio, csv_dir)).with_suffix("")
+    extras = {k: v for k, v in row.fields.items() if k and k not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
+    return Utterance(
+        utterance_id=f"{CORPUS}:{relative.as_posix()}",
+        corpus=CORPUS,
+        path=str(audio),
+        speaker=f"{CORPUS}:{row.fields['speaker']}",
+        gender=gender,
+        emotion=emotion,
+        custom={**extras, "raw_label": raw_label},
+    )
+
+
+def prepare_csv(root: str | Path, *, strict: bool = False) -> CorpusListing:
+    """List the utterances of a user CSV (``root`` is the CSV or its folder)."""
+    csv_path = find_csv(root)
+    rows = read_csv_rows(csv_path, REQUIRED_COLUMNS, CORPUS)
+    listing = CorpusListing(CORPUS, str(csv_path))
+    for row in rows:
+        try:
+            listing.utterances.append(parse_row(row, csv_path.parent))
+        except ValueError as exc:
+            listing.rejected.append(Rejected(f"{csv_path}:{row.line}", str(exc)))
+    return finish(listing, strict)

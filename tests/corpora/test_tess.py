@@ -1,0 +1,59 @@
+import re
+
+import pytest
+
+from ser_core.corpora import CorpusError
+from ser_core.corpora.tess import prepare_tess
+from ser_core.records import Utterance
+
+# The released folder names, inconsistent case and spelling included.
+GOOD = {
+    "OAF_angry/OAF_back_angry.wav": ("OAF", "back", "angry", "angry"),
+    "OAF_Fear/OAF_bar_fear.wav": ("OAF", "bar", "fearful", "fear"),
+    "OAF_Pleasant_surprise/OAF_dog_ps.wav": ("OAF", "dog", "surprised", "ps"),
+    "OAF_Sad/OAF_youth_sad.wav": ("OAF", "youth", "sad", "sad"),
+    "YAF_pleasant_surprised/YAF_dog_ps.wav": ("YAF", "dog", "surprised", "ps"),
+    "YAF_disgust/YAF_bean_disgust.wav": ("YAF", "bean", "disgust", "disgust"),
+    "YAF_neutral/YAF_chain_neutral.wav": ("YAF", "chain", "neutral", "neutral"),
+    "YAF_happy/YAF_chalk_happy.wav": ("YAF", "chalk", "happy", "happy"),
+    "loose/YAF_ditch_Fear.wav": ("YAF", "ditch", "fearful", "Fear"),  # no SPK_emotion folder
+}
+BAD = {
+    "OAF_angry/OAF_base_happy.wav": "emotion 'happy' in the name but folder OAF_angry",
+    "YAF_sad/OAF_bath_sad.wav": "speaker OAF in the name but folder YAF_sad",
+    "OAF_happy/OAF_cab_joy.wav": "emotion 'joy' is not one of angry, disgust, fear, happy, neutral, ps, sad",
+    "OAF_happy/XAF_cab_happy.wav": "name is not SPEAKER_WORD_EMOTION with speaker OAF or YAF",
+}
+
+
+def test_lists_exactly_what_was_written(make_tree):
+    root = make_tree(list(GOOD) + list(BAD))
+
+    listing = prepare_tess(root)
+
+    want = sorted(
+        (Utterance(utterance_id=f"tess:{rel.split('/')[1][:-4]}", corpus="tess", path=str(root / rel),
+                   speaker=f"tess:{spk}", gender="female", emotion=emotion,
+                   custom={"word": word, "raw_label": code})
+         for rel, (spk, word, emotion, code) in GOOD.items()),
+        key=lambda u: u.utterance_id,
+    )
+    assert listing.utterances == want
+    assert {r.path: r.reason for r in listing.rejected} == {str(root / k): v for k, v in BAD.items()}
+
+
+def test_strict_missing_root_empty_and_duplicates(make_tree, tmp_path):
+    with pytest.raises(CorpusError, match="folder OAF_angry"):
+        prepare_tess(make_tree(["OAF_angry/OAF_base_happy.wav"], root="strict"), strict=True)
+    with pytest.raises(CorpusError, match=re.escape(str(tmp_path / "nowhere"))):
+        prepare_tess(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="no utterances found"):
+        prepare_tess(tmp_path / "empty")
+    # Kaggle's copy nests the whole tree twice: both copies are named in the error.
+    rel = "OAF_angry/OAF_back_angry.wav"
+    dup = make_tree([f"TESS data/{rel}", f"tess data/TESS data/{rel}"], root="dup")
+    with pytest.raises(CorpusError, match="duplicate utterance id 'tess:OAF_back_angry'") as err:
+        prepare_tess(dup)
+    assert str(dup / "TESS data" / rel) in str(err.value)
+    assert str(dup / "tess data" / "TESS data" / rel) in str(err.value)

@@ -1,0 +1,101 @@
+"""Training speed of ResLSTM-SA on RAVDESS-sized data, with the real training loop.
+
+Generates RAVDESS's shape (24 speakers x 60 clips of 80-110 frames x 46 dims; fold 0 of
+the paper's split trains on 1020 clips and validates on 120) and times epochs of
+``ser train``'s loop (length-bucketed padded batches, Adam step, validation pass) after a
+warm-up epoch. The median epoch is extrapolated to the full protocol: 5 folds x 100
+epochs, and with the final model (22 speakers) on top. On a shared machine other work
+inflates some epochs: the median and minimum are both printed. Two torch threads gain
+little over one on this small model and collapse when other processes busy the cores.
+Target (issue 4): the 5-fold x 100-epoch run in <= 15 minutes on 2 CPU cores.
+
+    python benchmarks/train.py [--epochs 10] [--batch-size 16 32] [--threads 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from ser_core.labels import RAVDESS_LABELS
+from ser_core.model import SERModel
+from ser_core.splits import final_split, ravdess_paper
+from ser_core.training.data import FeatureSet, length_batches, predict_logits
+from ser_core.training.train import TrainConfig, train_epoch
+
+CLIPS_PER_SPEAKER = 60
+TARGET_MINUTES = 15.0
+
+
+def ravdess_sized(seed: int = 0, n_dims: int = 46) -> FeatureSet:
+    rng = np.random.default_rng(seed)
+    ids, speakers, genders, feats, y = [], [], [], [], []
+    for actor in range(1, 25):
+        for k in range(CLIPS_PER_SPEAKER):
+            label = k % len(RAVDESS_LABELS)
+            t = int(rng.integers(80, 111))
+            feats.append((rng.normal(size=(t, n_dims)) + 0.3 * label).astype(np.float32))
+            ids.append(f"ravdess:{actor:02d}-{k:02d}")
+            speakers.append(f"ravdess:{actor:02d}")
+            genders.append("male" if actor % 2 else "female")
+            y.append(label)
+    return FeatureSet(ids, speakers, genders, feats, np.array(y), RAVDESS_LABELS, {"n_dims": n_dims})
+
+
+def epoch_seconds(data: FeatureSet, cfg: TrainConfig, epochs: int) -> list[float]:
+    """Wall time of each epoch (training + validation pass), after one warm-up epoch."""
+    fold = ravdess_paper(sorted(set(data.speakers)))[0]
+    tensors = [torch.from_numpy(x) for x in data.features]
+    train_idx, val_idx = data.indices(fold.train), data.indices(fold.val)
+    x_train, x_val = [tensors[i] for i in train_idx], [tensors[i] for i in val_idx]
+    y_train = torch.from_numpy(data.y[train_idx])
+    lengths = np.array([t.shape[0] for t in x_train])
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = SERModel(cfg.model_config(data.n_dims))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    times = []
+    for _ in range(epochs + 1):
+        start = time.perf_counter()
+        train_epoch(model, x_train, y_train, length_batches(lengths, cfg.batch_size, rng), optimizer)
+        predict_logits(model, x_val)
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10, help="epochs timed per batch size")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--arch", default="reslstm", choices=("reslstm", "lstm"))
+    args = parser.parse_args()
+    torch.use_deterministic_algorithms(True)  # as `ser train` runs
+
+    data = ravdess_sized()
+    folds = ravdess_paper(sorted(set(data.speakers)))
+    train_clips = [len(f.train) * CLIPS_PER_SPEAKER for f in folds]
+    final_clips = len(final_split(folds).train) * CLIPS_PER_SPEAKER
+    print(f"{args.arch} h{args.hidden}; fold 0: {train_clips[0]} training / "
+          f"{len(folds[0].val) * CLIPS_PER_SPEAKER} validation clips of 80-110 frames x {data.n_dims} dims; "
+          f"{args.epochs} epochs timed; minutes extrapolated from the median epoch")
+    print(f"{'threads':>7} {'batch':>5} {'s/epoch median':>15} {'min':>6} {'5x100 min':>10} {'+final':>7}  target")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for batch in args.batch_size:
+            cfg = TrainConfig(arch=args.arch, hidden=args.hidden, batch_size=batch)
+            times = epoch_seconds(data, cfg, args.epochs)
+            per_clip = float(np.median(times)) / train_clips[0]
+            cv = per_clip * sum(train_clips) * 100 / 60
+            total = cv + per_clip * final_clips * 100 / 60
+            verdict = "met" if cv <= TARGET_MINUTES else "MISSED"
+            print(f"{threads:>7} {batch:>5} {np.median(times):>15.2f} {min(times):>6.2f} {cv:>10.1f} "
+                  f"{total:>7.1f}  <= {TARGET_MINUTES:.0f} min: {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Speaker-independent cross-validation: which speakers train, validate and test in each fold.
+
+Two protocols, chosen by name (params.yaml ``train.split``):
+
+- ``ravdess_paper``: the five fixed folds of docs/PAPER.md (test and validation actors per
+  fold; every other actor trains). Speakers are ``ravdess:NN``.
+- ``speaker_kfold``: any corpus or mix of corpora. Speakers are dealt into k test groups,
+  stratified by (corpus, gender) so that groups stay balanced, shuffled with a fixed
+  ``split_seed``; fold i validates on ``n_val`` speakers of fold i+1's test group (the
+  pattern of the paper's table), every other speaker trains.
+
+In every fold no speaker is in two partitions, and over the folds every speaker is tested
+exactly once. :func:`final_split` gives the split of the final model used for labelling.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("ravdess_paper", "speaker_kfold")
+
+# (test actors, validation actors) per fold, exactly as PAPER.md tabulates them.
+RAVDESS_PAPER_FOLDS: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (
+    ((2, 5, 14, 15, 16), (3, 6)),
+    ((3, 6, 7, 13, 18), (10, 11)),
+    ((10, 11, 12, 19, 20), (8, 17)),
+    ((8, 17, 21, 23, 24), (1, 14)),
+    ((1, 4, 9, 22), (2, 5)),
+)
+RAVDESS_ACTORS = tuple(range(1, 25))
+
+
+@dataclass(frozen=True)
+class Fold:
+    """The speakers of one fold; ``index`` is -1 for the final (no test) split."""
+
+    index: int
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "train": list(self.train), "val": list(self.val),
+                "test": list(self.test)}
+
+
+def ravdess_speaker(actor: int) -> str:
+    return f"ravdess:{actor:02d}"
+
+
+def ravdess_paper(speakers: Sequence[str]) -> list[Fold]:
+    """The paper's five folds, restricted to the RAVDESS actors present in ``speakers``.
+
+    Any speaker that is not one of the 24 RAVDESS actors is an error (use speaker_kfold for
+    other corpora or mixes). A fold whose test actors are all absent is left out, with a
+    warning; a fold left with no training or validation actor is an error.
+    """
+    present = set(speakers)
+    known = {ravdess_speaker(a) for a in RAVDESS_ACTORS}
+    foreign = sorted(present - known)
+    if foreign:
+        raise ValueError(f"split 'ravdess_paper' takes RAVDESS actors (ravdess:01..24) only; "
+                         f"found {foreign[:5]}{' ...' if len(foreign) > 5 else ''}; "
+                         f"use split 'speaker_kfold' for other corpora")
+    folds = []
+    for index, (test_actors, val_actors) in enumerate(RAVDESS_PAPER_FOLDS):
+        test = tuple(s for s in map(ravdess_speaker, test_actors) if s in present)
+        val = tuple(s for s in map(ravdess_speaker, val_actors) if s in present)
+        train = tuple(sorted(present - set(test) - set(val)))
+        if not test:
+            log.warning("ravdess_paper fold %d: none of its test actors %s are present; fold skipped",
+                        index, test_actors)
+            continue
+        if not train or not val:
+            raise ValueError(f"ravdess_paper fold {index}: no {'training' if not train else 'validation'} "
+                             f"actor present among {sorted(present)}")
+        folds.append(Fold(index, train, val, test))
+    return folds
+
+
+def _stratum(speaker: str, genders: Mapping[str, str]) -> tuple[str, str]:
+    return speaker.split(":", 1)[0], genders[speaker]
+
+
+def _interleave(speakers: Sequence[str], genders: Mapping[str, str]) -> list[str]:
+    """Round-robin over the (corpus, gender) strata of ``speakers``, keeping their order."""
+    strata: dict[tuple[str, str], list[str]] = {}
+    for speaker in speakers:
+        strata.setdefault(_stratum(speaker, genders), []).append(speaker)
+    rows = [strata[key] for key in sorted(strata)]
+    return [row[i] for i in range(max(map(len, rows), default=0)) for row in rows if i < len(row)]
+
+
+def speaker_kfold(genders: Mapping[str, str], k: int = 5, n_val: int = 2, seed: int = 0) -> list[Fold]:
+    """k speaker-independent folds over ``genders`` (speaker -> gender), ``n_val`` validation
+    speakers each, taken from the next fold's test group."""
+    if k < 2 or n_val < 1:
+        raise ValueError(f"speaker_kfold needs k >= 2 and n_val >= 1, got k={k}, n_val={n_val}")
+    # Each (corpus, gender) stratum shuffled, strata laid end to end, dealt round-robin:
+    # every group gets a near-equal share of every stratum.
+    rng = random.Random(seed)
+    order: list[str] = []
+    for key in sorted({_stratum(s, genders) for s in genders}):
+        members = sorted(s for s in genders if _stratum(s, genders) == key)
+        rng.shuffle(members)
+        order += members
+    groups = [tuple(sorted(order[i::k])) for i in range(k)]
+    folds = []
+    for i, test in enumerate(groups):
+        # Validation: n_val of the next group's speakers, alternating strata (gender).
+        nxt = set(groups[(i + 1) % k])
+        val = tuple(sorted(_interleave([s for s in order if s in nxt], genders)[:n_val]))
+        train = tuple(sorted(set(genders) - set(test) - set(val)))
+        if not test or len(val) < n_val or not train:
+            raise ValueError(f"speaker_kfold: {len(genders)} speakers are too few for k={k} folds "
+                             f"with n_val={n_val} validation speakers each and some left to train")
+        folds.append(Fold(i, train, val, test))
+    return folds
+
+
+def make_folds(split: str, genders: Mapping[str, str], k: int = 5, n_val: int = 2,
+               seed: int = 0) -> list[Fold]:
+    """Folds by protocol name (see the module docstring)."""
+    if split == "ravdess_paper":
+        return ravdess_paper(sorted(genders))
+    if split == "speaker_kfold":
+        return speaker_kfold(genders, k=k, n_val=n_val, seed=seed)
+    raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+
+
+def final_split(folds: Sequence[Fold]) -> Fold:
+    """The final model's split: every speaker trains except fold 0's validation speakers,
+    which choose the checkpoint (no test speakers: the folds measured the protocol)."""
+    first = folds[0]
+    speakers = set(first.train) | set(first.val) | set(first.test)
+    return Fold(-1, tuple(sorted(speakers - set(first.val))), first.val, ())

@@ -1,0 +1,111 @@
+"""Self-describing checkpoints (docs/CONTRACTS.md): everything needed to label audio.
+
+A checkpoint is a plain dict of tensors, strings, numbers, lists and dicts, so it loads
+with ``torch.load(path, weights_only=True)`` (no pickled classes, no params.yaml):
+``format``, ``model_config``, ``state_dict``, ``feature_config``, ``labels``,
+``normalisation`` (mode, training-speaker mean/std), ``train_params``, ``provenance``.
+
+:func:`load_checkpoint` rebuilds the eval-mode model and wraps it with the normalisation
+the model was trained with; the labelling pipeline calls :meth:`Checkpoint.predict_proba`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ser_core.model import ModelConfig, SERModel
+from ser_core.training.data import frame_stats, normalise, predict_logits
+
+FORMAT = "ser-checkpoint/1"
+KEYS = ("format", "model_config", "state_dict", "feature_config", "labels", "normalisation",
+        "train_params", "provenance")
+
+
+def save_checkpoint(path: str | Path, model: SERModel, *, feature_config: Mapping[str, Any],
+                    labels: Sequence[str], normalisation: Mapping[str, Any],
+                    train_params: Mapping[str, Any], provenance: Mapping[str, Any]) -> Path:
+    """Write ``model`` and its descriptions to ``path`` (atomically: no half-written file)."""
+    if len(labels) != model.config.n_classes:
+        raise ValueError(f"{len(labels)} labels for a model with {model.config.n_classes} classes")
+    checkpoint = {
+        "format": FORMAT,
+        "model_config": model.config.to_dict(),
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "feature_config": dict(feature_config),
+        "labels": list(labels),
+        "normalisation": dict(normalisation),
+        "train_params": dict(train_params),
+        "provenance": dict(provenance),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the eval-mode model plus what it needs around it."""
+
+    model: SERModel
+    feature_config: dict
+    labels: list[str]
+    normalisation: dict
+    train_params: dict
+    provenance: dict
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.model.config
+
+    def normalise(self, features: Sequence[np.ndarray],
+                  stats: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
+        """``features`` normalised as in training. In ``speaker`` mode all of ``features``
+        are taken to come from one speaker (one call channel): they are normalised with
+        ``stats`` if given (e.g. :func:`~ser_core.training.data.frame_stats` over the whole
+        channel), otherwise with their own pooled statistics."""
+        n_dims = self.model.config.n_dims
+        for i, x in enumerate(features):
+            if x.ndim != 2 or x.shape[1] != n_dims or x.shape[0] == 0:
+                raise ValueError(f"features[{i}] has shape {x.shape}; expected (frames >= 1, {n_dims})")
+        if self.normalisation["mode"] == "speaker":
+            mean, std = stats if stats is not None else frame_stats(features)
+        else:
+            mean, std = (np.asarray(self.normalisation[k]) for k in ("mean", "std"))
+        return normalise(features, mean, std)
+
+    def predict_proba(self, features: Sequence[np.ndarray],
+                      stats: tuple[np.ndarray, np.ndarray] | None = None,
+                      batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (N, C), columns in ``labels`` order, for (T, D) raw features."""
+        if len(features) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        tensors = [torch.from_numpy(x) for x in self.normalise(features, stats)]
+        return torch.softmax(predict_logits(self.model, tensors, batch_size), dim=1).numpy()
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load with ``weights_only=True`` and rebuild the model in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} checkpoint")
+    missing = [k for k in KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks {missing}")
+    model = SERModel(ModelConfig.from_dict(data["model_config"]))
+    model.load_state_dict(data["state_dict"])
+    model.eval()
+    return Checkpoint(model=model, feature_config=data["feature_config"], labels=data["labels"],
+                      normalisation=data["normalisation"], train_params=data["train_params"],
+                      provenance=data["provenance"])

@@ -1,0 +1,264 @@
+"""``ser evaluate``: metrics of the out-of-fold test predictions that ``ser train`` wrote.
+
+UAR (unweighted average recall: the mean over classes of each class's recall) is the
+paper's measure. A run's UAR is computed the paper's way, over the pooled out-of-fold
+predictions of all folds; the mean +- std over folds is reported beside it. With several
+seeds, ``uar_mean``/``uar_std``/``uar_max`` summarise the runs' pooled UARs; ``uar_std`` uses
+ddof=1 (the paper used ddof=0: ``uar_std_ddof0``). ``uar``, ``wa`` and the per-class
+recalls pool every run's predictions (each run tests every utterance once, so ``uar``
+equals ``uar_mean``). Recall averages run over the classes present among the true labels.
+
+Writes to ``--output-dir``: ``metrics.json``; ``confusion.csv`` (actual,predicted per test
+prediction of every run, for ``dvc plots``' confusion template) and ``confusion.png``;
+``speakers.csv`` (per-speaker UAR), ``runs.csv`` (per seed), ``folds.csv`` (per seed and
+fold); ``report.md`` with the paper's published figure beside ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ser_core.labels import RAVDESS_LABELS
+
+PROB_PREFIX = "prob_"
+# Published UAR (mean, std with ddof=0, max over 10 runs) per (arch, hidden): PAPER.md.
+# The authors tuned hyper-parameters on the test folds and normalised with test speakers'
+# statistics, so these are optimistic.
+PAPER_UAR = {
+    ("lstm", 32): (0.5352, 0.0123, 0.5547),
+    ("lstm", 64): (0.5751, 0.0108, 0.5996),
+    ("lstm", 128): (0.5895, 0.0076, 0.6022),
+    ("reslstm", 32): (0.6130, 0.0111, 0.6315),
+    ("reslstm", 64): (0.6232, 0.0119, 0.6517),
+    ("reslstm", 128): (0.6107, 0.0134, 0.6348),
+}
+PAPER_H64_RECALL = {"neutral": 0.573, "calm": 0.750, "angry": 0.625, "happy": 0.448,
+                    "disgust": 0.734, "sad": 0.620, "fearful": 0.620, "surprised": 0.583}
+
+
+def recall_per_class(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Recall of each class (NaN for a class absent from ``y``)."""
+    support = np.bincount(y, minlength=n_classes)
+    hits = np.bincount(y[y == pred], minlength=n_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, hits / np.maximum(support, 1), np.nan)
+
+
+def uar(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """Unweighted average recall over the classes present in ``y``."""
+    return float(np.nanmean(recall_per_class(y, pred, n_classes))) if len(y) else float("nan")
+
+
+def confusion_matrix(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts (actual, predicted)."""
+    return np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+@dataclass
+class Predictions:
+    """Out-of-fold test predictions, as ``ser train`` writes them (predictions.csv)."""
+
+    labels: list[str]
+    utterance_ids: list[str]
+    speakers: np.ndarray
+    seeds: np.ndarray
+    folds: np.ndarray
+    y: np.ndarray
+    pred: np.ndarray
+    probs: np.ndarray  # (N, C)
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file not found: {path}")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames or []
+        rows = list(reader)
+    labels = [f[len(PROB_PREFIX):] for f in fields if f.startswith(PROB_PREFIX)]
+    needed = ["utterance_id", "speaker", "seed", "fold", "label", "predicted"]
+    missing = [f for f in needed if f not in fields]
+    if missing or not labels:
+        raise ValueError(f"{path}: not a predictions file (missing {missing or 'prob_* columns'})")
+    if not rows:
+        raise ValueError(f"{path}: no predictions")
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted({r[c] for r in rows for c in ("label", "predicted")} - set(labels))
+    if unknown:
+        raise ValueError(f"{path}: labels {unknown} have no {PROB_PREFIX}* column")
+    return Predictions(
+        labels=labels,
+        utterance_ids=[r["utterance_id"] for r in rows],
+        speakers=np.array([r["speaker"] for r in rows]),
+        seeds=np.array([int(r["seed"]) for r in rows]),
+        folds=np.array([int(r["fold"]) for r in rows]),
+        y=np.array([index[r["label"]] for r in rows]),
+        pred=np.array([index[r["predicted"]] for r in rows]),
+        probs=np.array([[float(r[PROB_PREFIX + label]) for label in labels] for r in rows]),
+    )
+
+
+def _std(values: Sequence[float], ddof: int) -> float | None:
+    return float(np.std(values, ddof=ddof)) if len(values) > ddof else None
+
+
+def compute_metrics(p: Predictions) -> tuple[dict, list[dict], list[dict]]:
+    """``metrics.json`` (see the module docstring), and the UAR of every run and fold."""
+    n = len(p.labels)
+    runs = []
+    for seed in sorted(set(p.seeds.tolist())):
+        m = p.seeds == seed
+        ids = [u for u, keep in zip(p.utterance_ids, m) if keep]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"seed {seed}: an utterance is tested more than once")
+        runs.append({"seed": seed, "uar": uar(p.y[m], p.pred[m], n),
+                     "wa": float(np.mean(p.y[m] == p.pred[m])), "n_test": int(m.sum())})
+    folds = []
+    for seed, fold in sorted(set(zip(p.seeds.tolist(), p.folds.tolist()))):
+        m = (p.seeds == seed) & (p.folds == fold)
+        folds.append({"seed": seed, "fold": fold, "uar": uar(p.y[m], p.pred[m], n), "n_test": int(m.sum())})
+    run_uars = [r["uar"] for r in runs]
+    fold_uars = [f["uar"] for f in folds]
+    recall = recall_per_class(p.y, p.pred, n)
+    return {
+        "uar": uar(p.y, p.pred, n),
+        "wa": float(np.mean(p.y == p.pred)),
+        "per_class_recall": {label: None if np.isnan(r) else float(r)
+                             for label, r in zip(p.labels, recall)},
+        "n_test": len(set(p.utterance_ids)),
+        "n_runs": len(runs),
+        "uar_mean": float(np.mean(run_uars)),
+        "uar_std": _std(run_uars, 1),
+        "uar_std_ddof0": _std(run_uars, 0),
+        "uar_max": float(np.max(run_uars)),
+        "fold_uar_mean": float(np.mean(fold_uars)),
+        "fold_uar_std": _std(fold_uars, 1),
+    }, runs, folds
+
+
+def speaker_uars(p: Predictions) -> list[dict]:
+    """UAR per test speaker, pooled over seeds."""
+    out = []
+    for speaker in sorted(set(p.speakers.tolist())):
+        m = p.speakers == speaker
+        out.append({"speaker": speaker, "uar": uar(p.y[m], p.pred[m], len(p.labels)),
+                    "wa": float(np.mean(p.y[m] == p.pred[m])), "n": int(m.sum())})
+    return out
+
+
+def write_csv(path: Path, rows: Sequence[dict], fields: Sequence[str]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, title: str) -> None:
+    """Row-normalised confusion matrix (colour: recall share; text: counts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(labels), 0.8 + 0.6 * len(labels)))
+    ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if share[i, j] > 0.5 else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def format_report(metrics: dict, speakers: Sequence[dict], run_info: dict | None) -> str:
+    """A markdown report: our figures, and the paper's published ones where comparable."""
+    cfg = (run_info or {}).get("config", {})
+    arch, hidden = cfg.get("arch"), cfg.get("hidden")
+    name = {"reslstm": "ResLSTM-SA", "lstm": "LSTM-SA"}.get(arch, "model")
+    title = f"{name}-h{hidden}" if hidden else name
+    lines = [f"# Evaluation: {title}", ""]
+    if cfg:
+        lines += [f"split `{cfg.get('split')}`, normalisation `{cfg.get('normalisation')}`, "
+                  f"{cfg.get('epochs')} epochs, seeds {cfg.get('seeds')}", ""]
+    lines += ["| measure | ours | paper (tuned on test folds) |", "|---|---|---|"]
+    comparable = cfg.get("labels", list(RAVDESS_LABELS)) == list(RAVDESS_LABELS)
+    paper = PAPER_UAR.get((arch, hidden)) if comparable else None
+    paper_uar = f"{paper[0]:.4f} ± {paper[1]:.4f} (ddof=0), max {paper[2]:.4f}" if paper else "-"
+    std = metrics["uar_std"]
+    ours = f"{metrics['uar_mean']:.4f}" + (f" ± {std:.4f} (ddof=1)" if std is not None else "")
+    lines += [f"| pooled out-of-fold UAR, {metrics['n_runs']} run(s) | {ours}, max "
+              f"{metrics['uar_max']:.4f} | {paper_uar} |",
+              f"| per-fold UAR mean ± std | {metrics['fold_uar_mean']:.4f} ± "
+              f"{_fmt(metrics['fold_uar_std'])} | - |",
+              f"| accuracy (WA) | {metrics['wa']:.4f} | not reported |",
+              f"| test utterances | {metrics['n_test']} | 1440 |", ""]
+    lines += ["| class | recall | paper (one ResLSTM-SA-h64 run) |", "|---|---|---|"]
+    for label, r in metrics["per_class_recall"].items():
+        ref = PAPER_H64_RECALL.get(label) if comparable else None
+        lines.append(f"| {label} | {_fmt(r)} | {'-' if ref is None else f'{ref:.3f}'} |")
+    lines += ["", "| speaker | UAR | accuracy | predictions |", "|---|---|---|---|"]
+    lines += [f"| {s['speaker']} | {s['uar']:.4f} | {s['wa']:.4f} | {s['n']} |" for s in speakers]
+    lines += ["", "The paper's figures are from RAVDESS with hyper-parameters searched on the test "
+              "folds and normalisation statistics that include the test speakers; ours choose "
+              "every checkpoint on validation speakers and never look at test speakers' labels.", ""]
+    return "\n".join(lines)
+
+
+def evaluate(predictions: str | Path, output_dir: str | Path, run_info: dict | None = None) -> dict:
+    """Compute and write every output; returns the metrics."""
+    p = read_predictions(predictions)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics, runs, folds = compute_metrics(p)
+    speakers = speaker_uars(p)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_csv(out / "confusion.csv",
+              [{"actual": p.labels[a], "predicted": p.labels[b]} for a, b in zip(p.y, p.pred)],
+              ["actual", "predicted"])
+    write_csv(out / "speakers.csv", speakers, ["speaker", "uar", "wa", "n"])
+    write_csv(out / "runs.csv", runs, ["seed", "uar", "wa", "n_test"])
+    write_csv(out / "folds.csv", folds, ["seed", "fold", "uar", "n_test"])
+    plot_confusion(confusion_matrix(p.y, p.pred, len(p.labels)), p.labels, out / "confusion.png",
+                   f"pooled out-of-fold, UAR {metrics['uar']:.3f}")
+    (out / "report.md").write_text(format_report(metrics, speakers, run_info))
+    return metrics
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--predictions", required=True,
+                        help="out-of-fold predictions CSV written by `ser train` (OUTPUT/predictions.csv)")
+    parser.add_argument("--output-dir", required=True, help="directory for metrics.json, plots, report")
+    parser.add_argument("--run-info", default=None,
+                        help="the training run's run.json (default: beside the predictions, if there)")
+
+
+def main(args: argparse.Namespace) -> int:
+    info_path = Path(args.run_info) if args.run_info else Path(args.predictions).with_name("run.json")
+    if args.run_info and not info_path.is_file():
+        raise FileNotFoundError(f"run info not found: {info_path}")
+    run_info = json.loads(info_path.read_text()) if info_path.is_file() else None
+    m = evaluate(args.predictions, args.output_dir, run_info)
+    std = "" if m["uar_std"] is None else f" ± {m['uar_std']:.4f}"
+    print(f"UAR {m['uar']:.4f} (runs: mean {m['uar_mean']:.4f}{std}, max {m['uar_max']:.4f}; "
+          f"folds: {m['fold_uar_mean']:.4f}), accuracy {m['wa']:.4f}, {m['n_test']} test utterances "
+          f"-> {args.output_dir}")
+    return 0

@@ -1,0 +1,368 @@
+"""``ser train``: speaker-independent cross-validation of ResLSTM-SA, then the final model.
+
+For every seed and every fold (:mod:`ser_core.splits`): normalise (training speakers'
+statistics, or each speaker's own), train with Adam + CosineAnnealingWarmRestarts
+(T_0=t0, T_mult=1, eta_min=0.01*lr, stepped once per epoch) on plain cross-entropy, keep
+the epoch with the best VALIDATION UAR (ties: lower validation loss), and predict the
+fold's test speakers with it. Then the final model for labelling: every speaker trains
+except fold 0's validation speakers, which choose its checkpoint (first seed).
+
+Seeds. Each entry of ``seeds`` is one independent run. Fold f of the run with seed s
+draws its initialisation, dropout and batch order from ``SeedSequence((s, f + 1))``; the
+final model from ``SeedSequence((s, 0))``. Folds of a run therefore differ, and runs
+differ in every fold (the authors re-used the same seeds in every run). On CPU a run is
+deterministic for a given seed and thread count.
+
+Restarts. Each fold writes its outputs, then ``done.json`` holding a hash of the params
+that affect it, of the features and of the training code; a re-run skips folds whose
+marker matches (so a DVC stage may keep its output with ``persist: true``).
+
+Outputs under ``--output``: ``runs/seed<S>/fold<F>/`` (checkpoint.pt, history.csv,
+predictions.csv, done.json) and ``runs/final/``; merged ``predictions.csv`` (out-of-fold
+test predictions, for ``ser evaluate``), ``history.csv`` (per seed, fold and epoch),
+``curves.csv`` (per epoch, mean over seeds and folds, for ``dvc plots``), ``run.json``;
+and the final checkpoint at ``--final`` (default ``OUTPUT/final.pt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from ser_core.labels import RAVDESS_LABELS
+from ser_core.model import ModelConfig, SERModel
+from ser_core.params import build_config, flags, load_section
+from ser_core.splits import SPLITS, Fold, final_split, make_folds
+from ser_core.training.checkpoint import save_checkpoint
+from ser_core.training.data import (NORMALISATIONS, FeatureSet, Normaliser, collate,
+                                    length_batches, load_features, predict_logits)
+from ser_core.training.evaluate import PROB_PREFIX, uar, write_csv
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_uar", "val_loss", "val_uar")
+FINAL_RULE = ("trained on every speaker except fold 0's validation speakers, which chose the "
+              "checkpoint (best validation UAR); first seed")
+
+
+@dataclass
+class TrainConfig:
+    """params.yaml ``train``; defaults are the setting PAPER.md measured on real RAVDESS."""
+
+    arch: str = "reslstm"  # 'reslstm' | 'lstm'
+    hidden: int = 64
+    dropout: float = 0.3
+    mask_padding: bool = True  # False: the authors' unmasked attention and BatchNorm
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 1.6e-3
+    t0: int = 5  # CosineAnnealingWarmRestarts T_0, in epochs
+    labels: list[str] = field(default_factory=lambda: list(RAVDESS_LABELS))
+    split: str = "ravdess_paper"  # 'ravdess_paper' | 'speaker_kfold'
+    k: int = 5  # speaker_kfold: folds
+    n_val: int = 2  # speaker_kfold: validation speakers per fold
+    split_seed: int = 0  # speaker_kfold: the speaker shuffle (fixed across runs)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    normalisation: str = "speaker"  # 'global' (training speakers) | 'speaker' (each its own)
+    # torch CPU threads (0: torch's default). One is as fast as two for this small model
+    # and does not collapse when other processes share the cores (benchmarks/train.py).
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.labels, str):
+            self.labels = [s.strip() for s in self.labels.split(",") if s.strip()]
+        if isinstance(self.seeds, int):
+            self.seeds = [self.seeds]
+        self.labels, self.seeds = list(self.labels), [int(s) for s in self.seeds]
+        if self.split not in SPLITS:
+            raise ValueError(f"train.split must be one of {SPLITS}, got {self.split!r}")
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"train.normalisation must be one of {NORMALISATIONS}, "
+                             f"got {self.normalisation!r}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"train.seeds must be distinct non-negative integers, got {self.seeds}")
+        for name in ("epochs", "batch_size", "t0"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"train.lr must be > 0 and weight_decay >= 0, "
+                             f"got {self.lr}, {self.weight_decay}")
+
+    def model_config(self, n_dims: int) -> ModelConfig:
+        return ModelConfig(n_dims=n_dims, n_classes=len(self.labels), hidden=self.hidden,
+                           arch=self.arch, dropout=self.dropout, mask_padding=self.mask_padding)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class FoldResult:
+    fold: Fold
+    seed: int
+    model: SERModel  # the best-validation-UAR weights
+    normaliser: Normaliser
+    history: list[dict]
+    best_epoch: int
+    val_uar: float
+    test_probs: np.ndarray  # (N_test, C), rows in fold.test utterance order
+
+
+def fold_seed(seed: int, fold_index: int) -> int:
+    """The seed of one fold of one run (the final model is fold_index -1)."""
+    return int(np.random.SeedSequence((seed, fold_index + 1)).generate_state(1)[0])
+
+
+def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tensor,
+                batches: Sequence[np.ndarray], optimizer: torch.optim.Optimizer) -> tuple[float, np.ndarray]:
+    """One pass over ``batches``; returns the mean loss and the (train-mode) predictions."""
+    model.train()
+    total, pred = 0.0, np.empty(len(y), dtype=np.int64)
+    for idx in batches:
+        x, lengths = collate(tensors, idx)
+        logits = model(x, lengths)  # (B, C)
+        loss = F.cross_entropy(logits, y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(idx)
+        pred[idx] = logits.argmax(1).numpy()
+    return total / len(y), pred
+
+
+def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
+               progress: bool = True) -> FoldResult:
+    """Train one fold from scratch and predict its test speakers with the best checkpoint."""
+    train_idx, val_idx, test_idx = (data.indices(s) for s in (fold.train, fold.val, fold.test))
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError(f"fold {fold.index}: no training or validation utterances")
+    normaliser = Normaliser.fit(cfg.normalisation, data, train_idx)
+    features = [torch.from_numpy(x) for x in normaliser.apply(data)]
+    y_all = torch.from_numpy(data.y)
+    x_train, x_val, x_test = ([features[i] for i in idx] for idx in (train_idx, val_idx, test_idx))
+    y_train, y_val = y_all[train_idx], y_all[val_idx]
+    n_classes = len(data.labels)
+
+    s = fold_seed(seed, fold.index)
+    torch.manual_seed(s)
+    rng = np.random.default_rng(s)
+    model = SERModel(cfg.model_config(data.n_dims))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=cfg.t0, T_mult=1, eta_min=0.01 * cfg.lr)
+    lengths = np.array([t.shape[0] for t in x_train])
+
+    history, best, best_epoch = [], (-1.0, -np.inf), 0
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    name = "final" if fold.index < 0 else f"fold {fold.index}"
+    bar = tqdm(range(1, cfg.epochs + 1), desc=f"seed {seed} {name}", unit="epoch",
+               disable=not progress, dynamic_ncols=True, mininterval=0.5)
+    for epoch in bar:
+        lr = optimizer.param_groups[0]["lr"]
+        batches = length_batches(lengths, cfg.batch_size, rng)
+        loss, pred = train_epoch(model, x_train, y_train, batches, optimizer)
+        scheduler.step()
+        logits = predict_logits(model, x_val)
+        val_loss = float(F.cross_entropy(logits, y_val))
+        val_uar = uar(y_val.numpy(), logits.argmax(1).numpy(), n_classes)
+        history.append({"epoch": epoch, "lr": lr, "train_loss": loss,
+                        "train_uar": uar(y_train.numpy(), pred, n_classes),
+                        "val_loss": val_loss, "val_uar": val_uar})
+        if (val_uar, -val_loss) > best:
+            best = (val_uar, -val_loss)
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_epoch = epoch
+        bar.set_postfix(loss=f"{loss:.3f}", val_uar=f"{val_uar:.3f}", best=f"{best[0]:.3f}",
+                        refresh=False)
+    model.load_state_dict(best_state)
+    model.eval()
+    probs = np.zeros((0, n_classes), dtype=np.float32)
+    if x_test:
+        probs = torch.softmax(predict_logits(model, x_test), 1).numpy()  # (N_test, C)
+    return FoldResult(fold, seed, model, normaliser, history, best_epoch, best[0], probs)
+
+
+# ---------------------------------------------------------------- outputs and restarts
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def prediction_fields(labels: Sequence[str]) -> list[str]:
+    return (["utterance_id", "speaker", "gender", "fold", "seed", "label", "predicted"]
+            + [PROB_PREFIX + label for label in labels])
+
+
+def prediction_rows(data: FeatureSet, result: FoldResult) -> list[dict]:
+    rows = []
+    for i, p in zip(data.indices(result.fold.test), result.test_probs):
+        row = {"utterance_id": data.utterance_ids[i], "speaker": data.speakers[i],
+               "gender": data.genders[i], "fold": result.fold.index, "seed": result.seed,
+               "label": data.labels[data.y[i]], "predicted": data.labels[int(np.argmax(p))]}
+        row.update({PROB_PREFIX + label: f"{v:.6f}" for label, v in zip(data.labels, p)})
+        rows.append(row)
+    return rows
+
+
+def code_fingerprint() -> str:
+    """Digest of the code a fold's result depends on: a finished fold is stale once it changes."""
+    package = Path(__file__).resolve().parents[1]
+    files = [package / "model.py", package / "splits.py", package / "labels.py",
+             *sorted((package / "training").glob("*.py"))]
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def fold_key(cfg: TrainConfig, fold: Fold, seed: int, fingerprint: str, code: str) -> str:
+    """Hash of everything a fold's result depends on (not threads, not the other seeds)."""
+    params = {k: v for k, v in cfg.to_dict().items() if k not in ("threads", "seeds")}
+    blob = json.dumps({"params": params, "fold": fold.to_dict(), "seed": seed,
+                       "features": fingerprint, "code": code}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def is_done(fold_dir: Path, key: str) -> bool:
+    marker = fold_dir / "done.json"
+    return marker.is_file() and json.loads(marker.read_text()).get("key") == key
+
+
+def save_fold(fold_dir: Path, data: FeatureSet, cfg: TrainConfig, result: FoldResult, key: str) -> None:
+    """Checkpoint, history and predictions, then the done marker (written last)."""
+    if fold_dir.exists():
+        shutil.rmtree(fold_dir)
+    fold_dir.mkdir(parents=True)
+    f = result.fold
+    provenance = {"fold": f.index, "seed": result.seed, "train_speakers": list(f.train),
+                  "val_speakers": list(f.val), "test_speakers": list(f.test),
+                  "best_epoch": result.best_epoch, "val_uar": result.val_uar,
+                  "features_fingerprint": data.fingerprint()}
+    if f.index < 0:
+        provenance["rule"] = FINAL_RULE
+    save_checkpoint(fold_dir / "checkpoint.pt", result.model, feature_config=data.feature_config,
+                    labels=data.labels, normalisation=result.normaliser.to_dict(),
+                    train_params=cfg.to_dict(), provenance=provenance)
+    write_csv(fold_dir / "history.csv", result.history, HISTORY_FIELDS)
+    write_csv(fold_dir / "predictions.csv", prediction_rows(data, result), prediction_fields(data.labels))
+    (fold_dir / "done.json").write_text(json.dumps(
+        {"key": key, "best_epoch": result.best_epoch, "val_uar": result.val_uar}, indent=2) + "\n")
+
+
+def mean_curves(histories: Sequence[list[dict]]) -> list[dict]:
+    """Per epoch, the mean of each history field over every fold and seed."""
+    epochs = min(len(h) for h in histories)
+    return [{"epoch": e + 1, **{k: float(np.mean([float(h[e][k]) for h in histories]))
+                                for k in HISTORY_FIELDS if k != "epoch"}} for e in range(epochs)]
+
+
+def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: Path | None = None,
+                 progress: bool = True) -> dict:
+    """Every fold of every seed (skipping finished ones), then the final model; returns run info."""
+    output.mkdir(parents=True, exist_ok=True)
+    final_path = final_path or output / "final.pt"
+    folds = make_folds(cfg.split, data.speaker_genders(), k=cfg.k, n_val=cfg.n_val, seed=cfg.split_seed)
+    fingerprint, code = data.fingerprint(), code_fingerprint()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    predictions, histories, history_rows, summary = [], [], [], []
+    start = time.perf_counter()
+    try:
+        jobs = [(seed, fold, output / "runs" / f"seed{seed}" / f"fold{fold.index}")
+                for seed in cfg.seeds for fold in folds]
+        jobs.append((cfg.seeds[0], final_split(folds), output / "runs" / "final"))
+        for seed, fold, fold_dir in jobs:
+            key = fold_key(cfg, fold, seed, fingerprint, code)
+            name = f"seed {seed} " + ("final model" if fold.index < 0 else f"fold {fold.index}")
+            if is_done(fold_dir, key):
+                log.info("%s: already done, skipped (%s)", name, fold_dir)
+            else:
+                result = train_fold(data, fold, cfg, seed, progress)
+                save_fold(fold_dir, data, cfg, result, key)
+                log.info("%s: best epoch %d, validation UAR %.4f", name, result.best_epoch, result.val_uar)
+            done = json.loads((fold_dir / "done.json").read_text())
+            summary.append({"seed": seed, "fold": fold.index, "best_epoch": done["best_epoch"],
+                            "val_uar": done["val_uar"]})
+            if fold.index >= 0:
+                predictions += read_rows(fold_dir / "predictions.csv")
+                histories.append(read_rows(fold_dir / "history.csv"))
+                history_rows += [{"seed": seed, "fold": fold.index, **row} for row in histories[-1]]
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(output / "runs" / "final" / "checkpoint.pt", final_path)
+    write_csv(output / "predictions.csv", predictions, prediction_fields(data.labels))
+    write_csv(output / "history.csv", history_rows, ("seed", "fold") + HISTORY_FIELDS)
+    write_csv(output / "curves.csv", mean_curves(histories), HISTORY_FIELDS)
+    info = {"config": cfg.to_dict(), "n_utterances": len(data.y), "n_speakers": len(set(data.speakers)),
+            "dropped": dict(sorted(data.dropped.items())), "feature_config": data.feature_config,
+            "features_fingerprint": fingerprint, "folds": [f.to_dict() for f in folds],
+            "final": {"rule": FINAL_RULE, **final_split(folds).to_dict()},
+            "results": summary, "seconds": round(time.perf_counter() - start, 1)}
+    (output / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+# ---------------------------------------------------------------- command line
+
+FLAGS = ("arch", "hidden", "dropout", "mask_padding", "epochs", "batch_size", "lr", "weight_decay",
+         "t0", "labels", "split", "k", "n_val", "split_seed", "seeds", "normalisation", "threads")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--features", required=True, help="directory of features-*.parquet shards")
+    parser.add_argument("--output", required=True, help="directory for folds, predictions, curves")
+    parser.add_argument("--final", default=None, help="final checkpoint path (default OUTPUT/final.pt)")
+    parser.add_argument("--params", default=None, help="params.yaml to read the 'train' section from")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = parser.add_argument_group("overrides of params.yaml 'train'")
+    g.add_argument("--arch", choices=("reslstm", "lstm"))
+    g.add_argument("--hidden", type=int)
+    g.add_argument("--dropout", type=float)
+    g.add_argument("--mask-padding", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--t0", type=int, help="CosineAnnealingWarmRestarts T_0 (epochs)")
+    g.add_argument("--labels", help="comma-separated label set, in class order")
+    g.add_argument("--split", choices=SPLITS)
+    g.add_argument("--k", type=int, help="speaker_kfold: number of folds")
+    g.add_argument("--n-val", type=int, help="speaker_kfold: validation speakers per fold")
+    g.add_argument("--split-seed", type=int)
+    g.add_argument("--seeds", type=int, nargs="+", help="one independent run per seed")
+    g.add_argument("--normalisation", choices=NORMALISATIONS)
+    g.add_argument("--threads", type=int, help="torch CPU threads (0: torch's default)")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = build_config(TrainConfig, load_section(args.params, "train"), flags(args, *FLAGS))
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    data = load_features(args.features, cfg.labels)
+    log.info("%d utterances of %d speakers, %d dims; dropped %s", len(data.y),
+             len(set(data.speakers)), data.n_dims, dict(data.dropped) or "none")
+    final = Path(args.final) if args.final else None
+    info = run_training(data, cfg, Path(args.output), final, progress=not args.no_progress)
+    folds = [r for r in info["results"] if r["fold"] >= 0]
+    print(f"trained {len(folds)} fold(s) x {len(cfg.seeds)} seed(s) + final model in "
+          f"{info['seconds']} s; mean validation UAR {np.mean([r['val_uar'] for r in folds]):.4f}; "
+          f"final checkpoint {final or Path(args.output) / 'final.pt'}")
+    return 0

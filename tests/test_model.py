@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from ser_core.model import ModelConfig, SERModel, count_parameters
+
+
+@pytest.mark.parametrize("arch, hidden, expected", [
+    ("reslstm", 32, 27_988), ("reslstm", 64, 46_772), ("reslstm", 128, 108_916),
+    ("lstm", 32, 10_600), ("lstm", 64, 29_384), ("lstm", 128, 91_528),
+])
+def test_parameter_counts_match_the_paper(arch, hidden, expected):
+    model = SERModel(ModelConfig(n_dims=46, n_classes=8, hidden=hidden, arch=arch))
+    assert count_parameters(model) == expected
+
+
+def test_published_initialisation():
+    torch.manual_seed(0)
+    model = SERModel(ModelConfig(n_dims=10, n_classes=4, hidden=12))
+    for lstm in (model.lstm1, model.lstm2):
+        h = lstm.hidden_size
+        for name in ("bias_ih_l0", "bias_hh_l0"):
+            bias = getattr(lstm, name)
+            assert torch.all(bias[h:2 * h] == 1.0)
+            assert torch.all(bias[:h] == 0) and torch.all(bias[2 * h:] == 0)
+        w_hh = lstm.weight_hh_l0  # (4h, h), orthogonal columns
+        assert torch.allclose(w_hh.T @ w_hh, torch.eye(h), atol=1e-5)
+    assert torch.all(model.classifier.bias == 0)
+    bound = (6 / (12 + 4)) ** 0.5  # Xavier-uniform limit
+    assert model.classifier.weight.abs().max() <= bound
+
+
+def _batch(lengths, n_dims=6, extra=0, seed=0):
+    """Zero-padded batch of random utterances; ``extra`` adds trailing zero frames."""
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(t, n_dims, generator=g) for t in lengths]
+    x = torch.zeros(len(xs), max(lengths) + extra, n_dims)
+    for i, u in enumerate(xs):
+        x[i, :len(u)] = u
+    return x, torch.tensor(lengths)
+
+
+def _model(arch="reslstm", mask=True, dropout=0.0):
+    torch.manual_seed(0)
+    model = SERModel(ModelConfig(n_dims=6, n_classes=3, hidden=5, arch=arch, dropout=dropout,
+                                 mask_padding=mask))
+    model.train()
+    for seed in range(3):  # make the BatchNorm running statistics non-trivial
+        model(*_batch([7, 4, 9], seed=seed + 10))
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", ["reslstm", "lstm"])
+def test_padding_does_not_change_outputs_in_eval_mode(arch):
+    model = _model(arch)
+    x, lengths = _batch([5, 3, 8])
+    with torch.no_grad():
+        batched = model(x, lengths)
+        padded_more = model(*_batch([5, 3, 8], extra=11))
+        alone = torch.cat([model(x[i:i + 1, :lengths[i]], lengths[i:i + 1]) for i in range(3)])
+        with_longer = model(*_batch([5, 3, 8, 30]))[:3]  # a longer utterance joins the batch
+    for other in (padded_more, alone):
+        torch.testing.assert_close(batched, other, rtol=1e-5, atol=1e-6)
+    # The fourth utterance draws new random frames, but the first three are the same.
+    torch.testing.assert_close(with_longer, batched, rtol=1e-5, atol=1e-6)
+
+
+def test_unmasked_mode_lets_padding_in():
+    model = _model(mask=False)
+    with torch.no_grad():
+        assert not torch.allclose(model(*_batch([5, 3, 8])), model(*_batch([5, 3, 8], extra=11)))
+
+
+def _train_step_stats(mask, extra):
+    model = _model(mask=mask).train()
+    logits = model(*_batch([5, 3, 8], extra=extra))
+    return logits.detach(), model.bn_in.running_mean.clone(), model.bn_in.running_var.clone()
+
+
+def test_masked_batchnorm_statistics_ignore_padding():
+    a, mean_a, var_a = _train_step_stats(mask=True, extra=0)
+    b, mean_b, var_b = _train_step_stats(mask=True, extra=13)
+    torch.testing.assert_close(mean_a, mean_b)
+    torch.testing.assert_close(var_a, var_b)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # dropout 0: training outputs too
+    _, mean_c, _ = _train_step_stats(mask=False, extra=0)
+    _, mean_d, _ = _train_step_stats(mask=False, extra=13)
+    assert not torch.allclose(mean_c, mean_d)  # the authors' BatchNorm counts the padding
+
+
+def test_config_round_trip_and_validation():
+    config = ModelConfig(n_dims=46, hidden=32, arch="lstm", dropout=0.2, mask_padding=False)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="arch"):
+        ModelConfig(arch="gru")
+    with pytest.raises(ValueError, match="dropout"):
+        ModelConfig(dropout=1.0)

@@ -1,0 +1,92 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from ser_core.training.evaluate import (compute_metrics, evaluate, format_report, read_predictions,
+                                        recall_per_class, uar)
+
+LABELS = ["a", "b", "c"]
+
+
+def test_uar_is_the_mean_recall_over_present_classes():
+    y = np.array([0, 0, 0, 0, 1, 1])
+    pred = np.array([0, 0, 0, 1, 1, 0])
+    np.testing.assert_allclose(recall_per_class(y, pred, 3), [0.75, 0.5, np.nan])
+    assert uar(y, pred, 3) == pytest.approx(0.625)  # class c never occurs: not averaged in
+
+
+def _write(path, rows):
+    fields = ["utterance_id", "speaker", "gender", "fold", "seed", "label", "predicted"] + \
+        [f"prob_{x}" for x in LABELS]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for uid, spk, fold, seed, label, pred in rows:
+            w.writerow({"utterance_id": uid, "speaker": spk, "gender": "male", "fold": fold,
+                        "seed": seed, "label": label, "predicted": pred,
+                        **{f"prob_{x}": float(x == pred) for x in LABELS}})
+    return path
+
+
+# Six utterances, two folds, two seeds. Seed 0: 4/6 right; seed 1: all right.
+TRUTH = [("u1", "s:1", 0, "a"), ("u2", "s:1", 0, "b"), ("u3", "s:1", 0, "c"),
+         ("u4", "s:2", 1, "a"), ("u5", "s:2", 1, "b"), ("u6", "s:2", 1, "c")]
+SEED0 = ["a", "b", "c", "b", "b", "a"]
+
+
+def _rows():
+    rows = [(u, s, f, 0, y, p) for (u, s, f, y), p in zip(TRUTH, SEED0)]
+    return rows + [(u, s, f, 1, y, y) for u, s, f, y in TRUTH]
+
+
+def test_metrics_pool_folds_the_papers_way_and_summarise_seeds(tmp_path):
+    metrics, runs, folds = compute_metrics(read_predictions(_write(tmp_path / "p.csv", _rows())))
+    # Seed 0 pooled: recalls a 1/2, b 2/2, c 1/2 -> UAR 2/3.
+    assert [r["uar"] for r in runs] == pytest.approx([2 / 3, 1.0])
+    assert metrics["uar_mean"] == pytest.approx(5 / 6) and metrics["uar"] == pytest.approx(5 / 6)
+    assert metrics["uar_std"] == pytest.approx(np.std([2 / 3, 1], ddof=1))
+    assert metrics["uar_std_ddof0"] == pytest.approx(1 / 6)
+    assert metrics["uar_max"] == 1.0 and metrics["n_test"] == 6 and metrics["n_runs"] == 2
+    assert metrics["wa"] == pytest.approx(10 / 12)
+    assert metrics["per_class_recall"] == pytest.approx({"a": 0.75, "b": 1.0, "c": 0.75})
+    # Seed 0 fold 1: a->b, b->b, c->a: UAR 1/3; fold 0 all right.
+    assert [f["uar"] for f in folds] == pytest.approx([1.0, 1 / 3, 1.0, 1.0])
+    assert metrics["fold_uar_mean"] == pytest.approx(5 / 6)
+
+
+def test_an_utterance_tested_twice_in_one_run_is_an_error(tmp_path):
+    rows = _rows() + [("u1", "s:1", 1, 0, "a", "a")]
+    with pytest.raises(ValueError, match="more than once"):
+        compute_metrics(read_predictions(_write(tmp_path / "p.csv", rows)))
+
+
+def test_evaluate_writes_metrics_plots_and_report(tmp_path):
+    run_info = {"config": {"arch": "reslstm", "hidden": 64, "split": "ravdess_paper",
+                           "normalisation": "speaker", "epochs": 100, "seeds": [0, 1]}}
+    metrics = evaluate(_write(tmp_path / "p.csv", _rows()), tmp_path / "out", run_info)
+    out = tmp_path / "out"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    for key in ("uar", "wa", "per_class_recall", "n_test", "uar_mean", "uar_std", "uar_max"):
+        assert key in saved
+    with open(out / "confusion.csv") as fh:
+        confusion = list(csv.DictReader(fh))
+    assert len(confusion) == 12 and set(confusion[0]) == {"actual", "predicted"}
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    with open(out / "speakers.csv") as fh:
+        assert [r["speaker"] for r in csv.DictReader(fh)] == ["s:1", "s:2"]
+    report = (out / "report.md").read_text()
+    assert "0.6232 ± 0.0119" in report and "ResLSTM-SA-h64" in report
+    other_labels = {"config": {**run_info["config"], "labels": LABELS}}
+    assert "0.6232" not in format_report(metrics, [], other_labels)  # not comparable
+
+
+def test_single_run_has_no_std():
+    from ser_core.training.evaluate import Predictions
+    p = Predictions(LABELS, ["u1", "u2"], np.array(["s:1", "s:1"]), np.array([0, 0]),
+                    np.array([0, 0]), np.array([0, 1]), np.array([0, 1]), np.eye(3)[:2])
+    metrics, _, _ = compute_metrics(p)
+    assert metrics["uar_std"] is None and metrics["uar"] == 1.0
+    assert "0.6232" not in format_report(metrics, [], None)  # no model named: no paper figure

@@ -1,0 +1,2 @@
+"""Apache Beam pipelines (entry points): ``features`` (manifest -> Parquet features) and
+``label`` (audio archives -> emotion segments). Shared Beam helpers live in ``common``."""

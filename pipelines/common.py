@@ -1,0 +1,276 @@
+"""What the Beam pipelines share: dead-letter rows, Parquet shards, counters, clean-up.
+
+- Failures leave a DoFn through Beam's ``with_exception_handling`` as
+  ``(element, (exception type, repr, traceback lines))``; :class:`DeadLetterToErrorRow`
+  turns them into rows of :data:`ERRORS_SCHEMA` (``utterance_id, path, stage, error``).
+- :class:`WriteShards` writes dict rows to ``DIR/<prefix>-SSSSS-of-NNNNN.parquet``
+  with ``WriteToParquetBatched``: rows are gathered per bundle into Arrow tables, and
+  numpy array values become nested lists in one vectorised step (a row of
+  (frames, dims) features costs microseconds instead of a Python list per frame).
+- :func:`clear_outputs`, :func:`count_rows` and :func:`counter_value` work on local
+  paths and on any Beam filesystem (gs://, s3://, ...).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+LOGGER = logging.getLogger(__name__)
+NAMESPACE = "ser"
+SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+ERRORS_PREFIX = "errors"
+ERRORS_SCHEMA = pa.schema([
+    pa.field("utterance_id", pa.string()),
+    pa.field("path", pa.string()),
+    pa.field("stage", pa.string()),
+    pa.field("error", pa.string()),
+])
+# Array bytes gathered per Arrow table (= Parquet row group): small enough that worker
+# memory stays flat however many rows it writes (with Beam's default of 64 MB, worker
+# RSS grew by ~70 KB per feature row written, heap fragmentation included).
+ROW_GROUP_BYTES = 8 * 1024 * 1024
+
+
+def limit_blas_threads(threads: int = 1) -> Any:
+    """Cap BLAS thread pools in this process; returns a handle whose
+    ``restore_original_limits()`` undoes it (call from DoFn.teardown).
+
+    Parallelism comes from Beam's workers; a BLAS pool per worker on top of that makes
+    the small matrix products of the front-end thrash on a busy machine (10-20x slower).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with librosa's scikit-learn
+        LOGGER.warning("threadpoolctl not installed: BLAS thread pools left as they are")
+        return None
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def counter(name: str) -> Any:
+    """A Beam counter in the project's namespace (read back with :func:`counter_value`)."""
+    return Metrics.counter(NAMESPACE, name)
+
+
+def counter_value(result: beam.runners.runner.PipelineResult, name: str) -> int | None:
+    """Committed (or attempted) value of a counter after the run; None if the runner has none."""
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE).with_name(name))["counters"]
+    except Exception:  # some runners do not report metrics
+        return None
+    if not counters:
+        return None
+    values = [c.committed if c.committed is not None else c.attempted for c in counters]
+    return int(sum(v for v in values if v is not None))
+
+
+class CountElements(beam.DoFn):
+    """Passes elements through, counting them in counter ``name``."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def setup(self) -> None:
+        self._counter = counter(self._name)
+
+    def process(self, element: Any) -> Iterator[Any]:
+        self._counter.inc()
+        yield element
+
+
+# ---------------------------------------------------------------- errors
+
+
+def error_row(key: Mapping[str, Any], stage: str, error: str) -> dict[str, str]:
+    """One row of the errors output; ``key`` supplies utterance_id and path."""
+    return {"utterance_id": str(key.get("utterance_id", "")), "path": str(key.get("path", "")),
+            "stage": stage, "error": error}
+
+
+def describe_failure(failure: tuple) -> str:
+    """``Type: message`` from a dead letter's (type, repr, traceback lines)."""
+    exc_type, exc_repr, lines = failure
+    if lines:
+        return str(lines[-1]).strip()
+    return f"{getattr(exc_type, '__name__', exc_type)}: {exc_repr}"
+
+
+class DeadLetterToErrorRow(beam.DoFn):
+    """Dead letters of one stage -> error rows; counts them as ``failed``.
+
+    ``key_of`` maps the failed element to the mapping that holds utterance_id and
+    path (it must be a module-level function so the DoFn pickles).
+    """
+
+    def __init__(self, stage: str, key_of: Callable[[Any], Mapping[str, Any]]):
+        self._stage = stage
+        self._key_of = key_of
+        self._failed = counter("failed")
+
+    def process(self, dead_letter: tuple) -> Iterator[dict[str, str]]:
+        element, failure = dead_letter
+        self._failed.inc()
+        try:
+            key = self._key_of(element)
+        except Exception:  # a malformed element still yields an error row
+            key = {}
+        yield error_row(key, self._stage, describe_failure(failure))
+
+
+# ---------------------------------------------------------------- Parquet shards
+
+
+def arrow_column(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
+    """An Arrow column from row values; numpy arrays become (nested) lists without Python loops."""
+    if values and all(isinstance(v, np.ndarray) for v in values) and pa.types.is_list(type_):
+        return _nested_list(values, type_)
+    return pa.array(values, type=type_)
+
+
+def _nested_list(arrays: Sequence[np.ndarray], type_: pa.DataType) -> pa.Array:
+    depth, leaf = 0, type_
+    while pa.types.is_list(leaf):
+        depth, leaf = depth + 1, leaf.value_type
+    if any(a.ndim != depth for a in arrays):
+        raise ValueError(f"column of type {type_} needs {depth}-D arrays, got shapes "
+                         f"{sorted({a.shape for a in arrays})[:3]}")
+    flat = pa.array(np.concatenate([a.reshape(-1) for a in arrays]), type=leaf)
+    # Offsets level by level, innermost first: each array of shape (n0, n1, ...) holds
+    # n0 lists of n1 lists ... of scalars.
+    result = flat
+    for level in range(depth - 1, -1, -1):
+        lengths = np.concatenate([np.full(int(np.prod(a.shape[:level])), a.shape[level], dtype=np.int32)
+                                  for a in arrays])
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        result = pa.ListArray.from_arrays(pa.array(offsets), result)
+    return result.cast(type_)
+
+
+def rows_to_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Dict rows -> an Arrow table of ``schema`` (metadata kept)."""
+    columns = [arrow_column([r[f.name] for r in rows], f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+class _RowsToTables(beam.DoFn):
+    """Gathers a bundle's rows into Arrow tables of up to ``max_bytes`` of array data."""
+
+    def __init__(self, schema: pa.Schema, max_bytes: int, written: str | None):
+        self._schema = schema
+        self._max_bytes = max_bytes
+        self._written_name = written
+
+    def setup(self) -> None:
+        self._written = counter(self._written_name) if self._written_name else None
+
+    def start_bundle(self) -> None:
+        self._rows: list[Mapping[str, Any]] = []
+        self._bytes = 0
+
+    def process(self, row: Mapping[str, Any]) -> Iterator[pa.Table]:
+        self._rows.append(row)
+        self._bytes += sum(v.nbytes for v in row.values() if isinstance(v, np.ndarray)) + 256
+        if self._bytes >= self._max_bytes:
+            yield self._flush()
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if self._rows:
+            yield WindowedValue(self._flush(), GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+    def _flush(self) -> pa.Table:
+        table = rows_to_table(self._rows, self._schema)
+        if self._written is not None:
+            self._written.inc(len(self._rows))
+        self._rows, self._bytes = [], 0
+        return table
+
+
+class WriteShards(beam.PTransform):
+    """Dict rows -> ``OUTPUT/<prefix>-SSSSS-of-NNNNN.parquet`` with ``schema`` (and its metadata).
+
+    ``num_shards=0`` lets the runner choose (one shard per bundle: no shuffle of the
+    data); a fixed count adds a shuffle. ``written`` names a counter of rows written.
+    """
+
+    def __init__(self, output: str, prefix: str, schema: pa.Schema, num_shards: int = 0,
+                 written: str | None = None, max_bytes: int = ROW_GROUP_BYTES):
+        super().__init__()
+        self._path_prefix = FileSystems.join(output, prefix)
+        self._schema = schema
+        self._num_shards = num_shards
+        self._written = written
+        self._max_bytes = max_bytes
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return (
+            rows
+            | "ToArrowTables" >> beam.ParDo(_RowsToTables(self._schema, self._max_bytes, self._written))
+            | "WriteParquet" >> beam.io.WriteToParquetBatched(
+                self._path_prefix, self._schema, file_name_suffix=".parquet",
+                num_shards=self._num_shards, shard_name_template=SHARD_TEMPLATE))
+
+
+def shard_pattern(output: str, prefix: str) -> str:
+    return FileSystems.join(output, f"{prefix}-*.parquet")
+
+
+def clear_outputs(output: str, prefixes: Iterable[str], shards: bool = True) -> list[str]:
+    """Delete earlier shards ``<prefix>-*.parquet`` and Beam temp folders under ``output``.
+
+    Called before a run, so that a re-run never mixes its shards with a previous run's
+    (whose shard count may differ), and after it with ``shards=False`` to remove the
+    empty ``beam-temp-<prefix>-*`` folders Beam leaves behind. Other files are kept.
+    Returns the paths deleted.
+    """
+    local = FileSystems.get_scheme(output) is None
+    found, patterns = [], []
+    for prefix in prefixes:
+        temp = FileSystems.join(output, f"beam-temp-{prefix}-*")
+        if local:  # Beam's local filesystem does not match folders
+            found += sorted(glob.glob(temp))
+        else:
+            patterns.append(temp + "/*")
+        if shards:
+            patterns.append(shard_pattern(output, prefix))
+    found += [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
+    if found:
+        FileSystems.delete(found)
+        LOGGER.info("deleted %d old output path(s) under %s", len(found), output)
+    return found
+
+
+def shard_paths(output: str, prefix: str) -> list[str]:
+    return sorted(m.path for m in FileSystems.match([shard_pattern(output, prefix)])[0].metadata_list)
+
+
+def count_rows(output: str, prefix: str) -> int:
+    """Rows in ``output/<prefix>-*.parquet``, from the Parquet footers only."""
+    total = 0
+    for path in shard_paths(output, prefix):
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+    return total
+
+
+def read_shards(output: str, prefix: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """All shards of one output as a single table (for summaries and tests)."""
+    tables = []
+    for path in shard_paths(output, prefix):
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            tables.append(pq.read_table(fh, columns=columns))
+    if not tables:
+        raise FileNotFoundError(f"no {prefix}-*.parquet shards under {output}")
+    return pa.concat_tables(tables)

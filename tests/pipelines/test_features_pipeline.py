@@ -1,0 +1,274 @@
+"""pipelines/features.py end to end: a corpus of bad inputs, exact row accounting, schema and
+metadata, the same numbers as the library, params/flags, and the three runner paths."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines import features as pipeline
+from pipelines.common import read_shards
+from ser_core import audio
+from ser_core.corpora import prepare
+from ser_core.cli import main as ser_main
+from ser_core.features import FeatureConfig, extract
+from ser_core.params import build_config, load_section
+from ser_core.records import Utterance, write_manifest
+from tests.synth_audio import signal, write_audio
+
+# name -> expected outcome: None (a features row) or (stage, words of the reason)
+EXPECTED = {
+    "good": None, "stereo": None, "pcm8": None, "pcm24": None, "float": None,
+    "rate16k": None, "rate44k_flac": None, "silent": None,
+    "truncated": ("decode", "truncated"),
+    "zero_bytes": ("decode", "empty file"),
+    "text": ("decode", "not a readable audio file"),
+    "five_ms": ("decode", "too short"),
+    "deleted": ("decode", "file not found"),
+    "nan": ("decode", "non-finite"),
+}
+
+
+def make_bad_corpus(root):
+    """One file per case in EXPECTED, and a manifest listing them all."""
+    files = {
+        "good": write_audio(root / "good.wav", 0.5, 48000),
+        "stereo": write_audio(root / "stereo.wav", 0.5, 48000, channels=2),
+        "pcm8": write_audio(root / "pcm8.wav", 0.5, 48000, subtype="PCM_U8"),
+        "pcm24": write_audio(root / "pcm24.wav", 0.5, 48000, subtype="PCM_24"),
+        "float": write_audio(root / "float.wav", 0.5, 48000, subtype="FLOAT"),
+        "rate16k": write_audio(root / "rate16k.wav", 0.5, 16000),
+        "rate44k_flac": write_audio(root / "rate44k.flac", 0.5, 44100),
+        "silent": write_audio(root / "silent.wav", 0.5, 48000, data=np.zeros(24000, np.float32)),
+        "truncated": root / "truncated.wav",
+        "zero_bytes": root / "zero_bytes.wav",
+        "text": root / "text.wav",
+        "five_ms": write_audio(root / "five_ms.wav", 0.005, 48000),
+        "deleted": write_audio(root / "deleted.wav", 0.5, 48000),
+        "nan": write_audio(root / "nan.wav", sample_rate=48000, subtype="FLOAT",
+                           data=np.r_[signal(0.5, 48000), np.nan].astype(np.float32)),
+    }
+    whole = write_audio(root / "whole.wav", 1.0, 48000).read_bytes()
+    files["truncated"].write_bytes(whole[: len(whole) // 2])
+    files["zero_bytes"].write_bytes(b"")
+    files["text"].write_text("RIFF? no, just text\n")
+    utterances = [
+        Utterance(name, "test", str(path), f"test:{i % 3}", ("male", "female")[i % 2], "neutral",
+                  {"case": name})
+        for i, (name, path) in enumerate(files.items())
+    ]
+    manifest = root / "manifest.parquet"
+    write_manifest(utterances, manifest)
+    files["deleted"].unlink()  # listed, then gone before the run
+    return manifest, files
+
+
+@pytest.fixture(scope="module")
+def bad_corpus(tmp_path_factory):
+    return make_bad_corpus(tmp_path_factory.mktemp("bad_corpus"))
+
+
+@pytest.fixture(scope="module")
+def in_memory_run(bad_corpus, tmp_path_factory):
+    manifest, files = bad_corpus
+    out = tmp_path_factory.mktemp("features_out")
+    summary = pipeline.run(["--manifest", str(manifest), "--output", str(out)])
+    return summary, out, files
+
+
+def outcomes(out):
+    """utterance_id -> None (features row) or (stage, error), failing on any duplicate."""
+    rows = read_shards(str(out), "features", ["utterance_id"]).column("utterance_id").to_pylist()
+    errors = read_shards(str(out), "errors").to_pylist()
+    result = {uid: None for uid in rows}
+    for e in errors:
+        assert e["utterance_id"] not in result, f"{e['utterance_id']} both written and failed"
+        result[e["utterance_id"]] = (e["stage"], e["error"])
+    assert len(result) == len(rows) + len(errors), "an utterance appears twice"
+    return result
+
+
+def assert_expected(out):
+    got = outcomes(out)
+    assert set(got) == set(EXPECTED)
+    for name, expected in EXPECTED.items():
+        if expected is None:
+            assert got[name] is None, f"{name}: {got[name]}"
+        else:
+            assert got[name] is not None, f"{name} should have failed"
+            stage, error = got[name]
+            assert stage == expected[0] and expected[1] in error, f"{name}: {got[name]}"
+
+
+def test_every_bad_input_ends_as_exactly_one_row_or_error(in_memory_run):
+    summary, out, files = in_memory_run
+    assert_expected(out)
+    assert (summary.manifest_rows, summary.rows, summary.errors) == (14, 8, 6)
+    assert summary.audio_s == pytest.approx(8 * 0.5, abs=0.01)
+    errors = read_shards(str(out), "errors").to_pylist()
+    assert all(e["path"] == str(files[e["utterance_id"]]) for e in errors)
+
+
+def test_features_schema_metadata_and_values(in_memory_run):
+    _, out, files = in_memory_run
+    (shard,) = sorted(out.glob("features-*.parquet"))
+    table = pq.read_table(shard)
+    config = FeatureConfig()
+
+    assert table.schema.names == ["utterance_id", "corpus", "path", "speaker", "gender", "emotion", "custom",
+                                  "n_frames", "sample_rate", "features"]
+    assert table.schema.field("n_frames").type == pa.int32() and table.schema.field("sample_rate").type == pa.int32()
+    assert table.schema.field("features").type == pa.list_(pa.list_(pa.float32()))
+    assert json.loads(table.schema.metadata[b"ser.features"]) == config.to_dict()
+    assert pipeline.read_feature_config(str(shard)) == config
+    provenance = json.loads(table.schema.metadata[b"ser.provenance"])
+    assert provenance["manifest_rows"] == 14 and "librosa" in provenance
+
+    rows = {r["utterance_id"]: r for r in table.to_pylist()}
+    for name, row in rows.items():
+        feats = np.asarray(row["features"], dtype=np.float32)
+        assert feats.shape == (row["n_frames"], 46) and np.isfinite(feats).all()
+        assert row["sample_rate"] == 48000 and row["n_frames"] == 12  # 0.5 s at any input rate
+        assert json.loads(row["custom"]) == {"case": name} and row["speaker"].startswith("test:")
+    expected = extract(config, audio.load(files["stereo"], 48000)[0])
+    # Same code; only float32 rounding may differ (workers run BLAS single-threaded).
+    np.testing.assert_allclose(np.asarray(rows["stereo"]["features"], np.float32), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_rerun_clears_old_shards_and_flags_override_params(bad_corpus, tmp_path):
+    manifest, _ = bad_corpus
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "features-00007-of-00009.parquet").write_bytes(b"stale")
+    (out / "notes.txt").write_text("kept")
+    params = tmp_path / "params.yaml"
+    params.write_text("features:\n  kind: logmel\n  n_mels: 40\n  sample_rate: 48000\n")
+
+    summary = pipeline.run(["--manifest", str(manifest), "--output", str(out), "--params", str(params),
+                            "--sample-rate", "16000"])
+
+    assert not (out / "features-00007-of-00009.parquet").exists() and (out / "notes.txt").exists()
+    assert not list(out.glob("beam-temp-*"))
+    assert summary.rows + summary.errors == 14
+    config = pipeline.read_feature_config(str(next(out.glob("features-*.parquet"))))
+    assert (config.kind, config.n_mels, config.sample_rate, config.n_dims) == ("logmel", 40, 16000, 40)
+    table = read_shards(str(out), "features")
+    assert set(table.column("sample_rate").to_pylist()) == {16000}
+    assert {len(f[0]) for f in table.column("features").to_pylist()} == {40}
+
+
+@pytest.mark.parametrize("extra, params, message", [
+    (["--fmax", "30000"], None, "fmax <= 24000"),
+    ([], "features:\n  n_mfcc: 20\n  n_mfccs: 3\n", "unknown FeatureConfig parameter"),
+    (["--params", "missing.yaml"], None, "params file not found"),
+])
+def test_bad_settings_stop_before_any_work(bad_corpus, tmp_path, extra, params, message):
+    manifest, _ = bad_corpus
+    if params:
+        (tmp_path / "params.yaml").write_text(params)
+        extra = [*extra, "--params", str(tmp_path / "params.yaml")]
+    with pytest.raises(SystemExit, match=message):
+        pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "o"), *extra])
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_or_non_manifest_input_stops_before_any_work(tmp_path):
+    with pytest.raises(SystemExit, match="manifest not found"):
+        pipeline.run(["--manifest", str(tmp_path / "nope.parquet"), "--output", str(tmp_path / "o")])
+    pq.write_table(pa.table({"path": ["a.wav"]}), tmp_path / "other.parquet")
+    with pytest.raises(SystemExit, match="missing columns"):
+        pipeline.run(["--manifest", str(tmp_path / "other.parquet"), "--output", str(tmp_path / "o")])
+
+
+def test_dofns_route_each_failure_to_its_stage(tmp_path):
+    good = write_audio(tmp_path / "good.wav", 0.2, 48000)
+    config = FeatureConfig()
+    def row(uid, path):
+        return Utterance(uid, "test", path, "test:1", "female", "happy").to_row()
+
+    rows = [row("ok", str(good)), row("gone", str(tmp_path / "x.wav")), {**row("nulls", str(good)), "speaker": None}]
+    bad_decoded = pipeline.Decoded({"utterance_id": "nan", "path": "n.wav"},
+                                   np.full(5000, np.nan, np.float32), 48000)
+
+    with BeamTestPipeline() as p:
+        decoded, decode_failed = (p | "Rows" >> beam.Create(rows)
+                                  | beam.ParDo(pipeline.DecodeFn(config)).with_exception_handling())
+        feats, feature_failed = ((decoded, p | "Bad" >> beam.Create([bad_decoded])) | beam.Flatten()
+                                 | beam.ParDo(pipeline.ExtractFn(config)).with_exception_handling())
+        errors = ((decode_failed | "D" >> beam.ParDo(pipeline.DeadLetterToErrorRow("decode", pipeline.manifest_row_of)),
+                   feature_failed | "F" >> beam.ParDo(pipeline.DeadLetterToErrorRow("features", pipeline.manifest_row_of)))
+                  | "E" >> beam.Flatten())
+        assert_that(feats | beam.Map(lambda r: (r["utterance_id"], r["n_frames"], r["features"].shape)),
+                    equal_to([("ok", 5, (5, 46))]), label="features")
+        assert_that(errors | beam.Map(lambda e: (e["utterance_id"], e["stage"], e["error"].split(":")[0])),
+                    equal_to([("gone", "decode", "ser_core.audio.AudioError"),
+                              ("nulls", "decode", "ValueError"),
+                              ("nan", "features", "ser_core.features.FeatureError")]), label="errors")
+
+
+@pytest.mark.slow
+def test_multi_processing_with_two_workers(bad_corpus, tmp_path):
+    manifest, _ = bad_corpus
+    summary = pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path),
+                            "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"])
+    assert_expected(tmp_path)
+    assert (summary.rows, summary.errors) == (8, 6)
+
+
+@pytest.mark.slow
+def test_portable_runner_loopback(bad_corpus, tmp_path):
+    manifest, _ = bad_corpus
+    summary = pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path), "--runner", "PortableRunner",
+                            "--job_endpoint", "embed", "--environment_type", "LOOPBACK"])
+    assert_expected(tmp_path)
+    assert (summary.rows, summary.errors) == (8, 6)
+
+
+@pytest.mark.slow
+def test_real_ravdess_clips(real_ravdess, tmp_path):
+    manifest = tmp_path / "manifest.parquet"
+    write_manifest(prepare("ravdess", str(real_ravdess), strict=True).utterances, manifest)
+
+    summary = pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "out")])
+
+    assert (summary.rows, summary.errors) == (144, 0)
+    table = read_shards(str(tmp_path / "out"), "features")
+    frames = np.array(table.column("n_frames").to_pylist())
+    assert table.num_rows == 144 and set(table.column("sample_rate").to_pylist()) == {48000}
+    assert frames.min() >= 70 and frames.max() <= 115
+    dims = {len(frame) for clip in table.column("features").to_pylist() for frame in clip}
+    assert dims == {46}
+    assert len(set(table.column("speaker").to_pylist())) == 24
+
+
+def test_ser_features_command_runs_the_pipeline(bad_corpus, tmp_path, capsys):
+    manifest, _ = bad_corpus
+    assert ser_main(["features", "--manifest", str(manifest), "--output", str(tmp_path)]) == 0
+    assert "8 rows + 6 errors = 14 of 14 manifest rows" in capsys.readouterr().out
+
+
+def test_dvc_stage_and_params_match_the_feature_config():
+    """The DVC stage `features` runs this pipeline, depends on its code, tracks every
+    FeatureConfig field (the whole `features` section or each dotted key), and the
+    params.yaml section builds a valid config."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "dvc.yaml").exists() or not (root / "params.yaml").exists():
+        pytest.skip("dvc.yaml / params.yaml not written yet")
+    stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["features"]
+    stage = stage.get("do", stage)  # a foreach stage keeps its body under `do`
+    assert "ser features" in stage["cmd"] or "pipelines.features" in stage["cmd"]
+    params = {p for p in stage.get("params", []) if isinstance(p, str)}
+    if "features" not in params:
+        fields = {f"features.{f.name}" for f in dataclasses.fields(FeatureConfig)}
+        assert fields <= params, f"missing dotted params {sorted(fields - params)}"
+    assert {"pipelines/features.py", "pipelines/common.py", "ser_core/audio.py", "ser_core/features.py"} <= set(
+        stage["deps"])
+    build_config(FeatureConfig, load_section(root / "params.yaml", "features"))

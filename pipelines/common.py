@@ -25,6 +25,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -42,6 +43,21 @@ ERRORS_SCHEMA = pa.schema([
 # memory stays flat however many rows it writes (with Beam's default of 64 MB, worker
 # RSS grew by ~70 KB per feature row written, heap fragmentation included).
 ROW_GROUP_BYTES = 8 * 1024 * 1024
+
+
+def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
+    """Beam options from the leftover argv; local runs keep worker logs to warnings.
+
+    Beam's local workers relay every INFO line of their SDK harness otherwise, which
+    buries the pipeline's own summary; ``--default_sdk_harness_log_level`` still wins.
+    """
+    args = list(pipeline_args)
+    options = PipelineOptions(args)
+    if options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct"):
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)
+        if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
+            options = PipelineOptions(args + ["--default_sdk_harness_log_level=WARNING"])
+    return options
 
 
 def limit_blas_threads(threads: int = 1) -> Any:

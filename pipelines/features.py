@@ -36,11 +36,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.common import (ERRORS_PREFIX, ERRORS_SCHEMA, CountElements, DeadLetterToErrorRow,
                               WriteShards, clear_outputs, count_rows, counter, counter_value,
-                              limit_blas_threads)
+                              limit_blas_threads, pipeline_options)
 from ser_core import __version__, audio
 from ser_core.features import (EXTRACTORS, METADATA_KEY, RESAMPLE_QUALITIES, FeatureConfig, config_from_metadata,
                                make_extractor, warm_up)
@@ -273,10 +272,7 @@ class Summary:
 def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> Summary:
     """Parse options, check inputs, clear old shards, run the pipeline, print a summary."""
     args, pipeline_args = parse_known_args(argv)
-    options = PipelineOptions(pipeline_args)
-    if options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct"):
-        # Local runs: keep the summary readable (workers relay every INFO line otherwise).
-        logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    options = pipeline_options(pipeline_args)
     try:
         config = resolve_config(args)
         manifest_rows, columns = manifest_summary(args.manifest)

@@ -1,0 +1,15 @@
+"""Bulk labelling helpers behind ``pipelines/label.py`` and ``ser score``.
+
+- :mod:`~ser_core.inference.segment`: where to label: an energy speech detector and the
+  windows cut from its regions, streamed block by block (pure numpy).
+- :mod:`~ser_core.inference.handler`: the Beam ``ModelHandler`` that loads a checkpoint
+  once per worker and labels batches of variable-length windows.
+- :mod:`~ser_core.inference.score`: segment-level UAR/accuracy against ground truth.
+
+Output conventions shared by the pipeline and the scorer: a segment labelled on the
+mixed-down signal has channel :data:`MIX_CHANNEL` and role :data:`MIX_ROLE`; class
+probabilities are columns ``prob_<label>`` (``ser_core.training.evaluate.PROB_PREFIX``).
+"""
+
+MIX_CHANNEL = -1
+MIX_ROLE = "mix"

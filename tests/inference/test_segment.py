@@ -1,0 +1,93 @@
+"""The speech detector and windowing: exact regions on hand-built signals, block invariance,
+bounded buffering."""
+
+import numpy as np
+import pytest
+
+from ser_core.inference.segment import EnergyHistogram, SegmentConfig, Segmenter, segment_channel
+from tests.inference.tiny_model import bursts
+
+SR = 8000
+
+
+def spans(windows):
+    return [(w.start, w.end) for w in windows]
+
+
+def at(*pairs):
+    """(start_s, end_s) pairs -> sample offsets."""
+    return [(round(a * SR), round(b * SR)) for a, b in pairs]
+
+
+SIGNAL = bursts([(1.0, 2.5), (2.7, 4.0), (6.0, 6.1), (8.0, 12.0)], 14.0)
+
+
+def test_regions_merge_short_pauses_drop_blips_and_pad():
+    windows, speech = segment_channel(SIGNAL, SR, SegmentConfig())
+    # [1.0, 4.0) (0.2 s pause merged) and [8.0, 12.0), padded by 0.1 s; the 0.1 s blip dropped.
+    # Each region longer than 3 s: one regular window, then one aligned to the region's end.
+    assert spans(windows) == at((0.9, 3.9), (1.1, 4.1), (7.9, 10.9), (9.1, 12.1))
+    assert speech / SR == pytest.approx(3.2 + 4.2)
+    for w in windows:
+        np.testing.assert_array_equal(w.samples, SIGNAL[w.start:w.end])
+
+
+@pytest.mark.parametrize("block_len", [7, 997, 4567, 3 * SR])
+def test_windows_do_not_depend_on_block_size(block_len):
+    whole, speech = segment_channel(SIGNAL, SR, SegmentConfig())
+    blocked, speech_b = segment_channel(SIGNAL, SR, SegmentConfig(), block_len=block_len)
+    assert spans(blocked) == spans(whole)
+    assert speech_b == speech
+    for a, b in zip(whole, blocked):
+        np.testing.assert_array_equal(a.samples, b.samples)
+
+
+def test_short_region_is_one_shorter_window_and_too_short_is_none():
+    x = bursts([(1.0, 2.5), (5.0, 5.5)], 7.0)
+    windows, speech = segment_channel(x, SR, SegmentConfig())
+    assert spans(windows) == at((0.9, 2.6))  # 0.7 s region < min_speech_s
+    assert speech / SR == pytest.approx(1.7 + 0.7)
+
+
+def test_fixed_windows_cover_the_channel():
+    x = bursts([], 10.0)
+    cfg = SegmentConfig(segmentation="fixed")
+    windows, speech = segment_channel(x, SR, cfg, block_len=777)
+    assert spans(windows) == at((0, 3), (1.5, 4.5), (3, 6), (4.5, 7.5), (6, 9), (7, 10))
+    assert speech == len(x)
+
+
+@pytest.mark.parametrize("n", [0, 1, 800])  # empty, one sample, 0.1 s
+def test_tiny_inputs_give_no_windows(n):
+    for mode in ("vad", "fixed"):
+        windows, _ = segment_channel(bursts([(0, 1)], 1.0)[:n], SR, SegmentConfig(segmentation=mode))
+        assert windows == []
+
+
+def test_threshold_is_noise_floor_plus_margin_and_silence_is_not_speech():
+    hist = EnergyHistogram(SegmentConfig(), SR)
+    hist.update(bursts([], 5.0))  # noise only, std 0.001 -> -60 dBFS
+    assert hist.percentile(10) == pytest.approx(-60.5, abs=1.0)
+    assert hist.threshold_db() == pytest.approx(hist.percentile(10) + 12)
+    windows, speech = segment_channel(np.zeros(5 * SR, np.float32), SR, SegmentConfig())
+    assert windows == [] and speech == 0
+
+
+def test_buffer_stays_bounded_on_long_continuous_speech():
+    cfg = SegmentConfig()
+    block = bursts([(0, 1.0)], 1.0, seed=1)
+    seg = Segmenter(cfg, SR, threshold_db=-40.0)
+    n_windows, peak = 0, 0
+    for _ in range(600):  # ten minutes without a pause
+        n_windows += len(seg.feed(block))
+        peak = max(peak, seg.buffered_samples)
+    n_windows += len(seg.flush())
+    assert n_windows == 399  # starts every 1.5 s up to 597 s, then the tail window
+    assert peak <= (cfg.window_s + cfg.hop_s + 1.0) * SR
+
+
+@pytest.mark.parametrize("kwargs", [dict(hop_s=4.0), dict(pad_s=0.5), dict(segmentation="x"),
+                                    dict(window_s=0), dict(min_speech_s=5.0)])
+def test_bad_configs_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        SegmentConfig(**kwargs)

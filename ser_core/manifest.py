@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ser_core import corpora
-from ser_core.corpora.base import CorpusError, CorpusListing
+from ser_core.corpora.base import CorpusError, CorpusListing, check_unique
 from ser_core.params import load_section
 from ser_core.records import write_manifest
 
@@ -32,15 +32,7 @@ def build_manifest(
     """List every source; ids must be unique across them all."""
     options = options or {}
     listings = [corpora.prepare(name, root, strict=strict, **options.get(name, {})) for name, root in sources]
-    seen: dict[str, str] = {}
-    for listing in listings:
-        for u in listing.utterances:
-            if u.utterance_id in seen:
-                raise CorpusError(
-                    f"duplicate utterance id {u.utterance_id!r} across sources: "
-                    f"{seen[u.utterance_id]} and {u.path}"
-                )
-            seen[u.utterance_id] = u.path
+    check_unique((u for listing in listings for u in listing.utterances), "across sources")
     return listings
 
 

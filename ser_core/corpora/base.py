@@ -1,5 +1,5 @@
 """What every corpus reader shares: the listing it returns, its errors, file walking,
-metadata CSVs and gender values."""
+the listing loop, metadata CSVs and gender values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ser_core.records import GENDERS, Utterance
 
@@ -122,16 +122,20 @@ def read_csv_rows(path: Path, required: Sequence[str], corpus: str) -> list[CsvR
     return rows
 
 
-def finish(listing: CorpusListing, strict: bool = False) -> CorpusListing:
-    """Validate a listing before anything is written: no duplicates, not empty, strict rejects."""
+def check_unique(utterances: Iterable[Utterance], where: str) -> None:
+    """CorpusError naming both paths if two utterances share an id."""
     seen: dict[str, str] = {}
-    for u in listing.utterances:
+    for u in utterances:
         if u.utterance_id in seen:
             raise CorpusError(
-                f"{listing.corpus}: duplicate utterance id {u.utterance_id!r}: "
-                f"{seen[u.utterance_id]} and {u.path}"
+                f"{where}: duplicate utterance id {u.utterance_id!r}: {seen[u.utterance_id]} and {u.path}"
             )
         seen[u.utterance_id] = u.path
+
+
+def finish(listing: CorpusListing, strict: bool = False) -> CorpusListing:
+    """Validate a listing before anything is written: no duplicates, not empty, strict rejects."""
+    check_unique(listing.utterances, listing.corpus)
     if strict and listing.rejected:
         shown = "\n".join(f"  {r.path}: {r.reason}" for r in listing.rejected[:20])
         raise CorpusError(
@@ -143,3 +147,45 @@ def finish(listing: CorpusListing, strict: bool = False) -> CorpusListing:
         raise CorpusError(f"{listing.corpus}: no utterances found under {listing.root}{detail}")
     listing.utterances.sort(key=lambda u: u.utterance_id)
     return listing
+
+
+def make_utterance(
+    corpus: str, local_id: str, path: str | os.PathLike, *, speaker: str, gender: str, emotion: str,
+    custom: dict[str, str],
+) -> Utterance:
+    """An Utterance of ``corpus`` with its id and speaker namespaced as ``corpus:...``."""
+    return Utterance(
+        utterance_id=f"{corpus}:{local_id}",
+        corpus=corpus,
+        path=str(path),
+        speaker=f"{corpus}:{speaker}",
+        gender=gender,
+        emotion=emotion,
+        custom=custom,
+    )
+
+
+def list_corpus(
+    corpus: str,
+    root: Path,
+    describe: Callable[[Path], Utterance | None],
+    *,
+    strict: bool,
+    extensions: Iterable[str] = (".wav",),
+) -> CorpusListing:
+    """Walk ``root`` (as :func:`require_root` returned it) and describe each file, then finish.
+
+    ``describe(path)`` returns the file's Utterance, None for a file that fits the corpus
+    but was not asked for, or raises ValueError for one that does not fit: the file is
+    then rejected with the error's message as the reason.
+    """
+    listing = CorpusListing(corpus, str(root))
+    for path in walk_files(root, extensions):
+        try:
+            utterance = describe(path)
+        except ValueError as exc:
+            listing.rejected.append(Rejected(str(path), str(exc)))
+            continue
+        if utterance is not None:
+            listing.utterances.append(utterance)
+    return finish(listing, strict)

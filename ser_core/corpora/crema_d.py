@@ -33,8 +33,8 @@ import re
 from pathlib import Path
 
 from ser_core.corpora.base import (
-    CorpusError, CorpusListing, Rejected, finish, normalise_gender, read_csv_rows, require_root,
-    walk_files,
+    CorpusError, CorpusListing, list_corpus, make_utterance, normalise_gender, read_csv_rows,
+    require_root,
 )
 from ser_core.labels import CREMA_D_EMOTIONS
 from ser_core.records import Utterance
@@ -98,27 +98,19 @@ def prepare_crema_d(
         csv_path = root_path / DEMOGRAPHICS_FILE
     genders = read_demographics(csv_path) if csv_path.is_file() else {}
 
-    listing = CorpusListing(CORPUS, str(root_path))
-    for path in walk_files(root_path, (".wav",)):
-        try:
-            fields = parse_name(path.stem)
-        except ValueError as exc:
-            listing.rejected.append(Rejected(str(path), str(exc)))
-            continue
+    def describe(path: Path) -> Utterance:
+        fields = parse_name(path.stem)
         actor = fields["actor"]
-        listing.utterances.append(
-            Utterance(
-                utterance_id=f"{CORPUS}:{path.stem}",
-                corpus=CORPUS,
-                path=str(path),
-                speaker=f"{CORPUS}:{actor}",
-                gender=genders.get(actor, "unknown"),
-                emotion=CREMA_D_EMOTIONS[fields["emotion_code"]],
-                custom={
-                    "sentence": fields["sentence"],
-                    "level": fields["level"],
-                    "raw_label": fields["emotion_code"],
-                },
-            )
+        return make_utterance(
+            CORPUS, path.stem, path,
+            speaker=actor,
+            gender=genders.get(actor, "unknown"),
+            emotion=CREMA_D_EMOTIONS[fields["emotion_code"]],
+            custom={
+                "sentence": fields["sentence"],
+                "level": fields["level"],
+                "raw_label": fields["emotion_code"],
+            },
         )
-    return finish(listing, strict)
+
+    return list_corpus(CORPUS, root_path, describe, strict=strict)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ser_core.corpora.base import CorpusListing, Rejected, finish, require_root, walk_files
+from ser_core.corpora.base import CorpusListing, list_corpus, make_utterance, require_root
 from ser_core.labels import EMODB_EMOTIONS
 from ser_core.records import Utterance
 
@@ -50,27 +50,20 @@ def parse_name(stem: str) -> dict[str, str]:
 def prepare_emodb(root: str | Path, *, strict: bool = False) -> CorpusListing:
     """List EmoDB clips under ``root``."""
     root_path = require_root(root, CORPUS)
-    listing = CorpusListing(CORPUS, str(root_path))
-    for path in walk_files(root_path, (".wav",)):
-        try:
-            fields = parse_name(path.stem)
-        except ValueError as exc:
-            listing.rejected.append(Rejected(str(path), str(exc)))
-            continue
+
+    def describe(path: Path) -> Utterance:
+        fields = parse_name(path.stem)
         speaker = fields["speaker"]
-        listing.utterances.append(
-            Utterance(
-                utterance_id=f"{CORPUS}:{path.stem}",
-                corpus=CORPUS,
-                path=str(path),
-                speaker=f"{CORPUS}:{speaker}",
-                gender="male" if speaker in MALE_SPEAKERS else "female",
-                emotion=EMODB_EMOTIONS[fields["emotion_code"]],
-                custom={
-                    "text": fields["text"],
-                    "version": fields["version"],
-                    "raw_label": fields["emotion_code"],
-                },
-            )
+        return make_utterance(
+            CORPUS, path.stem, path,
+            speaker=speaker,
+            gender="male" if speaker in MALE_SPEAKERS else "female",
+            emotion=EMODB_EMOTIONS[fields["emotion_code"]],
+            custom={
+                "text": fields["text"],
+                "version": fields["version"],
+                "raw_label": fields["emotion_code"],
+            },
         )
-    return finish(listing, strict)
+
+    return list_corpus(CORPUS, root_path, describe, strict=strict)

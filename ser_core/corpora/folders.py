@@ -27,7 +27,8 @@ import re
 from pathlib import Path
 
 from ser_core.corpora.base import (
-    CorpusError, CorpusListing, Rejected, finish, normalise_gender, require_root, walk_files,
+    AUDIO_EXTENSIONS, CorpusError, CorpusListing, list_corpus, make_utterance, normalise_gender,
+    require_root,
 )
 from ser_core.labels import normalise_label
 from ser_core.records import Utterance
@@ -65,32 +66,24 @@ def prepare_folders(
     except ValueError as exc:
         raise CorpusError(f"{CORPUS}: option gender: {exc}") from exc
 
-    listing = CorpusListing(CORPUS, str(root_path))
-    for path in walk_files(root_path):
+    def describe(path: Path) -> Utterance:
         relative = path.relative_to(root_path)
-        try:
-            if len(relative.parts) < 2:
-                raise ValueError("file is not inside an emotion folder ROOT/<emotion>/")
-            raw_label = relative.parts[0]
-            emotion = normalise_label(raw_label)
-            speaker = UNKNOWN_SPEAKER
-            if pattern is not None:
-                m = pattern.search(path.stem)
-                if not m or not m.group("speaker"):
-                    raise ValueError(f"speaker_pattern {pattern.pattern!r} does not match {path.stem!r}")
-                speaker = m.group("speaker")
-        except ValueError as exc:
-            listing.rejected.append(Rejected(str(path), str(exc)))
-            continue
-        listing.utterances.append(
-            Utterance(
-                utterance_id=f"{CORPUS}:{relative.with_suffix('').as_posix()}",
-                corpus=CORPUS,
-                path=str(path),
-                speaker=f"{CORPUS}:{speaker}",
-                gender=gender,
-                emotion=emotion,
-                custom={"raw_label": raw_label},
-            )
+        if len(relative.parts) < 2:
+            raise ValueError("file is not inside an emotion folder ROOT/<emotion>/")
+        raw_label = relative.parts[0]
+        emotion = normalise_label(raw_label)
+        speaker = UNKNOWN_SPEAKER
+        if pattern is not None:
+            m = pattern.search(path.stem)
+            if not m or not m.group("speaker"):
+                raise ValueError(f"speaker_pattern {pattern.pattern!r} does not match {path.stem!r}")
+            speaker = m.group("speaker")
+        return make_utterance(
+            CORPUS, relative.with_suffix("").as_posix(), path,
+            speaker=speaker,
+            gender=gender,
+            emotion=emotion,
+            custom={"raw_label": raw_label},
         )
-    return finish(listing, strict)
+
+    return list_corpus(CORPUS, root_path, describe, strict=strict, extensions=AUDIO_EXTENSIONS)

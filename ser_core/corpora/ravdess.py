@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ser_core.corpora.base import CorpusListing, Rejected, finish, require_root, walk_files
+from ser_core.corpora.base import CorpusListing, list_corpus, make_utterance, require_root
 from ser_core.labels import RAVDESS_EMOTIONS
 from ser_core.records import Utterance
 
@@ -81,37 +81,27 @@ def prepare_ravdess(
     unknown = set(channels) - set(CHANNELS.values())
     if unknown:
         raise ValueError(f"ravdess: unknown channels {sorted(unknown)}; use speech and/or song")
-    listing = CorpusListing(CORPUS, str(root_path))
-    for path in walk_files(root_path, (".wav",)):
-        try:
-            fields = parse_name(path.stem)
-        except ValueError as exc:
-            listing.rejected.append(Rejected(str(path), str(exc)))
-            continue
-        folder = _ACTOR_DIR_RE.match(path.parent.name)
-        if folder and folder.group(1) != fields["actor"]:
-            listing.rejected.append(
-                Rejected(str(path), f"actor {fields['actor']} in the name but folder {path.parent.name}")
-            )
-            continue
-        if fields["channel"] not in channels:
-            continue  # deliberately not asked for; not a naming problem
+
+    def describe(path: Path) -> Utterance | None:
+        fields = parse_name(path.stem)
         actor = fields["actor"]
-        listing.utterances.append(
-            Utterance(
-                utterance_id=f"{CORPUS}:{path.stem}",
-                corpus=CORPUS,
-                path=str(path),
-                speaker=f"{CORPUS}:{actor}",
-                gender="male" if int(actor) % 2 else "female",
-                emotion=RAVDESS_EMOTIONS[fields["emotion_code"]],
-                custom={
-                    "vocal_channel": fields["channel"],
-                    "intensity": fields["intensity"],
-                    "statement": fields["statement"],
-                    "repetition": fields["repetition"],
-                    "raw_label": fields["emotion_code"],
-                },
-            )
+        folder = _ACTOR_DIR_RE.match(path.parent.name)
+        if folder and folder.group(1) != actor:
+            raise ValueError(f"actor {actor} in the name but folder {path.parent.name}")
+        if fields["channel"] not in channels:
+            return None  # deliberately not asked for; not a naming problem
+        return make_utterance(
+            CORPUS, path.stem, path,
+            speaker=actor,
+            gender="male" if int(actor) % 2 else "female",
+            emotion=RAVDESS_EMOTIONS[fields["emotion_code"]],
+            custom={
+                "vocal_channel": fields["channel"],
+                "intensity": fields["intensity"],
+                "statement": fields["statement"],
+                "repetition": fields["repetition"],
+                "raw_label": fields["emotion_code"],
+            },
         )
-    return finish(listing, strict)
+
+    return list_corpus(CORPUS, root_path, describe, strict=strict)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ser_core.corpora.base import CorpusListing, Rejected, finish, require_root, walk_files
+from ser_core.corpora.base import CorpusListing, list_corpus, make_utterance, require_root
 from ser_core.labels import SAVEE_EMOTIONS
 from ser_core.records import Utterance
 
@@ -58,23 +58,16 @@ def parse_name(stem: str, folder: str) -> dict[str, str]:
 def prepare_savee(root: str | Path, *, strict: bool = False) -> CorpusListing:
     """List SAVEE clips under ``root`` (per-speaker folders or flat names)."""
     root_path = require_root(root, CORPUS)
-    listing = CorpusListing(CORPUS, str(root_path))
-    for path in walk_files(root_path, (".wav",)):
-        try:
-            fields = parse_name(path.stem, path.parent.name)
-        except ValueError as exc:
-            listing.rejected.append(Rejected(str(path), str(exc)))
-            continue
+
+    def describe(path: Path) -> Utterance:
+        fields = parse_name(path.stem, path.parent.name)
         speaker = fields["speaker"]
-        listing.utterances.append(
-            Utterance(
-                utterance_id=f"{CORPUS}:{speaker}_{fields['code']}{fields['sentence']}",
-                corpus=CORPUS,
-                path=str(path),
-                speaker=f"{CORPUS}:{speaker}",
-                gender="male",
-                emotion=SAVEE_EMOTIONS[fields["code"]],
-                custom={"sentence": fields["sentence"], "raw_label": fields["code"]},
-            )
+        return make_utterance(
+            CORPUS, f"{speaker}_{fields['code']}{fields['sentence']}", path,
+            speaker=speaker,
+            gender="male",
+            emotion=SAVEE_EMOTIONS[fields["code"]],
+            custom={"sentence": fields["sentence"], "raw_label": fields["code"]},
         )
-    return finish(listing, strict)
+
+    return list_corpus(CORPUS, root_path, describe, strict=strict)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ser_core.corpora.base import CorpusListing, Rejected, finish, require_root, walk_files
+from ser_core.corpora.base import CorpusListing, list_corpus, make_utterance, require_root
 from ser_core.labels import TESS_EMOTIONS, normalise_label
 from ser_core.records import Utterance
 
@@ -67,23 +67,16 @@ def check_folder(folder: str, fields: dict[str, str]) -> None:
 def prepare_tess(root: str | Path, *, strict: bool = False) -> CorpusListing:
     """List TESS clips under ``root``."""
     root_path = require_root(root, CORPUS)
-    listing = CorpusListing(CORPUS, str(root_path))
-    for path in walk_files(root_path, (".wav",)):
-        try:
-            fields = parse_name(path.stem)
-            check_folder(path.parent.name, fields)
-        except ValueError as exc:
-            listing.rejected.append(Rejected(str(path), str(exc)))
-            continue
-        listing.utterances.append(
-            Utterance(
-                utterance_id=f"{CORPUS}:{path.stem}",
-                corpus=CORPUS,
-                path=str(path),
-                speaker=f"{CORPUS}:{fields['speaker']}",
-                gender="female",
-                emotion=TESS_EMOTIONS[fields["code"].lower()],
-                custom={"word": fields["word"], "raw_label": fields["code"]},
-            )
+
+    def describe(path: Path) -> Utterance:
+        fields = parse_name(path.stem)
+        check_folder(path.parent.name, fields)
+        return make_utterance(
+            CORPUS, path.stem, path,
+            speaker=fields["speaker"],
+            gender="female",
+            emotion=TESS_EMOTIONS[fields["code"].lower()],
+            custom={"word": fields["word"], "raw_label": fields["code"]},
         )
-    return finish(listing, strict)
+
+    return list_corpus(CORPUS, root_path, describe, strict=strict)

@@ -30,7 +30,8 @@ import os
 from pathlib import Path
 
 from ser_core.corpora.base import (
-    CorpusError, CorpusListing, CsvRow, Rejected, finish, normalise_gender, read_csv_rows,
+    CorpusError, CorpusListing, CsvRow, Rejected, finish, make_utterance, normalise_gender,
+    read_csv_rows,
 )
 from ser_core.labels import normalise_label
 from ser_core.records import Utterance
@@ -73,11 +74,9 @@ def parse_row(row: CsvRow, csv_dir: Path) -> Utterance:
         raise ValueError(f"file not found: {audio}")
     relative = Path(os.path.relpath(audio, csv_dir)).with_suffix("")
     extras = {k: v for k, v in row.fields.items() if k and k not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
-    return Utterance(
-        utterance_id=f"{CORPUS}:{relative.as_posix()}",
-        corpus=CORPUS,
-        path=str(audio),
-        speaker=f"{CORPUS}:{row.fields['speaker']}",
+    return make_utterance(
+        CORPUS, relative.as_posix(), audio,
+        speaker=row.fields["speaker"],
         gender=gender,
         emotion=emotion,
         custom={**extras, "raw_label": raw_label},

@@ -39,7 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.common import (ERRORS_PREFIX, ERRORS_SCHEMA, CountElements, DeadLetterToErrorRow,
                               WriteShards, clear_outputs, count_rows, counter, counter_value,
-                              limit_blas_threads, pipeline_options)
+                              limit_blas_threads, open_audio, pipeline_options)
 from ser_core import __version__, audio
 from ser_core.features import (EXTRACTORS, METADATA_KEY, RESAMPLE_QUALITIES, FeatureConfig, config_from_metadata,
                                make_extractor, warm_up)
@@ -61,6 +61,8 @@ CONFIG_FLAGS = {
     "fmin": (float, "lowest mel filter edge in Hz (default 0)"),
     "fmax": (float, "highest mel filter edge in Hz (default: Nyquist)"),
     "resample_quality": (str, "soxr resampling quality (default HQ)"),
+    "band_hz": (str, "LOW,HIGH: band-limit audio before analysis, e.g. 300,3400 to match "
+                     "telephone audio (default none)"),
 }
 
 
@@ -116,13 +118,6 @@ def _version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def open_audio(path: str) -> Any:
-    """A local path as is; a remote URI (gs://...) as a seekable Beam file handle."""
-    if "://" in path:
-        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    return path
 
 
 def check_row(row: Mapping[str, Any]) -> None:

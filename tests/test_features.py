@@ -169,3 +169,35 @@ def test_dct_matrix_is_scipys_orthonormal_dct():
     x = np.random.default_rng(0).standard_normal((7, 128))
     np.testing.assert_allclose(x @ F.dct_matrix(128, 34).astype(np.float64),
                                scipy.fft.dct(x, type=2, norm="ortho", axis=-1)[:, :34], atol=1e-5)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, None), ("none", None), ("", None), ("300,3400", (300.0, 3400.0)), ([300, 3400], (300.0, 3400.0)),
+])
+def test_band_parses_from_params_and_flags(value, expected):
+    config = FeatureConfig(sample_rate=8000, band_hz=value)
+    assert config.band_hz == expected
+    assert FeatureConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("value", ["300", "3400,300", "0,5000", "a,b"])
+def test_band_rejects_bad_values(value):
+    with pytest.raises(ValueError, match="band_hz"):
+        FeatureConfig(sample_rate=8000, band_hz=value)
+
+
+def test_band_limit_removes_out_of_band_energy_and_keeps_the_rest():
+    sr, n = 8000, 8000
+    t = np.arange(n) / sr
+    low, mid, high = (np.sin(2 * np.pi * f * t) for f in (100.0, 1000.0, 3800.0))
+    out = F.band_limit((low + mid + high).astype(np.float32), sr, (300.0, 3400.0))
+    np.testing.assert_allclose(out, mid, atol=1e-4)
+
+
+def test_band_changes_features_only_through_the_band():
+    y = signal(1.0, 8000, seed=3)
+    wide = extract(FeatureConfig(sample_rate=8000), y)
+    narrow = extract(FeatureConfig(sample_rate=8000, band_hz=(300, 3400)), y)
+    assert wide.shape == narrow.shape and not np.allclose(wide, narrow)
+    np.testing.assert_array_equal(
+        narrow, extract(FeatureConfig(sample_rate=8000), F.band_limit(y, 8000, (300.0, 3400.0))))

@@ -1,0 +1,91 @@
+"""The whole DVC chain (`dvc repro`) on a small copy of the default params.
+
+demo corpus -> manifest -> features (both variants) -> train -> evaluate -> demo archive
+-> label -> score, run by DVC itself in a copy of the project, exactly as `make demo` runs
+it but with a small corpus and two epochs so it fits in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = ("pyproject.toml", "setup.py", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore",
+          ".dvc/config", ".dvc/.gitignore", "ser_core", "pipelines")
+
+SMALL = {
+    "demo_corpus": {"speakers": 8, "sample_rate": 16000, "workers": 1},
+    "variants": {"paper": {"sample_rate": 16000}, "telephone": {"sample_rate": 8000}},
+    "train": {"epochs": 2, "hidden": 16, "split": "speaker_kfold", "k": 4, "n_val": 1},
+    "demo_archive": {"calls": 2, "minutes": 0.5},
+}
+
+
+def _copy_project(dest: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for rel in COPIED:
+        src, dst = ROOT / rel, dest / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=ignore)
+        else:
+            shutil.copy2(src, dst)
+
+
+def _small_params(path: Path) -> None:
+    params = yaml.safe_load(path.read_text())
+    for section, values in SMALL.items():
+        if section == "variants":
+            params[section] = values
+        else:
+            params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_dvc_repro_runs_the_whole_chain(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is needed for a DVC project")
+    project = tmp_path / "project"
+    _copy_project(project)
+    _small_params(project / "params.yaml")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    run = lambda *cmd: subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)  # noqa: E731
+    assert run("git", "init", "-q").returncode == 0
+
+    repro = run("dvc", "repro")
+    assert repro.returncode == 0, repro.stdout[-4000:] + repro.stderr[-4000:]
+
+    manifest = pq.read_table(project / "data/manifest.parquet")
+    assert manifest.num_rows == 8 * 60
+    for variant in ("paper", "telephone"):
+        features = pq.read_table(project / "data/features" / variant)
+        assert features.num_rows == manifest.num_rows  # no clip of the demo corpus fails
+        metrics = json.loads((project / "reports" / variant / "metrics.json").read_text())
+        assert metrics["n_test"] == manifest.num_rows  # every utterance tested exactly once
+        for key in ("uar", "wa", "per_class_recall", "uar_mean", "uar_std", "uar_max"):
+            assert key in metrics
+        assert (project / "models" / variant / "final.pt").is_file()
+        assert (project / "reports" / variant / "confusion.png").stat().st_size > 0
+
+    calls = sorted((project / "data/demo_archive").glob("*.wav"))
+    labelled = sum(pq.read_table(p).num_rows for p in (project / "data/labels").glob("files-*.parquet"))
+    errors = sum(pq.read_table(p).num_rows for p in (project / "data/labels").glob("errors-*.parquet"))
+    assert (labelled, errors) == (len(calls), 0)
+    label_metrics = json.loads((project / "reports/label/metrics.json").read_text())
+    assert label_metrics["n_scored"] > 0 and 0.0 <= label_metrics["uar"] <= 1.0
+
+    shown = run("dvc", "metrics", "show")
+    assert shown.returncode == 0 and "reports/paper/metrics.json" in shown.stdout
+    status = run("dvc", "status")
+    assert status.returncode == 0 and "up to date" in status.stdout.lower()

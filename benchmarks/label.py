@@ -10,14 +10,25 @@
 2. Model: ``--model``, or a ResLSTM-SA-h64 checkpoint with random weights, the 8 kHz
    mfcc_chroma front-end and speaker normalisation (its labels mean nothing: only speed
    and memory are measured; the work per window is the same as a trained model's).
-3. Plain loop (one process): per file, decode the whole file, run the same detector and
-   windows, extract features per window, normalise per channel, run the model on each
-   window alone, with one BLAS and one torch thread (``--plain-default`` adds a run with
-   the libraries' default threading, which on a small busy machine contends badly).
+3. Plain loops (one process each), per file: decode the whole file, cut each channel
+   with the same detector and windows, extract features per window, normalise per
+   channel, run the model on each window alone, with one BLAS and one torch thread
+   (``--plain-default`` adds runs with the libraries' default threading, which on a
+   small busy machine contends badly). Two front-ends:
+
+   - headline, what a typical SER script does: ``librosa.load(path, sr=<model rate>,
+     mono=False)`` and, per window, ``librosa.feature.mfcc`` + ``librosa.feature.chroma_stft``
+     with the checkpoint's n_fft and hop (librosa and numba are warmed up first);
+   - "plain loop with our front-end": ``ser_core.audio.load`` and ``ser_core.features``,
+     which already holds most of the pipeline's per-window speed-up (the front-end is
+     ~90% of the work), so this ratio isolates what Beam's parallelism and batching add.
+
+   Both must cut the same windows; on the first call the two front-ends' features and
+   class probabilities are compared window by window.
 4. Pipeline: ``ser label`` with the DirectRunner, ``multi_processing``, ``--workers``.
 5. Peak RSS while labelling the long file: the pipeline in one process (in-memory
-   DirectRunner: runner and worker together), from ``wait4``; and the plain loop's, for
-   contrast (it holds the whole decoded call).
+   DirectRunner: runner and worker together), from ``wait4``; and the librosa plain
+   loop's, for contrast (it holds the whole decoded call).
 
 Every run is a child process timed from start to exit (imports and Beam start-up
 included): those are the end-to-end rates the targets are judged on. Each is also timed
@@ -92,39 +103,116 @@ def make_model(path: Path) -> Path:
                            provenance={"benchmark": True})
 
 
-# ---------------------------------------------------------------- the plain loop (child)
+# ---------------------------------------------------------------- the plain loops (child)
 
 
-def plain_loop(model_path: str, paths: list[str], single_thread: bool) -> dict:
+FRONTENDS = ("librosa", "ours")
+
+
+def librosa_frontend(fc):
+    """Whole-file loader and per-window extractor as a typical SER script writes them."""
+    import librosa
+    import numpy as np
+
+    if fc.kind != "mfcc_chroma":
+        sys.exit(f"the librosa plain loop implements mfcc_chroma only, the model uses {fc.kind}")
+
+    def load(path: str):
+        y, _ = librosa.load(path, sr=fc.sample_rate, mono=False)
+        return np.atleast_2d(y)  # (C, N)
+
+    def extract(y):
+        mfcc = librosa.feature.mfcc(y=y, sr=fc.sample_rate, n_mfcc=fc.n_mfcc, n_fft=fc.n_fft,
+                                    hop_length=fc.hop_length, n_mels=fc.n_mels, fmin=fc.fmin, fmax=fc.fmax)
+        chroma = librosa.feature.chroma_stft(y=y, sr=fc.sample_rate, n_fft=fc.n_fft,
+                                             hop_length=fc.hop_length, n_chroma=fc.n_chroma)
+        return np.vstack([mfcc, chroma]).T.astype(np.float32)  # (T, D)
+
+    # numba compiles librosa's kernels on first use: do it before any file is timed
+    extract(np.random.default_rng(0).standard_normal(fc.sample_rate * 3).astype(np.float32) * 0.1)
+    return load, extract
+
+
+def our_frontend(fc):
+    from ser_core import audio
+    from ser_core.features import make_extractor, warm_up
+
+    warm_up(fc)
+    return (lambda path: audio.load(path, fc.sample_rate, channels="separate", quality=fc.resample_quality)[0],
+            make_extractor(fc))
+
+
+def label_file(checkpoint, fc, load, extract, path: str) -> tuple[float, list[tuple]]:
+    """(seconds of audio, [(channel, window, features, probabilities)]) for one file, the
+    model run on one window at a time."""
+    from ser_core.inference.segment import SegmentConfig, segment_channel
+    from ser_core.training.data import frame_stats
+
+    data = load(path)  # (C, N)
+    speaker = checkpoint.normalisation["mode"] == "speaker"
+    out = []
+    for c, channel in enumerate(data):
+        cut, _ = segment_channel(channel, fc.sample_rate, SegmentConfig())
+        feats = [extract(w.samples) for w in cut]
+        stats = frame_stats(feats) if feats and speaker else None
+        out += [(c, w, x, checkpoint.predict_proba([x], stats)[0]) for w, x in zip(cut, feats)]
+    return data.shape[1] / fc.sample_rate, out
+
+
+def single_threaded() -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+    torch.set_num_threads(1)
+
+
+def plain_loop(model_path: str, paths: list[str], single_thread: bool, frontend: str) -> dict:
     """Whole file -> detector -> windows -> features -> model, one window at a time."""
     if single_thread:
-        import torch
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=1, user_api="blas")
-        torch.set_num_threads(1)
-    from ser_core import audio
-    from ser_core.features import FeatureConfig, extract
-    from ser_core.inference.segment import SegmentConfig, segment_channel
+        single_threaded()
+    from ser_core.features import FeatureConfig
     from ser_core.training.checkpoint import load_checkpoint
-    from ser_core.training.data import frame_stats
 
     checkpoint = load_checkpoint(model_path)
     fc = FeatureConfig.from_dict(checkpoint.feature_config)
-    seg = SegmentConfig()
-    speaker = checkpoint.normalisation["mode"] == "speaker"
+    load, extract = (librosa_frontend if frontend == "librosa" else our_frontend)(fc)
     audio_s, windows = 0.0, 0
     for path in paths:
-        data, sr = audio.load(path, fc.sample_rate, channels="separate", quality=fc.resample_quality)
-        audio_s += data.shape[1] / sr
-        for channel in data:
-            cut, _ = segment_channel(channel, sr, seg)
-            feats = [extract(fc, w.samples) for w in cut]
-            stats = frame_stats(feats) if feats and speaker else None
-            for x in feats:
-                checkpoint.predict_proba([x], stats)
-            windows += len(feats)
+        seconds, labelled = label_file(checkpoint, fc, load, extract, path)
+        audio_s += seconds
+        windows += len(labelled)
     return {"audio_s": audio_s, "windows": windows}
+
+
+def compare_frontends(model_path: str, path: str) -> dict:
+    """Both plain loops on one file: same windows? how far apart are features and probabilities?"""
+    import numpy as np
+
+    from ser_core.features import FeatureConfig
+    from ser_core.training.checkpoint import load_checkpoint
+
+    single_threaded()
+    checkpoint = load_checkpoint(model_path)
+    fc = FeatureConfig.from_dict(checkpoint.feature_config)
+    ours = label_file(checkpoint, fc, *our_frontend(fc), path)[1]
+    theirs = label_file(checkpoint, fc, *librosa_frontend(fc), path)[1]
+    same = [(c, w.start, w.end) for c, w, _, _ in ours] == [(c, w.start, w.end) for c, w, _, _ in theirs]
+    result = {"file": path, "windows_ours": len(ours), "windows_librosa": len(theirs), "same_windows": same}
+    if same and ours:
+        feats_ours = np.concatenate([x for _, _, x, _ in ours])
+        feats_lib = np.concatenate([x for _, _, x, _ in theirs])
+        span = feats_lib.max(axis=0) - feats_lib.min(axis=0)  # per-dimension range
+        rel = np.abs(feats_ours - feats_lib) / np.maximum(span, 1e-9)  # (frames, D)
+        result["max_abs_mfcc_diff_over_range"] = float(rel[:, :fc.n_mfcc].max())
+        result["max_abs_chroma_diff_over_range"] = float(rel[:, fc.n_mfcc:].max())
+        ends = np.cumsum([x.shape[0] for _, _, x, _ in ours])[:-1]
+        result["windows_agreeing_1e-4"] = int(sum(r.max() <= 1e-4 for r in np.split(rel, ends)))
+        result["max_abs_prob_diff"] = float(np.abs(np.stack([p for *_, p in ours])
+                                                   - np.stack([p for *_, p in theirs])).max())
+        result["same_top_emotion"] = float(np.mean([np.argmax(a[3]) == np.argmax(b[3])
+                                                    for a, b in zip(ours, theirs)]))
+    return result
 
 
 # ---------------------------------------------------------------- measuring children
@@ -179,11 +267,15 @@ def main() -> None:
     parser.add_argument("--plain-default", action="store_true",
                         help="also time the plain loop with the libraries' default threading")
     parser.add_argument("--skip-plain-rss", action="store_true", help="skip the plain loop on the long file")
-    parser.add_argument("--plain", nargs="+", help=argparse.SUPPRESS)  # child: MODEL MODE PATHS...
+    parser.add_argument("--plain", nargs="+", help=argparse.SUPPRESS)  # child: MODEL MODE FRONTEND PATHS...
+    parser.add_argument("--compare", nargs=2, help=argparse.SUPPRESS)  # child: MODEL PATH
     args = parser.parse_args()
     if args.plain:
-        model, mode, *paths = args.plain
-        print(json.dumps(plain_loop(model, paths, mode == "single")))
+        model, mode, frontend, *paths = args.plain
+        print(json.dumps(plain_loop(model, paths, mode == "single", frontend)))
+        return
+    if args.compare:
+        print(json.dumps(compare_frontends(*args.compare)))
         return
 
     out = Path(args.out)
@@ -215,26 +307,45 @@ def main() -> None:
                 "audio_h_per_h": rate, "audio_h_per_h_after_startup": marginal}
 
     modes = ("single", "default") if args.plain_default else ("single",)
-    for mode in modes:
-        plain = [sys.executable, __file__, "--plain", str(model), mode]
+    names = {"librosa": "plain loop (librosa.load + librosa features, a typical SER script)",
+             "ours": "plain loop with our front-end (ser_core.audio + ser_core.features)"}
+    plains = [(f"plain_{frontend}_{mode}", frontend, mode) for frontend in FRONTENDS for mode in modes]
+    for key, frontend, mode in plains:
+        plain = [sys.executable, __file__, "--plain", str(model), mode, frontend]
         startup = run_child(plain + [str(short)])["wall_s"]
         r = run_child(plain + [str(p) for p in paths])
         windows = json.loads(r["output"].strip().splitlines()[-1])["windows"]
-        results[f"plain_{mode}"] = report(f"plain loop, {mode} threading", r["wall_s"], startup, windows)
+        results[key] = report(f"{names[frontend]}, {mode} threading", r["wall_s"], startup, windows)
 
     beam_args = ["--direct_running_mode", "multi_processing", "--direct_num_workers", str(args.workers)]
     startup = run_child(label_cmd(model, [str(short)], out / "labels-startup", beam_args))["wall_s"]
     r = run_child(label_cmd(model, [str(paths[0].parent / "call_*.wav")], out / "labels", beam_args))
     pipe = results["pipeline"] = report(f"pipeline, DirectRunner multi_processing x {args.workers}",
                                         r["wall_s"], startup, pipeline_windows(out / "labels"))
-    for mode in modes:
-        base = results[f"plain_{mode}"]
-        ratio = results[f"ratio_vs_plain_{mode}"] = pipe["audio_h_per_h"] / base["audio_h_per_h"]
+    for key, frontend, mode in plains:
+        base = results[key]
+        ratio = results[f"ratio_vs_{key}"] = pipe["audio_h_per_h"] / base["audio_h_per_h"]
         marginal = pipe["audio_h_per_h_after_startup"] / base["audio_h_per_h_after_startup"]
-        results[f"ratio_vs_plain_{mode}_after_startup"] = marginal
+        results[f"ratio_vs_{key}_after_startup"] = marginal
         verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
-        print(f"  pipeline / plain loop ({mode} threading): {ratio:.2f}x end to end "
+        label = "plain loop (librosa)" if frontend == "librosa" else "plain loop with our front-end"
+        print(f"  pipeline / {label}, {mode} threading: {ratio:.2f}x end to end "
               f"(target >= {TARGET_RATIO:g}x: {verdict}); {marginal:.2f}x without start-up")
+    counts = {key: results[key]["windows"] for key, _, _ in plains} | {"pipeline": pipe["windows"]}
+    results["same_window_counts"] = len(set(counts.values())) == 1
+    print(f"windows labelled: {'all equal' if results['same_window_counts'] else 'DIFFER'} {counts}")
+    check = results["frontend_check"] = json.loads(run_child(
+        [sys.executable, __file__, "--compare", str(model), str(paths[0])])["output"].strip().splitlines()[-1])
+    if check["same_windows"]:
+        print(f"librosa vs our front-end on {Path(check['file']).name}: same {check['windows_ours']} windows; "
+              f"{check['windows_agreeing_1e-4']} of them with every feature within 1e-4 of its range; "
+              f"max |diff| / range: MFCC {check['max_abs_mfcc_diff_over_range']:.1e}, "
+              f"chroma {check['max_abs_chroma_diff_over_range']:.1e}; "
+              f"max |probability diff| {check['max_abs_prob_diff']:.1e}, "
+              f"same top emotion on {100 * check['same_top_emotion']:.1f}% of windows")
+    else:
+        print(f"librosa vs our front-end on {Path(check['file']).name}: windows DIFFER "
+              f"({check['windows_librosa']} vs {check['windows_ours']})")
 
     r = run_child(label_cmd(model, [str(joined)], out / "labels-long", []))
     results["pipeline_long_file"] = {"wall_s": r["wall_s"], "peak_rss_mb": r["peak_rss_mb"]}
@@ -243,9 +354,9 @@ def main() -> None:
           f"worker): {r['peak_rss_mb']:.0f} MB in {r['wall_s']:.1f} s "
           f"(target <= {TARGET_RSS_MB:.0f} MB: {verdict})")
     if not args.skip_plain_rss:
-        r = run_child([sys.executable, __file__, "--plain", str(model), "single", str(joined)])
+        r = run_child([sys.executable, __file__, "--plain", str(model), "single", "librosa", str(joined)])
         results["plain_long_file"] = {"wall_s": r["wall_s"], "peak_rss_mb": r["peak_rss_mb"]}
-        print(f"  plain loop on the same file: {r['peak_rss_mb']:.0f} MB in {r['wall_s']:.1f} s")
+        print(f"  plain loop (librosa) on the same file: {r['peak_rss_mb']:.0f} MB in {r['wall_s']:.1f} s")
     results["load_average_end"] = os.getloadavg()[0]
     print(f"load average {results['load_average_end']:.1f} at the end")
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -7,8 +7,8 @@
   with ``WriteToParquetBatched``: rows are gathered per bundle into Arrow tables, and
   numpy array values become nested lists in one vectorised step (a row of
   (frames, dims) features costs microseconds instead of a Python list per frame).
-- :func:`clear_outputs`, :func:`count_rows` and :func:`counter_value` work on local
-  paths and on any Beam filesystem (gs://, s3://, ...).
+- :func:`clear_outputs`, :func:`count_rows`, :func:`counter_value` and
+  :func:`open_audio` work on local paths and on any Beam filesystem (gs://, s3://, ...).
 """
 
 from __future__ import annotations
@@ -73,6 +73,13 @@ def limit_blas_threads(threads: int = 1) -> Any:
         LOGGER.warning("threadpoolctl not installed: BLAS thread pools left as they are")
         return None
     return threadpool_limits(limits=threads, user_api="blas")
+
+
+def open_audio(path: str) -> Any:
+    """A local path as is; a remote URI (gs://...) as a seekable Beam file handle."""
+    if "://" in path:
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return path
 
 
 def counter(name: str) -> Any:

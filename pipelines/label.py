@@ -72,11 +72,10 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.common import (ERRORS_PREFIX, ERRORS_SCHEMA, WriteShards, count_rows, counter,
-                              counter_value, describe_failure, error_row, read_shards, shard_paths)
-from pipelines.features import open_audio
+                              counter_value, describe_failure, error_row, limit_blas_threads, open_audio,
+                              pipeline_options, read_shards, shard_paths)
 from ser_core import audio
 from ser_core.features import FeatureConfig, make_extractor, warm_up
 from ser_core.inference import MIX_CHANNEL, MIX_ROLE
@@ -265,16 +264,6 @@ def finish_file(path: str, infos: Sequence[Mapping], segments: Sequence[Mapping]
     return row, segments, None
 
 
-def limit_blas_threads(n: int) -> None:
-    """Cap numpy/scipy BLAS threads in this process: the feature matrices are small, and with
-    one worker process per core extra threads only contend (several times slower)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it BLAS keeps its default
-        return
-    threadpool_limits(limits=n, user_api="blas")
-
-
 def inference_errors(dead_letter: tuple) -> Iterator[tuple[str, dict]]:
     """A failed batch -> one error row per file it held."""
     batch, failure = dead_letter
@@ -326,13 +315,16 @@ class SegmentFileFn(beam.DoFn):
         self._threads = threads
 
     def setup(self) -> None:
-        if self._threads:
-            limit_blas_threads(self._threads)
+        self._blas_limits = limit_blas_threads(self._threads) if self._threads else None
         self._fc = FeatureConfig.from_dict(self._feature_config)
         warm_up(self._fc)
         self._extract = make_extractor(self._fc)
         self._files, self._failed = counter("label_files"), counter("label_failed")
         self._windows, self._audio_ms = counter("label_windows"), counter("label_audio_ms")
+
+    def teardown(self) -> None:
+        if self._blas_limits is not None:
+            self._blas_limits.restore_original_limits()
 
     def _blocks(self, path: str) -> Iterator[np.ndarray]:
         """The file's blocks as (streams, samples) arrays at the feature rate."""
@@ -617,6 +609,7 @@ class Summary:
 def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> Summary:
     """Check inputs, recover, skip what is done, label the rest chunk by chunk."""
     args, pipeline_args = parse_known_args(argv)
+    options = pipeline_options(pipeline_args)
     try:
         cfg, seg = resolve_configs(args)
         checkpoint = open_checkpoint(cfg.model)
@@ -648,7 +641,7 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     for n, chunk in enumerate(chunks):
         tag = f"{run_id}-{n:04d}"
         staging = FileSystems.join(cfg.output, STAGING, tag)
-        pipeline = test_pipeline or beam.Pipeline(options=PipelineOptions(pipeline_args))
+        pipeline = test_pipeline or beam.Pipeline(options=options)
         outputs = (pipeline
                    | "Inputs" >> beam.Create(chunk)
                    | "LabelFiles" >> LabelFiles(cfg.model, labels, checkpoint.feature_config, mode, seg,

@@ -80,5 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The ``ser`` console script."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv and argv[0] in PASSTHROUGH:
+        from pipelines.common import exit_without_teardown
+
+        exit_without_teardown(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -10,3 +10,21 @@ def real_ravdess():
         pytest.skip(f"real RAVDESS clips not found at {REAL_RAVDESS}")
     return REAL_RAVDESS
 
+
+
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    # The suite runs Beam pipelines in this process; gRPC threads they leave behind can
+    # abort CPython's teardown after every result is printed (see
+    # pipelines.common.exit_without_teardown). Leave with pytest's own exit status.
+    if _EXIT_STATUS:
+        from pipelines.common import exit_without_teardown
+
+        exit_without_teardown(_EXIT_STATUS[-1])

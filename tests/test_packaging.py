@@ -65,7 +65,7 @@ def test_sdist_and_wheel_hold_every_module(built):
     assert modules - sdist_members == set()
     assert modules - wheel_members == set()
     assert "setup.py" in sdist_members and "pyproject.toml" in sdist_members
-    assert "ser = ser_core.cli:main" in entry_points
+    assert "ser = ser_core.cli:entry" in entry_points
 
 
 def _third_party_imports(path: Path) -> set[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,3 +91,16 @@ def test_dvc_repro_runs_the_whole_chain(tmp_path):
     assert shown.returncode == 0 and "reports/paper/metrics.json" in shown.stdout
     status = run("dvc", "status")
     assert status.returncode == 0 and "up to date" in status.stdout.lower()
+    plots = run("dvc", "plots", "show")
+    assert plots.returncode == 0 and (project / "dvc_plots" / "index.html").is_file(), plots.stderr
+
+    # An experiment with one parameter changed re-runs training and what follows it.
+    git = ("git", "-c", "user.name=ci", "-c", "user.email=ci@example.invalid")
+    assert run("git", "add", "-A").returncode == 0
+    assert run(*git, "commit", "-qm", "baseline").returncode == 0
+    experiment = run("dvc", "exp", "run", "-S", "train.hidden=8")
+    assert experiment.returncode == 0, experiment.stdout[-4000:] + experiment.stderr[-4000:]
+    assert "Running stage 'train@paper'" in experiment.stdout
+    assert "Running stage 'demo_corpus'" not in experiment.stdout
+    checkpoint = torch.load(project / "models/paper/final.pt", weights_only=True)
+    assert checkpoint["model_config"]["hidden"] == 8

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import glob
 import logging
-import os
-import sys
-from typing import Any, Callable, Iterable, Iterator, Mapping, NoReturn, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -45,19 +43,6 @@ ERRORS_SCHEMA = pa.schema([
 # memory stays flat however many rows it writes (with Beam's default of 64 MB, worker
 # RSS grew by ~70 KB per feature row written, heap fragmentation included).
 ROW_GROUP_BYTES = 8 * 1024 * 1024
-
-
-def exit_without_teardown(code: int) -> NoReturn:
-    """Flush and leave the process now, skipping CPython's interpreter teardown.
-
-    After a local Beam run has committed all its output, threads left behind by its gRPC
-    services can abort teardown ("terminate called without an active exception",
-    SIGABRT), turning a finished run into a failed command. Entry points call this last.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
 
 
 def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:

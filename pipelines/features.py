@@ -298,7 +298,7 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # Import by name: DoFns pickled from ``__main__`` would not unpickle in worker processes.
-    from pipelines.common import exit_without_teardown
+    from ser_core.cli import exit_without_teardown
     from pipelines.features import run as run_pipeline
 
     run_pipeline()

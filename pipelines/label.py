@@ -669,7 +669,7 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # Run the importable module, not __main__: worker processes must find its classes by name.
     from pipelines import label
-    from pipelines.common import exit_without_teardown
+    from ser_core.cli import exit_without_teardown
 
     label.run()
     exit_without_teardown(0)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 # name -> (module, add_arguments attribute or None, main attribute, help)
 COMMANDS: dict[str, tuple[str, str | None, str, str]] = {
@@ -80,13 +81,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def exit_without_teardown(code: int) -> NoReturn:
+    """Flush and leave the process now, skipping CPython's interpreter teardown.
+
+    After a local Beam run has committed all its output, threads left behind by its gRPC
+    services can abort teardown ("terminate called without an active exception",
+    SIGABRT), turning a finished run into a failed command. Entry points call this last.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def entry() -> None:
     """The ``ser`` console script."""
     argv = sys.argv[1:]
     code = main(argv)
     if argv and argv[0] in PASSTHROUGH:
-        from pipelines.common import exit_without_teardown
-
         exit_without_teardown(code)
     sys.exit(code)
 

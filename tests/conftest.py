@@ -23,8 +23,8 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_unconfigure(config):
     # The suite runs Beam pipelines in this process; gRPC threads they leave behind can
     # abort CPython's teardown after every result is printed (see
-    # pipelines.common.exit_without_teardown). Leave with pytest's own exit status.
+    # ser_core.cli.exit_without_teardown). Leave with pytest's own exit status.
     if _EXIT_STATUS:
-        from pipelines.common import exit_without_teardown
+        from ser_core.cli import exit_without_teardown
 
         exit_without_teardown(_EXIT_STATUS[-1])

@@ -237,3 +237,11 @@ def test_bad_settings_fail_before_any_work(tmp_path):
         demo_corpus.main(Namespace(output=str(tmp_path / "x"), params=str(params), speakers=None, seed=None,
                        sample_rate=None, workers=None, progress=False))
     assert not (tmp_path / "x").exists()
+
+
+def test_a_folder_left_by_a_larger_run_is_refused(tmp_path):
+    from ser_core.demo.corpus import generate_demo_corpus
+
+    (tmp_path / "Actor_09").mkdir()
+    with pytest.raises(ValueError, match="Actor_09"):
+        generate_demo_corpus(tmp_path, speakers=2, sample_rate=8000, progress=False)

@@ -105,12 +105,27 @@ def _write_clip(job: tuple[str, ClipSpec, int, int]) -> float:
     return audio.size / sample_rate
 
 
+def _extra_actor_dirs(root: Path, speakers: int) -> list[str]:
+    """Actor folders under ``root`` outside 1..speakers (left by an earlier, larger run)."""
+    extra = []
+    for path in root.glob("Actor_*"):
+        number = path.name.removeprefix("Actor_")
+        if path.is_dir() and (not number.isdigit() or int(number) > speakers):
+            extra.append(path.name)
+    return sorted(extra)
+
+
 def generate_demo_corpus(out_dir: str | Path, speakers: int = 24, seed: int = 0,
                          sample_rate: int = 48000, workers: int = 1,
                          progress: bool = True) -> dict:
     """Write the demo corpus under ``out_dir`` and return a summary of what was written."""
     config = DemoCorpusConfig(speakers, seed, sample_rate, workers)
     root = Path(out_dir)
+    stale = _extra_actor_dirs(root, config.speakers)
+    if stale:
+        # A folder that mixes two runs would list more speakers than this one generated.
+        raise ValueError(f"{root} already holds {', '.join(stale)} from an earlier, larger run; "
+                         f"remove it or choose an empty folder")
     specs = list(clip_specs(config.speakers))
     for actor in range(1, config.speakers + 1):
         (root / f"Actor_{actor:02d}").mkdir(parents=True, exist_ok=True)

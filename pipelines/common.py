@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import argparse
 import glob
 import logging
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -43,6 +44,14 @@ ERRORS_SCHEMA = pa.schema([
 # memory stays flat however many rows it writes (with Beam's default of 64 MB, worker
 # RSS grew by ~70 KB per feature row written, heap fragmentation included).
 ROW_GROUP_BYTES = 8 * 1024 * 1024
+
+
+def pipeline_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The parser of a pipeline's own options; the rest of argv is left for Beam."""
+    return argparse.ArgumentParser(
+        prog=prog, allow_abbrev=False, description=description,
+        epilog="Other options go to Beam, e.g. --direct_running_mode multi_processing "
+               "--direct_num_workers 4, or --runner DataflowRunner ... (see README).")
 
 
 def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:

@@ -39,7 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.common import (ERRORS_PREFIX, ERRORS_SCHEMA, CountElements, DeadLetterToErrorRow,
                               WriteShards, clear_outputs, count_rows, counter, counter_value,
-                              limit_blas_threads, open_audio, pipeline_options)
+                              limit_blas_threads, open_audio, pipeline_options, pipeline_parser)
 from ser_core import __version__, audio
 from ser_core.features import (EXTRACTORS, METADATA_KEY, RESAMPLE_QUALITIES, FeatureConfig, config_from_metadata,
                                make_extractor, warm_up)
@@ -197,11 +197,7 @@ class ExtractFn(beam.DoFn):
 
 def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """Our options; everything else is left for Beam's PipelineOptions."""
-    parser = argparse.ArgumentParser(
-        prog="ser features", allow_abbrev=False,
-        description="Beam pipeline: manifest -> audio features -> Parquet shards.",
-        epilog="Other options go to Beam, e.g. --direct_running_mode multi_processing "
-               "--direct_num_workers 4, or --runner DataflowRunner ... (see README).")
+    parser = pipeline_parser("ser features", "Beam pipeline: manifest -> audio features -> Parquet shards.")
     parser.add_argument("--manifest", required=True, help="manifest Parquet file (ser manifest)")
     parser.add_argument("--output", required=True,
                         help="output folder; its old features-*/errors-* shards are deleted first")

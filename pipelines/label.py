@@ -75,7 +75,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipelines.common import (ERRORS_PREFIX, ERRORS_SCHEMA, WriteShards, count_rows, counter,
                               counter_value, describe_failure, error_row, limit_blas_threads, open_audio,
-                              pipeline_options, read_shards, shard_paths)
+                              pipeline_options, pipeline_parser, read_shards, shard_paths)
 from ser_core import audio
 from ser_core.features import FeatureConfig, make_extractor, warm_up
 from ser_core.inference import MIX_CHANNEL, MIX_ROLE
@@ -553,11 +553,7 @@ def _defaults() -> dict[str, Any]:
 
 def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """Our options; everything else is left for Beam's PipelineOptions."""
-    parser = argparse.ArgumentParser(
-        prog="ser label", allow_abbrev=False,
-        description="Beam pipeline: label audio archives with a trained checkpoint (resumable).",
-        epilog="Other options go to Beam, e.g. --direct_running_mode multi_processing "
-               "--direct_num_workers 4, or --runner DataflowRunner ... (see README).")
+    parser = pipeline_parser("ser label", "Beam pipeline: label audio archives with a trained checkpoint (resumable).")
     parser.add_argument("--model", help="checkpoint (ser train), local or on a Beam filesystem")
     parser.add_argument("--input", action="append", help="audio glob; repeat for more (gs:// too)")
     parser.add_argument("--output", help="output folder; files already labelled there are skipped")

@@ -5,7 +5,7 @@ import apache_beam as beam
 import numpy as np
 import pytest
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from ser_core.inference.handler import RunningStats, SegmentExample, SERModelHandler
@@ -33,7 +33,7 @@ def test_keyed_inference_is_exact_for_any_batching(tmp_path):
     data = examples()
     expected = {k: tiny_model.expected_proba(x) for k, x in data}
     for batch_size in (1, 3, 64):
-        with TestPipeline() as p:
+        with BeamTestPipeline() as p:
             out = (p
                    | beam.Create([(k, SegmentExample(x)) for k, x in data])
                    | RunInference(KeyedModelHandler(SERModelHandler(path, batch_size=batch_size)))
@@ -49,7 +49,7 @@ def test_speaker_mode_uses_the_channel_stats_and_refuses_examples_without(tmp_pa
         stats.update(x)
     mean, std = stats.result()
     expected = {k: tiny_model.expected_proba(x, mean[0], std[0]) for k, x in data}
-    with TestPipeline() as p:
+    with BeamTestPipeline() as p:
         good = (p
                 | "good" >> beam.Create([(k, SegmentExample(x, (mean, std))) for k, x in data])
                 | "infer good" >> RunInference(KeyedModelHandler(SERModelHandler(path)))

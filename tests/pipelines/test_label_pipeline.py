@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that
 
 from pipelines import label
@@ -100,7 +100,7 @@ def test_labels_are_exact(models, tmp_path, normalisation, channels):
             assert c["n_segments"] == sum(mine.values())
             assert c["dominant_emotion"] == label.dominant(list(mine.elements()), tiny_model.LABELS)
 
-    with TestPipeline() as p:
+    with BeamTestPipeline() as p:
         files, segments, errors = (
             p | beam.Create([path])
             | label.LabelFiles(models[normalisation], tiny_model.LABELS, tiny_model.FEATURES.to_dict(),
@@ -241,7 +241,7 @@ def test_inference_failures_become_error_rows_and_drop_the_files_segments(models
     calls = [str(write_audio(tmp_path / f"call{i}.wav", sample_rate=SR, data=stereo_call(i))) for i in range(2)]
     silent = str(write_audio(tmp_path / "silent.wav", sample_rate=SR, data=np.zeros(SR, np.float32)))
     two_dims = dataclasses.replace(tiny_model.FEATURES, n_mels=2)  # the model takes 1 dim
-    with TestPipeline() as p:
+    with BeamTestPipeline() as p:
         files, segments, errors = (
             p | beam.Create(calls + [silent])
             | label.LabelFiles(models["global"], tiny_model.LABELS, two_dims.to_dict(), "global",

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import logging
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -84,11 +85,15 @@ def limit_blas_threads(threads: int = 1) -> Any:
     return threadpool_limits(limits=threads, user_api="blas")
 
 
-def open_audio(path: str) -> Any:
-    """A local path as is; a remote URI (gs://...) as a seekable Beam file handle."""
-    if "://" in path:
-        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    return path
+@contextlib.contextmanager
+def open_audio(path: str) -> Iterator[Any]:
+    """What soundfile reads: a local path as is, a remote URI (gs://...) as a seekable
+    Beam file handle, closed when the block ends."""
+    if "://" not in path:
+        yield path
+        return
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        yield handle
 
 
 def counter(name: str) -> Any:

@@ -161,13 +161,9 @@ class DecodeFn(beam.DoFn):
 
     def process(self, row: Mapping[str, Any]) -> Iterator[Decoded]:
         check_row(row)
-        source = open_audio(row["path"])
-        try:
+        with open_audio(row["path"]) as source:
             y, sr = audio.load(source, self._config.sample_rate, quality=self._config.resample_quality,
                                min_duration_s=self._config.window_s)
-        finally:
-            if not isinstance(source, str):
-                source.close()
         self._decoded.inc()
         self._audio_ms.inc(int(round(1000 * len(y) / sr)))
         yield Decoded(row, y, sr)

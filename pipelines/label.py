@@ -328,22 +328,14 @@ class SegmentFileFn(beam.DoFn):
 
     def _blocks(self, path: str) -> Iterator[np.ndarray]:
         """The file's blocks as (streams, samples) arrays at the feature rate."""
-        source = open_audio(path)
-        try:
+        with open_audio(path) as source:
             for block in audio.iter_blocks(source, self._block_s, self._fc.sample_rate,
                                            channels=self._channels, quality=self._fc.resample_quality):
                 yield block[None, :] if block.ndim == 1 else block
-        finally:
-            if not isinstance(source, str):
-                source.close()
 
     def _header(self, path: str) -> audio.AudioInfo:
-        source = open_audio(path)
-        try:
+        with open_audio(path) as source:
             return audio.info(source)
-        finally:
-            if not isinstance(source, str):
-                source.close()
 
     def process(self, path: str) -> Iterator[Any]:
         self._stage, spill = "decode", None

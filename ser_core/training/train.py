@@ -245,8 +245,10 @@ def is_done(fold_dir: Path, key: str) -> bool:
     return marker.is_file() and json.loads(marker.read_text()).get("key") == key
 
 
-def save_fold(fold_dir: Path, data: FeatureSet, cfg: TrainConfig, result: FoldResult, key: str) -> None:
-    """Checkpoint, history and predictions, then the done marker (written last)."""
+def save_fold(fold_dir: Path, data: FeatureSet, cfg: TrainConfig, result: FoldResult, key: str,
+              fingerprint: str) -> None:
+    """Checkpoint, history and predictions, then the done marker (written last);
+    ``fingerprint`` is ``data.fingerprint()``, computed once per run."""
     if fold_dir.exists():
         shutil.rmtree(fold_dir)
     fold_dir.mkdir(parents=True)
@@ -254,7 +256,7 @@ def save_fold(fold_dir: Path, data: FeatureSet, cfg: TrainConfig, result: FoldRe
     provenance = {"fold": f.index, "seed": result.seed, "train_speakers": list(f.train),
                   "val_speakers": list(f.val), "test_speakers": list(f.test),
                   "best_epoch": result.best_epoch, "val_uar": result.val_uar,
-                  "features_fingerprint": data.fingerprint()}
+                  "features_fingerprint": fingerprint}
     if f.index < 0:
         provenance["rule"] = FINAL_RULE
     save_checkpoint(fold_dir / "checkpoint.pt", result.model, feature_config=data.feature_config,
@@ -295,7 +297,7 @@ def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: P
                 log.info("%s: already done, skipped (%s)", name, fold_dir)
             else:
                 result = train_fold(data, fold, cfg, seed, progress)
-                save_fold(fold_dir, data, cfg, result, key)
+                save_fold(fold_dir, data, cfg, result, key, fingerprint)
                 log.info("%s: best epoch %d, validation UAR %.4f", name, result.best_epoch, result.val_uar)
             done = json.loads((fold_dir / "done.json").read_text())
             summary.append({"seed": seed, "fold": fold.index, "best_epoch": done["best_epoch"],

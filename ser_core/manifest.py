@@ -45,6 +45,7 @@ def format_summary(listings: Sequence[CorpusListing], output: str) -> str:
         lines.append(
             f"{s['corpus']:<8} {s['utterances']:>6} utterances  {s['speakers']:>4} speakers  "
             f"rejected {s['rejected']}  ({s['root']})"
+            + (f"  [{s['format_copies']} copies in another format not listed]" if s["format_copies"] else "")
         )
         lines.append("         gender:  " + ", ".join(f"{k} {v}" for k, v in s["genders"].items()))
         lines.append("         emotion: " + ", ".join(f"{k} {v}" for k, v in s["emotions"].items()))

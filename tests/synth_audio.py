@@ -9,6 +9,7 @@ import soundfile as sf
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL_RAVDESS = SHARED / "corpora" / "ravdess"
+REAL_RAVDESS_FULL = SHARED / "corpora" / "ravdess_full"  # all 1440 speech clips, FLAC
 
 
 def signal(duration_s: float = 0.5, sample_rate: int = 16000, channels: int = 1,

@@ -12,7 +12,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from ser_core.records import GENDERS, Utterance
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus")
+# Every format the decoder (libsndfile) reads, in order of preference: when one clip is
+# found in several formats (CREMA-D ships AudioWAV and AudioMP3 copies), the first kept is
+# the most faithful one, and the others are rejected as copies.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".opus", ".mp3")
 
 
 class CorpusError(ValueError):
@@ -35,6 +38,7 @@ class CorpusListing:
     root: str
     utterances: list[Utterance] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    copies: list[Rejected] = field(default_factory=list)  # same clip in another format, not listed
 
     def summary(self) -> dict:
         return {
@@ -45,6 +49,7 @@ class CorpusListing:
             "genders": dict(sorted(Counter(u.gender for u in self.utterances).items())),
             "emotions": dict(sorted(Counter(u.emotion for u in self.utterances).items())),
             "rejected": len(self.rejected),
+            "format_copies": len(self.copies),
         }
 
 
@@ -171,13 +176,15 @@ def list_corpus(
     describe: Callable[[Path], Utterance | None],
     *,
     strict: bool,
-    extensions: Iterable[str] = (".wav",),
+    extensions: Iterable[str] = AUDIO_EXTENSIONS,
 ) -> CorpusListing:
     """Walk ``root`` (as :func:`require_root` returned it) and describe each file, then finish.
 
     ``describe(path)`` returns the file's Utterance, None for a file that fits the corpus
     but was not asked for, or raises ValueError for one that does not fit: the file is
-    then rejected with the error's message as the reason.
+    then rejected with the error's message as the reason. Any format libsndfile reads is
+    listed (a corpus re-encoded to FLAC is still the corpus); the same clip in several
+    formats is kept once, in the first format of :data:`AUDIO_EXTENSIONS`.
     """
     listing = CorpusListing(corpus, str(root))
     for path in walk_files(root, extensions):
@@ -188,4 +195,30 @@ def list_corpus(
             continue
         if utterance is not None:
             listing.utterances.append(utterance)
+    drop_format_copies(listing)
     return finish(listing, strict)
+
+
+def _format_rank(path: str) -> int:
+    suffix = Path(path).suffix.lower()
+    return AUDIO_EXTENSIONS.index(suffix) if suffix in AUDIO_EXTENSIONS else len(AUDIO_EXTENSIONS)
+
+
+def drop_format_copies(listing: CorpusListing) -> None:
+    """Keep one file per utterance id when the others differ from it only in format
+    (extension); each copy dropped goes to ``listing.copies`` naming the file kept. Two files
+    with one id and the same format stay, for :func:`check_unique` to report."""
+    by_id: dict[str, list[Utterance]] = {}
+    for u in listing.utterances:
+        by_id.setdefault(u.utterance_id, []).append(u)
+    keep: list[Utterance] = []
+    for group in by_id.values():
+        suffixes = [Path(u.path).suffix.lower() for u in group]
+        if len(group) == 1 or len(set(suffixes)) < len(group):
+            keep.extend(group)
+            continue
+        group = sorted(group, key=lambda u: _format_rank(u.path))
+        keep.append(group[0])
+        listing.copies.extend(
+            Rejected(u.path, f"another format of {group[0].path} (kept)") for u in group[1:])
+    listing.utterances = keep

@@ -2,8 +2,8 @@
 
 Layout: ``AudioWAV/AAAA_SSS_EEE_LL.wav`` with ``VideoDemographics.csv`` beside
 ``AudioWAV`` at the top of the release (the GitHub repository's layout). The repository
-also holds ``AudioMP3`` copies of the same clips; only ``.wav`` files are listed, so the
-MP3s never appear twice.
+also holds ``AudioMP3`` copies of the same clips: each clip is listed once, from its WAV
+(a copy in another format is counted in the listing's ``format_copies``, never listed).
 
 - AAAA actor: 1001-1091 (91 actors: 48 male, 43 female).
 - SSS sentence: IEO "It's eleven o'clock", TIE "That is exactly what happened",

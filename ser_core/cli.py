@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str | None, str, str]] = {
                  "Beam pipeline: manifest -> audio features -> Parquet shards"),
     "train": ("ser_core.training.train", "add_arguments", "main",
               "train ResLSTM-SA under a speaker-independent protocol (DVC stage)"),
+    "tune": ("ser_core.training.tune", "add_arguments", "main",
+             "choose a training recipe on validation speakers only (test speakers removed)"),
     "evaluate": ("ser_core.training.evaluate", "add_arguments", "main",
                  "pooled out-of-fold metrics, confusion matrix, plots (DVC stage)"),
     "label": ("pipelines.label", None, "run",

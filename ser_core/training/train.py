@@ -2,9 +2,11 @@
 
 For every seed and every fold (:mod:`ser_core.splits`): normalise (training speakers'
 statistics, or each speaker's own), train with Adam + CosineAnnealingWarmRestarts
-(T_0=t0, T_mult=1, eta_min=0.01*lr, stepped once per epoch) on plain cross-entropy, keep
-the epoch with the best VALIDATION UAR (ties: lower validation loss), and predict the
-fold's test speakers with it. Then the final model for labelling: every speaker trains
+(T_0=t0, T_mult=1, eta_min=0.01*lr, stepped once per epoch) on cross-entropy (plain in the
+paper; optionally class-balanced and label-smoothed, with SpecAugment-style masking and
+mixup from :mod:`ser_core.training.augment`), keep the epoch with the best VALIDATION UAR
+(ties: lower validation loss), stop early after ``patience`` epochs without a better one
+(0: never), and predict the fold's test speakers with it. Then the final model for labelling: every speaker trains
 except fold 0's validation speakers, which choose its checkpoint (first seed).
 
 Seeds. Each entry of ``seeds`` is one independent run. Fold f of the run with seed s
@@ -47,6 +49,7 @@ from ser_core.labels import RAVDESS_LABELS
 from ser_core.model import ModelConfig, SERModel
 from ser_core.params import build_config, flags, load_section
 from ser_core.splits import SPLITS, Fold, final_split, make_folds
+from ser_core.training.augment import Augment, mask_batch, mixup_batch
 from ser_core.training.checkpoint import save_checkpoint
 from ser_core.training.data import (NORMALISATIONS, FeatureSet, Normaliser, collate,
                                     length_batches, load_features, predict_logits)
@@ -55,6 +58,7 @@ from ser_core.training.evaluate import PROB_PREFIX, uar, write_csv
 log = logging.getLogger(__name__)
 
 HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_uar", "val_loss", "val_uar")
+CLASS_WEIGHTS = ("none", "balanced")
 FINAL_RULE = ("trained on every speaker except fold 0's validation speakers, which chose the "
               "checkpoint (best validation UAR); first seed")
 
@@ -79,6 +83,15 @@ class TrainConfig:
     split_seed: int = 0  # speaker_kfold: the speaker shuffle (fixed across runs)
     seeds: list[int] = field(default_factory=lambda: [0])
     normalisation: str = "speaker"  # 'global' (training speakers) | 'speaker' (each its own)
+    # The recipe beyond the paper (all off by default = the paper's training).
+    class_weights: str = "none"  # 'none' | 'balanced' (inverse class frequency of the training rows)
+    label_smoothing: float = 0.0
+    time_masks: int = 0          # SpecAugment: masks per example ...
+    time_mask_frames: int = 0    # ... each up to this many frames
+    freq_masks: int = 0          # feature-dimension masks per example ...
+    freq_mask_dims: int = 0      # ... each up to this many dimensions
+    mixup_alpha: float = 0.0     # mixup Beta(alpha, alpha); 0 = off
+    patience: int = 0            # stop after this many epochs without a better validation UAR; 0 = never
     # torch CPU threads (0: torch's default). One is as fast as two for this small model
     # and does not collapse when other processes share the cores (benchmarks/train.py).
     threads: int = 1
@@ -99,9 +112,21 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "t0"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ValueError(f"train.class_weights must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}")
+        if not 0.0 <= float(self.label_smoothing) < 1.0 or float(self.mixup_alpha) < 0:
+            raise ValueError(f"train.label_smoothing must be in [0, 1) and mixup_alpha >= 0, "
+                             f"got {self.label_smoothing}, {self.mixup_alpha}")
+        for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_dims", "patience"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"train.lr must be > 0 and weight_decay >= 0, "
                              f"got {self.lr}, {self.weight_decay}")
+
+    def augment(self) -> Augment:
+        return Augment(self.time_masks, self.time_mask_frames, self.freq_masks, self.freq_mask_dims,
+                       self.mixup_alpha)
 
     def model_config(self, n_dims: int) -> ModelConfig:
         return ModelConfig(n_dims=n_dims, n_classes=len(self.labels), hidden=self.hidden,
@@ -128,15 +153,48 @@ def fold_seed(seed: int, fold_index: int) -> int:
     return int(np.random.SeedSequence((seed, fold_index + 1)).generate_state(1)[0])
 
 
+@dataclass
+class Objective:
+    """The training loss and augmentation of one fold, with its own random streams."""
+
+    weight: torch.Tensor | None  # (C,) class weights, or None
+    label_smoothing: float
+    augment: Augment
+    gen: torch.Generator
+    rng: np.random.Generator
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, weight=self.weight, label_smoothing=self.label_smoothing)
+
+
+def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | None:
+    """Inverse class frequency of the training rows, mean 1 over the classes present ('balanced')."""
+    if mode == "none":
+        return None
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
 def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tensor,
-                batches: Sequence[np.ndarray], optimizer: torch.optim.Optimizer) -> tuple[float, np.ndarray]:
+                batches: Sequence[np.ndarray], optimizer: torch.optim.Optimizer,
+                objective: Objective) -> tuple[float, np.ndarray]:
     """One pass over ``batches``; returns the mean loss and the (train-mode) predictions."""
     model.train()
     total, pred = 0.0, np.empty(len(y), dtype=np.int64)
+    aug = objective.augment
     for idx in batches:
         x, lengths = collate(tensors, idx)
-        logits = model(x, lengths)  # (B, C)
-        loss = F.cross_entropy(logits, y[idx])
+        if aug.masking:
+            x = mask_batch(x, lengths, aug, objective.gen)
+        if aug.mixup_alpha > 0 and len(idx) > 1:
+            lam = float(objective.rng.beta(aug.mixup_alpha, aug.mixup_alpha))
+            x, lengths, perm = mixup_batch(x, lengths, lam, objective.gen)
+            logits = model(x, lengths)  # (B, C)
+            loss = lam * objective.loss(logits, y[idx]) + (1 - lam) * objective.loss(logits, y[idx][perm])
+        else:
+            logits = model(x, lengths)  # (B, C)
+            loss = objective.loss(logits, y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -166,6 +224,9 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=cfg.t0, T_mult=1, eta_min=0.01 * cfg.lr)
     lengths = np.array([t.shape[0] for t in x_train])
+    gen = torch.Generator().manual_seed(s)
+    objective = Objective(class_weights(y_train.numpy(), n_classes, cfg.class_weights),
+                          float(cfg.label_smoothing), cfg.augment(), gen, np.random.default_rng((s, 1)))
 
     history, best, best_epoch = [], (-1.0, -np.inf), 0
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -175,7 +236,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
         batches = length_batches(lengths, cfg.batch_size, rng)
-        loss, pred = train_epoch(model, x_train, y_train, batches, optimizer)
+        loss, pred = train_epoch(model, x_train, y_train, batches, optimizer, objective)
         scheduler.step()
         logits = predict_logits(model, x_val)
         val_loss = float(F.cross_entropy(logits, y_val))
@@ -189,6 +250,10 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
             best_epoch = epoch
         bar.set_postfix(loss=f"{loss:.3f}", val_uar=f"{val_uar:.3f}", best=f"{best[0]:.3f}",
                         refresh=False)
+        if cfg.patience and epoch - best_epoch >= cfg.patience:
+            log.info("%s: no better validation UAR for %d epochs; stopped at epoch %d",
+                     name, cfg.patience, epoch)
+            break
     model.load_state_dict(best_state)
     model.eval()
     probs = np.zeros((0, n_classes), dtype=np.float32)
@@ -325,7 +390,9 @@ def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: P
 # ---------------------------------------------------------------- command line
 
 FLAGS = ("arch", "hidden", "dropout", "mask_padding", "epochs", "batch_size", "lr", "weight_decay",
-         "t0", "labels", "split", "k", "n_val", "split_seed", "seeds", "normalisation", "threads")
+         "t0", "labels", "split", "k", "n_val", "split_seed", "seeds", "normalisation", "threads",
+         "class_weights", "label_smoothing", "time_masks", "time_mask_frames", "freq_masks",
+         "freq_mask_dims", "mixup_alpha", "patience")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -352,6 +419,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", type=int, nargs="+", help="one independent run per seed")
     g.add_argument("--normalisation", choices=NORMALISATIONS)
     g.add_argument("--threads", type=int, help="torch CPU threads (0: torch's default)")
+    g.add_argument("--class-weights", choices=CLASS_WEIGHTS, help="balanced: inverse class frequency")
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--time-masks", type=int, help="SpecAugment time masks per example")
+    g.add_argument("--time-mask-frames", type=int, help="longest time mask, frames")
+    g.add_argument("--freq-masks", type=int, help="SpecAugment feature-dimension masks per example")
+    g.add_argument("--freq-mask-dims", type=int, help="widest feature mask, dimensions")
+    g.add_argument("--mixup-alpha", type=float, help="mixup Beta(alpha, alpha); 0 = off")
+    g.add_argument("--patience", type=int, help="early stop after N epochs without a better "
+                                                 "validation UAR (0 = never)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,0 +1,63 @@
+"""Augmentation inside the training loop, on normalised feature batches (never at test time).
+
+- SpecAugment-style masking (Park et al. 2019): ``time_masks`` spans of up to
+  ``time_mask_frames`` frames and ``freq_masks`` bands of up to ``freq_mask_dims`` feature
+  dimensions are set to 0 (the normalised mean) in each training example; spans fall inside
+  the example's own valid frames, so padding stays padding.
+- mixup (Zhang et al. 2018): each batch is blended with a shuffled copy of itself,
+  ``x = lam * x_a + (1 - lam) * x_b`` with ``lam ~ Beta(alpha, alpha)`` drawn once per batch,
+  and the loss is the same blend of the two targets' losses. The blended example is as long
+  as the longer of the two.
+
+Every draw comes from a ``torch.Generator`` seeded per fold, so a run stays deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Augment:
+    time_masks: int = 0
+    time_mask_frames: int = 0
+    freq_masks: int = 0
+    freq_mask_dims: int = 0
+    mixup_alpha: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.masking or self.mixup_alpha > 0
+
+    @property
+    def masking(self) -> bool:
+        return (self.time_masks > 0 and self.time_mask_frames > 0) or (
+            self.freq_masks > 0 and self.freq_mask_dims > 0)
+
+
+def mask_batch(x: torch.Tensor, lengths: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
+    """A copy of ``x`` (B, T, D) with SpecAugment masks inside each example's valid frames."""
+    x = x.clone()
+    batch, _, dims = x.shape
+    for b in range(batch):
+        n = int(lengths[b])
+        for _ in range(aug.time_masks if aug.time_mask_frames > 0 else 0):
+            width = int(torch.randint(0, min(aug.time_mask_frames, n) + 1, (1,), generator=gen))
+            start = int(torch.randint(0, n - width + 1, (1,), generator=gen))
+            x[b, start:start + width] = 0.0
+        for _ in range(aug.freq_masks if aug.freq_mask_dims > 0 else 0):
+            width = int(torch.randint(0, min(aug.freq_mask_dims, dims) + 1, (1,), generator=gen))
+            start = int(torch.randint(0, dims - width + 1, (1,), generator=gen))
+            x[b, :n, start:start + width] = 0.0
+    return x
+
+
+def mixup_batch(x: torch.Tensor, lengths: torch.Tensor, lam: float,
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mixed x, mixed lengths, partner index): partner ``perm[i]`` is blended into ``i`` with
+    weight ``1 - lam`` (``lam`` drawn by the caller from Beta(alpha, alpha))."""
+    perm = torch.randperm(x.shape[0], generator=gen)
+    mixed = lam * x + (1.0 - lam) * x[perm]  # (B, T, D); padding is 0 in both
+    return mixed, torch.maximum(lengths, lengths[perm]), perm

@@ -1,0 +1,125 @@
+"""The recipe beyond the paper (augmentation, losses, early stopping) and ``ser tune``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from ser_core.cli import main as ser
+from ser_core.splits import make_folds
+from ser_core.training import train as train_module
+from ser_core.training import tune as tune_module
+from ser_core.training.augment import Augment, mask_batch, mixup_batch
+from ser_core.training.data import load_features
+from ser_core.training.train import TrainConfig, class_weights, train_fold
+
+TINY = {"epochs": 3, "hidden": 4, "batch_size": 32, "threads": 1}
+
+
+def test_masks_stay_inside_valid_frames_and_are_seeded():
+    x = torch.ones(3, 10, 6)
+    lengths = torch.tensor([10, 6, 3])
+    x[1, 6:] = 0
+    x[2, 3:] = 0
+    aug = Augment(time_masks=2, time_mask_frames=3, freq_masks=1, freq_mask_dims=2)
+    a = mask_batch(x, lengths, aug, torch.Generator().manual_seed(0))
+    b = mask_batch(x, lengths, aug, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and torch.equal(x[1, 6:], a[1, 6:]) and torch.equal(x[2, 3:], a[2, 3:])
+    assert (a == 0).sum() > (x == 0).sum()  # something was masked
+    assert ((a == 0) | (a == 1)).all()  # masking only zeroes, never rescales
+
+
+def test_mixup_blends_pairs_and_keeps_the_longer_length():
+    x = torch.zeros(2, 4, 1)
+    x[0, :2] = 1.0
+    x[1, :4] = 3.0
+    lengths = torch.tensor([2, 4])
+    mixed, mixed_len, perm = mixup_batch(x, lengths, 0.25, torch.Generator().manual_seed(1))
+    for i in range(2):
+        assert torch.allclose(mixed[i], 0.25 * x[i] + 0.75 * x[perm[i]])
+        assert mixed_len[i] == max(lengths[i], lengths[perm[i]])
+
+
+def test_balanced_class_weights():
+    w = class_weights(np.array([0, 0, 0, 1, 2, 2]), 4, "balanced")
+    # n / (C * count): 6/(4*3), 6/(4*1), 6/(4*2); an absent class weighs 0
+    assert torch.allclose(w, torch.tensor([0.5, 1.5, 0.75, 0.0]))
+    assert class_weights(np.array([0, 1]), 2, "none") is None
+
+
+@pytest.mark.parametrize("bad", [{"class_weights": "inverse"}, {"label_smoothing": 1.0},
+                                 {"mixup_alpha": -1.0}, {"patience": -1}, {"time_masks": -2}])
+def test_recipe_options_are_validated(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def test_early_stopping_stops_after_patience(features_dir):
+    data = load_features(features_dir, TrainConfig().labels)
+    fold = make_folds("ravdess_paper", data.speaker_genders())[0]
+    cfg = TrainConfig(**{**TINY, "epochs": 40, "patience": 2, "lr": 1e-9})  # nothing improves
+    result = train_fold(data, fold, cfg, seed=0, progress=False)
+    assert len(result.history) == result.best_epoch + 2 < 40
+
+
+def test_augmented_recipe_trains_deterministically(features_dir):
+    data = load_features(features_dir, TrainConfig().labels)
+    fold = make_folds("ravdess_paper", data.speaker_genders())[1]
+    cfg = TrainConfig(**TINY, class_weights="balanced", label_smoothing=0.1, time_masks=1,
+                      time_mask_frames=3, freq_masks=1, freq_mask_dims=2, mixup_alpha=0.4)
+    a, b = (train_fold(data, fold, cfg, seed=3, progress=False) for _ in range(2))
+    assert a.history == b.history and np.array_equal(a.test_probs, b.test_probs)
+    plain = train_fold(data, fold, TrainConfig(**TINY), seed=3, progress=False)
+    assert plain.history != a.history
+
+
+def test_tuning_never_sees_a_test_speaker(features_dir, monkeypatch):
+    """The objective is computed with each fold's test speakers removed from the data:
+    poisoning their features (NaN) or their labels changes nothing."""
+    data = load_features(features_dir, TrainConfig().labels)
+    folds = make_folds("ravdess_paper", data.speaker_genders())
+    seen_speakers = []
+    real_train_fold = train_module.train_fold
+
+    def spy(d, fold, cfg, seed, progress):
+        seen_speakers.append((fold.index, set(d.speakers), set(fold.test)))
+        return real_train_fold(d, fold, cfg, seed, progress)
+
+    monkeypatch.setattr(tune_module, "train_fold", spy)
+    cfg = TrainConfig(**TINY, seeds=[5])
+    clean = tune_module.run_trial(data, cfg, folds)
+    for fold_index, speakers, test in seen_speakers:
+        original = folds[fold_index]
+        assert not speakers & set(original.test), f"fold {fold_index} saw a test speaker"
+        assert speakers == set(original.train) | set(original.val) and test == set()
+
+    # Every speaker is some fold's test speaker: poison each fold's test speakers (features
+    # NaN, labels shifted) and that fold's validation predictions must not move.
+    for fold in folds:
+        bad = load_features(features_dir, TrainConfig().labels)
+        for i in bad.indices(fold.test):
+            bad.features[i] = np.full_like(bad.features[i], np.nan)
+            bad.y[i] = (bad.y[i] + 1) % len(bad.labels)
+        mine = tune_module.validate_fold(bad, fold, cfg, 5)
+        ref = tune_module.validate_fold(data, fold, cfg, 5)
+        assert np.array_equal(mine.y_pred, ref.y_pred) and np.array_equal(mine.y_true, ref.y_true)
+    assert np.isfinite(clean["val_uar"])
+
+
+def test_ser_tune_records_every_trial_and_resumes(features_dir, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": TINY, "tune": {
+        "seeds": [1], "candidates": {"paper": {}, "smooth": {"label_smoothing": 0.2}}}}))
+    out = tmp_path / "tune"
+    args = ["tune", "--features", str(features_dir), "--output", str(out), "--params", str(params)]
+    assert ser(args) == 0
+    trials = json.loads((out / "trials.json").read_text())
+    assert sorted(trials) == ["paper", "smooth"]
+    best = json.loads((out / "best.json").read_text())
+    assert best["val_uar"] == max(t["val_uar"] for t in trials.values())
+    assert (out / "trials.csv").read_text().count("\n") == 3
+    before = (out / "trials.json").stat().st_mtime_ns
+    assert ser(args) == 0  # everything done: nothing retrained, nothing rewritten
+    assert (out / "trials.json").stat().st_mtime_ns == before

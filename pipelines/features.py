@@ -4,11 +4,21 @@
                  [--kind ... --sample-rate ... (override params.yaml)] [Beam options]
 
 Writes ``OUTPUT/features-*.parquet``: one row per utterance with the manifest columns,
-``n_frames``, ``sample_rate`` and ``features`` (frames x dims, float32); the
+``source_id`` and ``variant`` (below), ``start_s``/``end_s`` (the span of the clip the
+row covers), ``n_frames``, ``sample_rate`` and ``features`` (frames x dims, float32); the
 FeatureConfig (plus n_fft, hop_length, n_dims) is in the schema metadata under
-``ser.features``, provenance under ``ser.provenance``. Every utterance that fails goes
-to ``OUTPUT/errors-*.parquet`` (``utterance_id, path, stage, error``; stage ``decode``
-or ``features``): features rows + error rows = manifest rows. Decode errors include
+``ser.features``, the row settings (augmentations) under ``ser.rows``, provenance under
+``ser.provenance``. Every utterance that fails goes to ``OUTPUT/errors-*.parquet``
+(``utterance_id, path, stage, error``; stage ``decode`` or ``features``), once: without
+augmentations, features rows + error rows = manifest rows.
+
+Augmentation (``features.augment`` in params.yaml, ``--augment``; :mod:`ser_core.augmentation`):
+each clip also gives one row per augmentation (``speed0.9``, ``noise20``, ``telephone`` ...)
+with ``utterance_id`` ``<id>@<name>``, ``variant`` the name and ``source_id`` the clip's id
+(an original row has variant ``""`` and ``source_id`` = its id). A clip's rows are made
+together: either all of them are written or its one error row is, so the utterances with
+rows + the error rows = manifest rows. Training uses augmented rows of its training
+speakers only. Decode errors include
 missing, empty, unreadable and truncated files, NaN/inf samples and clips shorter than
 one analysis window; silent clips give finite features. Shards left in OUTPUT by
 an earlier run (``features-*``, ``errors-*``) are deleted before this run starts;
@@ -22,6 +32,7 @@ Beam options pass through, e.g. ``--direct_running_mode multi_processing
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -40,7 +51,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.common import (ERRORS_PREFIX, ERRORS_SCHEMA, CountElements, DeadLetterToErrorRow,
                               WriteShards, clear_outputs, count_rows, counter, counter_value,
                               limit_blas_threads, open_audio, pipeline_options, pipeline_parser)
-from ser_core import __version__, audio
+from ser_core import __version__, audio, augmentation
 from ser_core.features import (EXTRACTORS, METADATA_KEY, RESAMPLE_QUALITIES, FeatureConfig, config_from_metadata,
                                make_extractor, warm_up)
 from ser_core.params import ParamsError, build_config, flags, load_section
@@ -66,18 +77,49 @@ CONFIG_FLAGS = {
 }
 
 
+ROWS_METADATA_KEY = b"ser.rows"
+
+
 # ---------------------------------------------------------------- typed pure helpers
 
 
-def features_schema(config: FeatureConfig, provenance: Mapping[str, Any]) -> pa.Schema:
-    """Manifest columns, then n_frames, sample_rate, features; config and provenance as metadata."""
+@dataclass(frozen=True)
+class RowConfig:
+    """params.yaml ``features`` keys that decide which rows a clip gives (not the front-end)."""
+
+    augment: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = self.augment.split(",") if isinstance(self.augment, str) else list(self.augment or ())
+        object.__setattr__(self, "augment", tuple(augmentation.check_names([n for n in names if n.strip()])))
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return (augmentation.ORIGINAL,) + self.augment
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"augment": list(self.augment)}
+
+
+ROW_KEYS = tuple(f.name for f in dataclasses.fields(RowConfig))
+
+
+def features_schema(config: FeatureConfig, provenance: Mapping[str, Any],
+                    rows: RowConfig = RowConfig()) -> pa.Schema:
+    """Manifest columns, source_id, variant, span, n_frames, sample_rate, features; config,
+    row settings and provenance as metadata."""
     fields = list(MANIFEST_SCHEMA) + [
+        pa.field("source_id", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("start_s", pa.float64(), nullable=False),
+        pa.field("end_s", pa.float64(), nullable=False),
         pa.field("n_frames", pa.int32(), nullable=False),
         pa.field("sample_rate", pa.int32(), nullable=False),
         pa.field("features", pa.list_(pa.list_(pa.float32())), nullable=False),
     ]
     return pa.schema(fields).with_metadata({
         METADATA_KEY: json.dumps(config.to_dict(), sort_keys=True).encode(),
+        ROWS_METADATA_KEY: json.dumps(rows.to_dict(), sort_keys=True).encode(),
         b"ser.provenance": json.dumps(dict(provenance), sort_keys=True).encode(),
     })
 
@@ -127,9 +169,13 @@ def check_row(row: Mapping[str, Any]) -> None:
         raise ValueError(f"manifest row lacks {bad}: {dict(row)!r}")
 
 
-def feature_row(row: Mapping[str, Any], features: np.ndarray, sample_rate: int) -> dict[str, Any]:
+def feature_row(row: Mapping[str, Any], features: np.ndarray, sample_rate: int, variant: str = "",
+                span: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
+    """One output row: the manifest row's columns (utterance id made the variant's), then the rest."""
     out = {c: row.get(c) if c != "custom" else (row.get("custom") or "{}") for c in MANIFEST_COLUMNS}
-    out.update(n_frames=int(features.shape[0]), sample_rate=int(sample_rate), features=features)
+    out.update(utterance_id=augmentation.variant_id(row["utterance_id"], variant),
+               source_id=row["utterance_id"], variant=variant, start_s=float(span[0]), end_s=float(span[1]),
+               n_frames=int(features.shape[0]), sample_rate=int(sample_rate), features=features)
     return out
 
 
@@ -170,22 +216,30 @@ class DecodeFn(beam.DoFn):
 
 
 class ExtractFn(beam.DoFn):
-    """Decoded -> features row. Filterbanks are built (and code paths warmed) in setup()."""
+    """Decoded -> its features rows (the clip, then each augmentation of it). Filterbanks
+    are built (and code paths warmed) in setup(). The rows of one clip are computed before
+    any is emitted, so a failure sends the clip to the dead letters whole."""
 
-    def __init__(self, config: FeatureConfig):
+    def __init__(self, config: FeatureConfig, rows: RowConfig = RowConfig()):
         self._config = config
+        self._rows = rows
 
     def setup(self) -> None:
         self._blas_limits = limit_blas_threads(1)
         warm_up(self._config)
         self._extract = make_extractor(self._config)
+        self._transforms = {name: augmentation.transform(name) for name in self._rows.augment}
 
     def teardown(self) -> None:
         if self._blas_limits is not None:
             self._blas_limits.restore_original_limits()
 
     def process(self, decoded: Decoded) -> Iterator[dict[str, Any]]:
-        yield feature_row(decoded.row, self._extract(decoded.audio), decoded.sample_rate)
+        rows, sr, uid = [], decoded.sample_rate, decoded.row["utterance_id"]
+        for variant in self._rows.variants:
+            y = decoded.audio if variant == augmentation.ORIGINAL else self._transforms[variant](decoded.audio, sr, uid)
+            rows.append(feature_row(decoded.row, self._extract(y), sr, variant, (0.0, len(y) / sr)))
+        yield from rows
 
 
 # ---------------------------------------------------------------- pipeline
@@ -198,6 +252,9 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
     parser.add_argument("--output", required=True,
                         help="output folder; its old features-*/errors-* shards are deleted first")
     parser.add_argument("--params", help="params.yaml: its `features` section sets the FeatureConfig")
+    parser.add_argument("--augment", default=None,
+                        help="comma-separated augmentations, each an extra row per clip: speedF, noiseN, "
+                             "telephone (e.g. speed0.9,speed1.1); 'none' for none [params features.augment]")
     parser.add_argument("--num-shards", type=int, default=0,
                         help="features shards (default 0: one per worker bundle, no extra shuffle)")
     group = parser.add_argument_group("feature settings (override params.yaml)")
@@ -208,13 +265,18 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
     return parser.parse_known_args(argv)
 
 
-def resolve_config(args: argparse.Namespace) -> FeatureConfig:
-    """FeatureConfig defaults <- params.yaml `features` <- flags."""
-    return build_config(FeatureConfig, load_section(args.params, "features"), flags(args, *CONFIG_FLAGS))
+def resolve_config(args: argparse.Namespace) -> tuple[FeatureConfig, RowConfig]:
+    """FeatureConfig and RowConfig defaults <- params.yaml `features` <- flags."""
+    section = load_section(args.params, "features")
+    config = build_config(FeatureConfig, {k: v for k, v in section.items() if k not in ROW_KEYS},
+                          flags(args, *CONFIG_FLAGS))
+    augment = None if args.augment is None else ("" if args.augment.strip().lower() == "none" else args.augment)
+    rows = build_config(RowConfig, {k: v for k, v in section.items() if k in ROW_KEYS}, {"augment": augment})
+    return config, rows
 
 
 def build(pipeline: beam.Pipeline, manifest: str, columns: Sequence[str], output: str,
-          config: FeatureConfig, schema: pa.Schema, num_shards: int = 0) -> None:
+          config: FeatureConfig, schema: pa.Schema, num_shards: int = 0, rows_config: RowConfig = RowConfig()) -> None:
     """The pipeline graph: read -> redistribute -> decode -> features -> shards (+ errors)."""
     rows = (
         pipeline
@@ -224,7 +286,7 @@ def build(pipeline: beam.Pipeline, manifest: str, columns: Sequence[str], output
     )
     decoded, decode_failed = rows | "Decode" >> beam.ParDo(DecodeFn(config)).with_exception_handling()
     features, feature_failed = (
-        decoded | "Features" >> beam.ParDo(ExtractFn(config)).with_exception_handling())
+        decoded | "Features" >> beam.ParDo(ExtractFn(config, rows_config)).with_exception_handling())
     _ = features | "WriteFeatures" >> WriteShards(output, FEATURES_PREFIX, schema, num_shards, written="written")
     _ = (
         (decode_failed | "DecodeErrors" >> beam.ParDo(DeadLetterToErrorRow("decode", manifest_row_of)),
@@ -236,7 +298,8 @@ def build(pipeline: beam.Pipeline, manifest: str, columns: Sequence[str], output
 
 @dataclass(frozen=True)
 class Summary:
-    """What a run produced; rows + errors == manifest_rows always."""
+    """What a run produced: utterances with rows + error rows == manifest_rows always, and
+    every utterance with rows has one per variant (``rows == utterances * variants``)."""
 
     output: str
     manifest_rows: int
@@ -244,10 +307,17 @@ class Summary:
     errors: int
     audio_s: float | None
     wall_s: float
+    variants: int = 1
+
+    @property
+    def utterances(self) -> int:
+        return self.rows // self.variants
 
     def format(self) -> str:
-        lines = [f"ser features: {self.rows} rows + {self.errors} errors = "
-                 f"{self.rows + self.errors} of {self.manifest_rows} manifest rows -> {self.output}"]
+        done = (f"{self.rows} rows" if self.variants == 1 else
+                f"{self.utterances} utterances ({self.rows} rows: {self.variants} per utterance)")
+        lines = [f"ser features: {done} + {self.errors} errors = "
+                 f"{self.utterances + self.errors} of {self.manifest_rows} manifest rows -> {self.output}"]
         speed = f"{self.rows / self.wall_s:.1f} clips/s" if self.wall_s > 0 else ""
         if self.audio_s is not None and self.wall_s > 0:
             speed = (f"{self.audio_s:.1f} s of audio in {self.wall_s:.1f} s wall: "
@@ -261,15 +331,15 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     args, pipeline_args = parse_known_args(argv)
     options = pipeline_options(pipeline_args)
     try:
-        config = resolve_config(args)
+        config, rows_config = resolve_config(args)
         manifest_rows, columns = manifest_summary(args.manifest)
     except (ParamsError, ValueError, OSError) as exc:
         sys.exit(f"ser features: error: {exc}")
-    schema = features_schema(config, provenance(args.manifest, manifest_rows))
+    schema = features_schema(config, provenance(args.manifest, manifest_rows), rows_config)
     clear_outputs(args.output, (FEATURES_PREFIX, ERRORS_PREFIX))
 
     pipeline = test_pipeline or beam.Pipeline(options=options)
-    build(pipeline, args.manifest, columns, args.output, config, schema, args.num_shards)
+    build(pipeline, args.manifest, columns, args.output, config, schema, args.num_shards, rows_config)
     start = time.perf_counter()
     result = pipeline.run()
     result.wait_until_finish()
@@ -279,11 +349,11 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     audio_ms = counter_value(result, "audio_ms")
     summary = Summary(args.output, manifest_rows, count_rows(args.output, FEATURES_PREFIX),
                       count_rows(args.output, ERRORS_PREFIX), None if audio_ms is None else audio_ms / 1000,
-                      wall)
+                      wall, len(rows_config.variants))
     print(summary.format())
-    if summary.rows + summary.errors != manifest_rows:
-        raise RuntimeError(f"row accounting broken: {summary.rows} rows + {summary.errors} errors "
-                           f"!= {manifest_rows} manifest rows under {args.output}")
+    if summary.rows % summary.variants or summary.utterances + summary.errors != manifest_rows:
+        raise RuntimeError(f"row accounting broken: {summary.rows} rows ({summary.variants} per utterance) + "
+                           f"{summary.errors} errors != {manifest_rows} manifest rows under {args.output}")
     return summary
 
 

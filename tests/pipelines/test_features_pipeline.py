@@ -124,7 +124,9 @@ def test_features_schema_metadata_and_values(in_memory_run):
     config = FeatureConfig()
 
     assert table.schema.names == ["utterance_id", "corpus", "path", "speaker", "gender", "emotion", "custom",
-                                  "n_frames", "sample_rate", "features"]
+                                  "source_id", "variant", "start_s", "end_s", "n_frames", "sample_rate",
+                                  "features"]
+    assert json.loads(table.schema.metadata[b"ser.rows"]) == {"augment": []}
     assert table.schema.field("n_frames").type == pa.int32() and table.schema.field("sample_rate").type == pa.int32()
     assert table.schema.field("features").type == pa.list_(pa.list_(pa.float32()))
     assert json.loads(table.schema.metadata[b"ser.features"]) == config.to_dict()
@@ -138,6 +140,8 @@ def test_features_schema_metadata_and_values(in_memory_run):
         assert feats.shape == (row["n_frames"], 46) and np.isfinite(feats).all()
         assert row["sample_rate"] == 48000 and row["n_frames"] == 12  # 0.5 s at any input rate
         assert json.loads(row["custom"]) == {"case": name} and row["speaker"].startswith("test:")
+        assert (row["source_id"], row["variant"], row["start_s"]) == (name, "", 0.0)
+        assert row["end_s"] == pytest.approx(0.5, abs=1e-3)
     expected = extract(config, audio.load(files["stereo"], 48000)[0])
     # Same code; only float32 rounding may differ (workers run BLAS single-threaded).
     np.testing.assert_allclose(np.asarray(rows["stereo"]["features"], np.float32), expected, rtol=1e-5, atol=1e-5)
@@ -272,3 +276,36 @@ def test_dvc_stage_and_params_match_the_feature_config():
     assert {"pipelines/features.py", "pipelines/common.py", "ser_core/audio.py", "ser_core/features.py"} <= set(
         stage["deps"])
     build_config(FeatureConfig, load_section(root / "params.yaml", "features"))
+
+
+def test_augmented_rows_one_per_variant_and_whole_clips_fail_once(bad_corpus, tmp_path):
+    manifest, _ = bad_corpus
+    out = tmp_path / "aug"
+    summary = pipeline.run(["--manifest", str(manifest), "--output", str(out),
+                            "--augment", "speed0.9,noise20,telephone"])
+    assert (summary.variants, summary.utterances, summary.rows, summary.errors) == (4, 8, 32, 6)
+    table = read_shards(str(out), "features")
+    rows = {r["utterance_id"]: r for r in table.to_pylist()}
+    assert json.loads(table.schema.metadata[b"ser.rows"]) == {"augment": ["speed0.9", "noise20", "telephone"]}
+    for source in ("good", "stereo", "silent"):
+        variants = {r["variant"]: r for r in rows.values() if r["source_id"] == source}
+        assert sorted(variants) == ["", "noise20", "speed0.9", "telephone"]
+        assert variants["speed0.9"]["utterance_id"] == f"{source}@speed0.9"
+        assert variants["speed0.9"]["end_s"] == pytest.approx(0.5 / 0.9, abs=1e-3)  # slower: longer
+        assert {r["speaker"] for r in variants.values()} == {variants[""]["speaker"]}
+        assert all(np.isfinite(np.asarray(r["features"], np.float32)).all() for r in variants.values())
+    good = {v: np.asarray(rows[f"good@{v}" if v else "good"]["features"], np.float32) for v in ("", "noise20")}
+    assert not np.allclose(good[""], good["noise20"])
+    # bad files: one error each, never a partial set of rows
+    assert not any(r["source_id"] in ("truncated", "nan", "five_ms") for r in rows.values())
+    # deterministic: a second run writes the same rows
+    again = pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "aug2"),
+                          "--augment", "speed0.9,noise20,telephone"])
+    rows2 = {r["utterance_id"]: r for r in read_shards(str(tmp_path / "aug2"), "features").to_pylist()}
+    assert again.rows == 32 and all(rows2[k]["features"] == v["features"] for k, v in rows.items())
+
+
+def test_unknown_augmentation_is_refused_before_work(bad_corpus, tmp_path):
+    manifest, _ = bad_corpus
+    with pytest.raises(SystemExit, match="unknown augmentation 'reverb'"):
+        pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "x"), "--augment", "reverb"])

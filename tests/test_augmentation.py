@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from ser_core import augmentation
+from tests.synth_audio import signal
+
+
+def test_names_are_checked():
+    assert augmentation.check_names(["speed0.9", "noise20", "telephone"]) == ["speed0.9", "noise20", "telephone"]
+    for bad, words in [("speed3", "0.5-2.0"), ("reverb", "unknown augmentation"), ("noise", "unknown")]:
+        with pytest.raises(ValueError, match=words):
+            augmentation.check_names([bad])
+    with pytest.raises(ValueError, match="twice"):
+        augmentation.check_names(["telephone", "telephone"])
+
+
+def test_speed_changes_duration_and_pitch():
+    sr = 16000
+    t = np.arange(sr) / sr
+    y = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    fast = augmentation.transform("speed1.1")(y, sr, "u")
+    assert len(fast) == pytest.approx(sr / 1.1, abs=2)
+    peak = np.argmax(np.abs(np.fft.rfft(fast))) * sr / len(fast)
+    assert peak == pytest.approx(440 * 1.1, rel=0.01)
+
+
+def test_noise_has_the_asked_snr_and_is_seeded_by_utterance():
+    y = signal(1.0, 16000)
+    noisy = augmentation.transform("noise10")(y, 16000, "a")
+    snr = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean((noisy - y).astype(np.float64) ** 2))
+    assert snr == pytest.approx(10, abs=0.3)
+    assert np.array_equal(noisy, augmentation.transform("noise10")(y, 16000, "a"))
+    assert not np.array_equal(noisy, augmentation.transform("noise10")(y, 16000, "b"))
+    assert np.array_equal(augmentation.add_noise(np.zeros(10, np.float32), 10, 0), np.zeros(10))
+
+
+def test_telephone_removes_what_a_line_does_not_pass():
+    sr = 16000
+    t = np.arange(sr) / sr
+    y = (0.3 * np.sin(2 * np.pi * 1000 * t) + 0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    line = augmentation.transform("telephone")(y, sr, "u")
+    spectrum = np.abs(np.fft.rfft(line))
+    assert len(line) == len(y)
+    assert spectrum[6000] < 0.01 * spectrum[1000]  # 6 kHz is above the 3.4 kHz band edge
+    assert augmentation.variant_id("x", "") == "x" and augmentation.variant_id("x", "telephone") == "x@telephone"

@@ -37,6 +37,8 @@ STD_FLOOR = 1e-4
 NORMALISATIONS = ("global", "speaker")
 METADATA_KEY = b"ser.features"
 COLUMNS = ("utterance_id", "corpus", "speaker", "gender", "emotion", "n_frames", "features")
+ROW_COLUMNS = ("source_id", "variant")  # absent from shards written before augmentation existed
+ORIGINAL = ""  # the variant of an unaugmented row
 
 
 @dataclass
@@ -51,6 +53,14 @@ class FeatureSet:
     labels: tuple[str, ...]
     feature_config: dict
     dropped: Counter = field(default_factory=Counter)
+    sources: list[str] = field(default_factory=list)  # the clip each row comes from (= id for originals)
+    variants: list[str] = field(default_factory=list)  # "" for an original row, else the augmentation
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            self.sources = list(self.utterance_ids)
+        if not self.variants:
+            self.variants = [ORIGINAL] * len(self.utterance_ids)
 
     @property
     def n_dims(self) -> int:
@@ -59,16 +69,24 @@ class FeatureSet:
     def speaker_genders(self) -> dict[str, str]:
         return dict(zip(self.speakers, self.genders))
 
-    def indices(self, speakers: Sequence[str]) -> np.ndarray:
-        """Row indices of the utterances of ``speakers``."""
-        wanted = set(speakers)
-        return np.array([i for i, s in enumerate(self.speakers) if s in wanted], dtype=np.int64)
+    def indices(self, speakers: Sequence[str], variants: Sequence[str] = (ORIGINAL,)) -> np.ndarray:
+        """Row indices of ``speakers``' rows of the given ``variants`` (originals by default:
+        validation and test never see an augmented row)."""
+        wanted, kinds = set(speakers), set(variants)
+        return np.array([i for i, (s, v) in enumerate(zip(self.speakers, self.variants))
+                         if s in wanted and v in kinds], dtype=np.int64)
+
+    @property
+    def augmentations(self) -> list[str]:
+        """The augmentation variants these rows hold (sorted)."""
+        return sorted(set(self.variants) - {ORIGINAL})
 
     def fingerprint(self) -> str:
         """A digest of everything training reads, to tell whether finished folds still hold."""
         h = hashlib.blake2b(digest_size=16)
         h.update(json.dumps([self.feature_config, list(self.labels), self.utterance_ids,
-                             self.speakers, self.y.tolist()], sort_keys=True).encode())
+                             self.speakers, self.y.tolist(), self.sources, self.variants],
+                            sort_keys=True).encode())
         for x in self.features:
             h.update(np.ascontiguousarray(x).data)
         return h.hexdigest()
@@ -86,10 +104,11 @@ def shard_paths(features_dir: str | Path) -> list[Path]:
 
 def _shard_arrays(path: Path) -> tuple[dict, list[np.ndarray]]:
     """One shard's columns (as lists) and its feature matrices, checked against ``n_frames``."""
-    missing = [c for c in COLUMNS if c not in pq.read_schema(str(path)).names]
+    names = pq.read_schema(str(path)).names
+    missing = [c for c in COLUMNS if c not in names]
     if missing:
         raise ValueError(f"{path}: not a features shard, missing columns {missing}")
-    table = pq.read_table(str(path), columns=list(COLUMNS))
+    table = pq.read_table(str(path), columns=list(COLUMNS) + [c for c in ROW_COLUMNS if c in names])
     arrays: list[np.ndarray] = []
     for chunk in table.column("features").chunks:
         if len(chunk) == 0:
@@ -103,7 +122,9 @@ def _shard_arrays(path: Path) -> tuple[dict, list[np.ndarray]]:
         values = frames.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         bounds = np.cumsum(pc.list_value_length(chunk).to_numpy(zero_copy_only=False))[:-1]
         arrays += np.split(values.reshape(-1, int(n_dims[0])), bounds)
-    columns = table.select([c for c in COLUMNS if c != "features"]).to_pydict()
+    columns = table.select([c for c in table.column_names if c != "features"]).to_pydict()
+    columns.setdefault("source_id", list(columns["utterance_id"]))
+    columns.setdefault("variant", [ORIGINAL] * len(columns["utterance_id"]))
     for uid, n, x in zip(columns["utterance_id"], columns["n_frames"], arrays):
         if x.shape[0] == 0 or x.shape[0] != n:
             raise ValueError(f"{path}: utterance {uid!r} has {x.shape[0]} frames, n_frames says {n}")
@@ -123,7 +144,7 @@ def load_features(features_dir: str | Path, labels: Sequence[str]) -> FeatureSet
         raise ValueError(f"labels must be at least two distinct names, got {list(labels)}")
     paths = shard_paths(features_dir)
     config = read_feature_config(paths[0])
-    columns: dict[str, list] = {c: [] for c in COLUMNS if c != "features"}
+    columns: dict[str, list] = {c: [] for c in COLUMNS + ROW_COLUMNS if c != "features"}
     arrays: list[np.ndarray] = []
     for path in paths:
         if read_feature_config(path) != config:
@@ -156,6 +177,8 @@ def load_features(features_dir: str | Path, labels: Sequence[str]) -> FeatureSet
         labels=tuple(labels),
         feature_config=config,
         dropped=dropped,
+        sources=[columns["source_id"][i] for i in kept],
+        variants=[columns["variant"][i] for i in kept],
     )
 
 
@@ -187,12 +210,14 @@ class Normaliser:
         return cls(mode, mean, std)
 
     def apply(self, data: FeatureSet) -> list[np.ndarray]:
-        """Every utterance of ``data`` normalised (speaker mode: per ``data.speakers``)."""
+        """Every row of ``data`` normalised. Speaker mode: per speaker and variant, so an
+        augmented copy of a speaker (sped up, on a phone line) is normalised with its own
+        statistics, as a call channel is when labelling."""
         if self.mode == "global":
             return normalise(data.features, self.mean, self.std)
         out: list[np.ndarray] = [np.empty(0)] * len(data.features)
-        for speaker in sorted(set(data.speakers)):
-            idx = data.indices([speaker])
+        for speaker, variant in sorted(set(zip(data.speakers, data.variants))):
+            idx = data.indices([speaker], [variant])
             mean, std = frame_stats([data.features[i] for i in idx])
             for i, x in zip(idx, normalise([data.features[i] for i in idx], mean, std)):
                 out[i] = x

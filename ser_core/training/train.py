@@ -92,6 +92,9 @@ class TrainConfig:
     freq_mask_dims: int = 0      # ... each up to this many dimensions
     mixup_alpha: float = 0.0     # mixup Beta(alpha, alpha); 0 = off
     patience: int = 0            # stop after this many epochs without a better validation UAR; 0 = never
+    # Augmented rows (made by `ser features --augment`) to draw from: every epoch each training
+    # clip is replaced by one of {itself, its augmented copies}, uniformly. [] = originals only.
+    augment: list[str] = field(default_factory=list)
     # torch CPU threads (0: torch's default). One is as fast as two for this small model
     # and does not collapse when other processes share the cores (benchmarks/train.py).
     threads: int = 1
@@ -101,6 +104,9 @@ class TrainConfig:
             self.labels = [s.strip() for s in self.labels.split(",") if s.strip()]
         if isinstance(self.seeds, int):
             self.seeds = [self.seeds]
+        if isinstance(self.augment, str):
+            self.augment = [s.strip() for s in self.augment.split(",") if s.strip() and s.strip() != "none"]
+        self.augment = list(self.augment)
         self.labels, self.seeds = list(self.labels), [int(s) for s in self.seeds]
         if self.split not in SPLITS:
             raise ValueError(f"train.split must be one of {SPLITS}, got {self.split!r}")
@@ -124,7 +130,7 @@ class TrainConfig:
             raise ValueError(f"train.lr must be > 0 and weight_decay >= 0, "
                              f"got {self.lr}, {self.weight_decay}")
 
-    def augment(self) -> Augment:
+    def batch_augment(self) -> Augment:
         return Augment(self.time_masks, self.time_mask_frames, self.freq_masks, self.freq_mask_dims,
                        self.mixup_alpha)
 
@@ -203,13 +209,32 @@ def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tenso
     return total / len(y), pred
 
 
+def augmentation_pools(data: FeatureSet, train_idx: np.ndarray, augment: Sequence[str]) -> list[np.ndarray]:
+    """For each training row (an original clip), the rows it may be replaced by in an
+    epoch: itself and its copies in ``augment``, which come from the same clip and so the
+    same (training) speaker. A requested augmentation the features lack is an error."""
+    if not augment:
+        return [np.array([i]) for i in train_idx]
+    missing = sorted(set(augment) - set(data.augmentations))
+    if missing:
+        raise ValueError(f"train.augment asks for {missing}, but the features hold "
+                         f"{data.augmentations or 'no augmented rows'} (ser features --augment)")
+    copies: dict[str, list[int]] = {}
+    wanted = set(augment)
+    for i, (source, variant) in enumerate(zip(data.sources, data.variants)):
+        if variant in wanted:
+            copies.setdefault(source, []).append(i)
+    return [np.array([i] + copies.get(data.utterance_ids[i], [])) for i in train_idx]
+
+
 def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
                progress: bool = True) -> FoldResult:
     """Train one fold from scratch and predict its test speakers with the best checkpoint."""
     train_idx, val_idx, test_idx = (data.indices(s) for s in (fold.train, fold.val, fold.test))
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError(f"fold {fold.index}: no training or validation utterances")
-    normaliser = Normaliser.fit(cfg.normalisation, data, train_idx)
+    pools = augmentation_pools(data, train_idx, cfg.augment)  # augmented rows: training speakers only
+    normaliser = Normaliser.fit(cfg.normalisation, data, np.concatenate(pools))
     features = [torch.from_numpy(x) for x in normaliser.apply(data)]
     y_all = torch.from_numpy(data.y)
     x_train, x_val, x_test = ([features[i] for i in idx] for idx in (train_idx, val_idx, test_idx))
@@ -226,17 +251,22 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     lengths = np.array([t.shape[0] for t in x_train])
     gen = torch.Generator().manual_seed(s)
     objective = Objective(class_weights(y_train.numpy(), n_classes, cfg.class_weights),
-                          float(cfg.label_smoothing), cfg.augment(), gen, np.random.default_rng((s, 1)))
+                          float(cfg.label_smoothing), cfg.batch_augment(), gen, np.random.default_rng((s, 1)))
 
     history, best, best_epoch = [], (-1.0, -np.inf), 0
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     name = "final" if fold.index < 0 else f"fold {fold.index}"
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"seed {seed} {name}", unit="epoch",
                disable=not progress, dynamic_ncols=True, mininterval=0.5)
+    draw = np.random.default_rng((s, 2))  # which copy of each clip an epoch trains on
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
+        x_epoch = x_train
+        if cfg.augment:
+            x_epoch = [features[pool[draw.integers(len(pool))]] for pool in pools]
+            lengths = np.array([t.shape[0] for t in x_epoch])
         batches = length_batches(lengths, cfg.batch_size, rng)
-        loss, pred = train_epoch(model, x_train, y_train, batches, optimizer, objective)
+        loss, pred = train_epoch(model, x_epoch, y_train, batches, optimizer, objective)
         scheduler.step()
         logits = predict_logits(model, x_val)
         val_loss = float(F.cross_entropy(logits, y_val))
@@ -392,7 +422,7 @@ def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: P
 FLAGS = ("arch", "hidden", "dropout", "mask_padding", "epochs", "batch_size", "lr", "weight_decay",
          "t0", "labels", "split", "k", "n_val", "split_seed", "seeds", "normalisation", "threads",
          "class_weights", "label_smoothing", "time_masks", "time_mask_frames", "freq_masks",
-         "freq_mask_dims", "mixup_alpha", "patience")
+         "freq_mask_dims", "mixup_alpha", "patience", "augment")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -426,6 +456,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--freq-masks", type=int, help="SpecAugment feature-dimension masks per example")
     g.add_argument("--freq-mask-dims", type=int, help="widest feature mask, dimensions")
     g.add_argument("--mixup-alpha", type=float, help="mixup Beta(alpha, alpha); 0 = off")
+    g.add_argument("--augment", help="comma-separated augmented rows to draw from (see ser features "
+                                      "--augment), e.g. speed0.9,speed1.1; 'none' for none")
     g.add_argument("--patience", type=int, help="early stop after N epochs without a better "
                                                  "validation UAR (0 = never)")
 

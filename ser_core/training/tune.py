@@ -38,11 +38,12 @@ log = logging.getLogger(__name__)
 
 
 def subset(data: FeatureSet, speakers: Sequence[str]) -> FeatureSet:
-    """The utterances of ``speakers`` only (a new FeatureSet; the rest is not carried)."""
-    idx = data.indices(speakers)
+    """The rows (augmented ones too) of ``speakers`` only: a new FeatureSet; the rest is not carried."""
+    idx = data.indices(speakers, sorted(set(data.variants)))
     return dataclasses.replace(
         data, utterance_ids=[data.utterance_ids[i] for i in idx], speakers=[data.speakers[i] for i in idx],
-        genders=[data.genders[i] for i in idx], features=[data.features[i] for i in idx], y=data.y[idx])
+        genders=[data.genders[i] for i in idx], features=[data.features[i] for i in idx], y=data.y[idx],
+        sources=[data.sources[i] for i in idx], variants=[data.variants[i] for i in idx])
 
 
 @dataclasses.dataclass

@@ -59,3 +59,19 @@ def write_shards(root: str | Path, table: pa.Table, n_shards: int = 2) -> Path:
         idx = np.arange(s, table.num_rows, n_shards)
         pq.write_table(table.take(pa.array(idx)), str(root / f"features-{s:05d}-of-{n_shards:05d}.parquet"))
     return root
+
+
+def with_augmented_rows(table: pa.Table, variants: Sequence[str], seed: int = 1) -> pa.Table:
+    """``table`` plus, for every row, one copy per variant (``<id>@<variant>``, features
+    perturbed), with the ``source_id``/``variant`` columns the features pipeline writes."""
+    rng = np.random.default_rng(seed)
+    rows = table.to_pylist()
+    out = [{**r, "source_id": r["utterance_id"], "variant": ""} for r in rows]
+    for variant in variants:
+        for r in rows:
+            x = np.asarray(r["features"], np.float32)
+            out.append({**r, "utterance_id": f"{r['utterance_id']}@{variant}", "source_id": r["utterance_id"],
+                        "variant": variant,
+                        "features": (x + rng.normal(0, 0.3, x.shape)).astype(np.float32).tolist()})
+    schema = table.schema.append(pa.field("source_id", pa.string())).append(pa.field("variant", pa.string()))
+    return pa.Table.from_pylist(out, schema=schema.with_metadata(table.schema.metadata))

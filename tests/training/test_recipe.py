@@ -123,3 +123,40 @@ def test_ser_tune_records_every_trial_and_resumes(features_dir, tmp_path):
     before = (out / "trials.json").stat().st_mtime_ns
     assert ser(args) == 0  # everything done: nothing retrained, nothing rewritten
     assert (out / "trials.json").stat().st_mtime_ns == before
+
+
+@pytest.fixture(scope="module")
+def augmented_dir(tmp_path_factory):
+    from tests.training.synth_features import feature_table, with_augmented_rows, write_shards
+
+    return write_shards(tmp_path_factory.mktemp("aug"), with_augmented_rows(feature_table(), ["speed0.9", "noise20"]))
+
+
+def test_augmented_rows_come_from_training_speakers_of_the_same_clip(augmented_dir):
+    data = load_features(augmented_dir, TrainConfig().labels)
+    assert data.augmentations == ["noise20", "speed0.9"] and len(data.y) == 3 * 384
+    for fold in make_folds("ravdess_paper", data.speaker_genders()):
+        train_idx = data.indices(fold.train)
+        pools = train_module.augmentation_pools(data, train_idx, ["speed0.9"])
+        for original, pool in zip(train_idx, pools):
+            assert data.variants[original] == "" and pool[0] == original and len(pool) == 2
+            assert {data.sources[i] for i in pool} == {data.utterance_ids[original]}
+            assert {data.speakers[i] for i in pool} <= set(fold.train)
+            assert data.y[pool].tolist() == [data.y[original]] * 2
+        for part in (fold.val, fold.test):  # evaluation sees originals only
+            assert {data.variants[i] for i in data.indices(part)} == {""}
+    with pytest.raises(ValueError, match="asks for \\['telephone'\\]"):
+        train_module.augmentation_pools(data, data.indices(fold.train), ["telephone"])
+
+
+def test_poisoned_augmented_rows_of_other_speakers_are_never_trained_on(augmented_dir):
+    data = load_features(augmented_dir, TrainConfig().labels)
+    fold = make_folds("ravdess_paper", data.speaker_genders())[2]
+    outside = set(fold.val) | set(fold.test)
+    for i, (speaker, variant) in enumerate(zip(data.speakers, data.variants)):
+        if variant and speaker in outside:
+            data.features[i] = np.full_like(data.features[i], np.nan)
+    cfg = TrainConfig(**TINY, augment=["speed0.9", "noise20"], normalisation="global")
+    result = train_fold(data, fold, cfg, seed=0, progress=False)
+    assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"]) for h in result.history)
+    assert np.isfinite(result.test_probs).all()

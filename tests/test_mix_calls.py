@@ -190,8 +190,9 @@ def test_calls_cycle_through_every_ordered_pair(manifest, tmp_path):
     assert sorted(pairs) == sorted((a, b) for a in CLIPS for b in CLIPS if a != b)
 
 
-def test_minutes_fix_the_length_and_ulaw_encodes(manifest, tmp_path):
-    s = mix_calls(manifest, tmp_path, quiet(turns=None, minutes=0.2, encoding="ulaw"), progress=False)
+@pytest.mark.parametrize("seed", range(4))
+def test_minutes_fix_the_length_and_ulaw_encodes(manifest, tmp_path, seed):
+    s = mix_calls(manifest, tmp_path, quiet(turns=None, minutes=0.2, encoding="ulaw", seed=seed), progress=False)
     info = sf.info(str(tmp_path / "call_0001.wav"))
     assert (info.subtype, info.channels, info.samplerate, info.frames) == ("ULAW", 2, RATE, 12 * RATE)
     rows = read_csv(tmp_path / SIDECAR)

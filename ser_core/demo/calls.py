@@ -290,7 +290,7 @@ class Planner:
             utt = deck.draw()
             cut = self._cut(utt)
             start = t - cut.speech_from
-            if limit is not None and max(start + cut.length, t + int(EDGE_S[0] * sr)) > limit:
+            if limit is not None and start + max(cut.length, cut.speech_to + int(EDGE_S[0] * sr)) > limit:
                 deck.put_back(utt)
                 break
             turn = ClipTurn(channel, start, cut.length, utt, cut, c)

@@ -245,6 +245,12 @@ def test_cli(manifest, tmp_path, capsys):
     assert "wrote 1 call of test:01, test:02" in capsys.readouterr().out
     assert cli.main(["mix-calls", manifest, str(tmp_path / "bad"), "--speakers", "01,77", "--no-progress"]) == 1
     assert "'77'" in capsys.readouterr().err
+    params = tmp_path / "params.yaml"  # params.yaml's mix_calls section, overridden by flags
+    params.write_text("mix_calls:\n  speakers: [test:01, test:02]\n  calls: 3\n  turns: 2\n  bleed_db: off\n")
+    assert cli.main(["mix-calls", manifest, str(tmp_path / "p"), "--params", str(params), "--calls", "1",
+                     "--no-progress"]) == 0
+    config = json.loads((tmp_path / "p" / SUMMARY).read_text())["config"]
+    assert (config["speakers"], config["calls"], config["turns"], config["bleed_db"]) == (["test:01", "test:02"], 1, 2, None)
 
 
 def test_telephone_band_pass_is_zero_phase_and_in_band():

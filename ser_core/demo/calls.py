@@ -77,9 +77,12 @@ class SpeakerError(ValueError):
 
 
 def _db_or_off(name: str, value: Any) -> float | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in OFF):
+    """A level in dB, or None for off ('off'/'none', and YAML's ``off``, which loads as false)."""
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in OFF):
         return None
     try:
+        if isinstance(value, bool):
+            raise ValueError
         db = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"mix_calls.{name} must be a level in dB (negative) or 'off', got {value!r}") from None
@@ -232,10 +235,6 @@ class Deck:
         self._order: list[int] = []
         self.dealt = 0
 
-    @property
-    def reused(self) -> int:
-        return max(0, self.dealt - len(self._clips))
-
     def draw(self) -> Utterance:
         if not self._order:
             self._order = [int(i) for i in self._rng.permutation(len(self._clips))]
@@ -375,10 +374,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     parser.add_argument("--sample-rate", dest="sample_rate", type=int, default=None, help="Hz (default 8000)")
     parser.add_argument("--encoding", choices=sorted(SUBTYPES), default=None, help="pcm16 (default) or ulaw")
-    parser.add_argument("--noise-db", dest="line_noise_db", default=None,
+    parser.add_argument("--noise-db", dest="line_noise_db", default=None, metavar="DB|off",
                         help="line hiss, RMS dBFS per channel, or off (default -55)")
-    parser.add_argument("--bleed-db", dest="bleed_db", default=None,
-                        help="crosstalk: each speaker also on the other channel this many dB down, or off (default off)")
+    parser.add_argument("--bleed-db", dest="bleed_db", default=None, metavar="DB|off",
+                        help="crosstalk: each speaker also on the other channel this many dB down, "
+                             "or off (default off)")
     parser.add_argument("--params", default=None, help="params.yaml to read the 'mix_calls' section from")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
@@ -388,7 +388,8 @@ def main(args: argparse.Namespace) -> int:
                           flags(args, "speakers", "calls", "turns", "minutes", "seed", "sample_rate",
                                 "encoding", "line_noise_db", "bleed_db"))
     s = mix_calls(args.manifest, args.output, config, progress=args.progress)
-    print(f"wrote {config.calls} call{'s' if config.calls != 1 else ''} of {', '.join(s['speakers'])} ({s['audio_seconds'] / 60:.1f} min, "
+    plural = "s" if config.calls != 1 else ""
+    print(f"wrote {config.calls} call{plural} of {', '.join(s['speakers'])} ({s['audio_seconds'] / 60:.1f} min, "
           f"{s['turns']} turns, {s['speech_seconds'] / 60:.1f} min of speech, {config.sample_rate} Hz "
           f"{config.encoding}, gain {s['gain_db']:+.2f} dB) to {s['root']} in {s['elapsed_s']:.1f} s; "
           f"{s['clips_used']} of {s['clips_available']} clips used, {s['clips_reused']} reused; "

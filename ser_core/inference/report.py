@@ -92,7 +92,8 @@ def read_labels(root: str | Path, n_calls: int = 10) -> LabelsOutput:
     max_gap = float(metadata.get("segment_config", {}).get("hop_s", DEFAULT_MAX_GAP_S))
     info: dict[str, dict[str, Any]] = {}
     if files is not None:
-        for row in files.select([c for c in ("path", "duration_s", "per_channel") if c in files.column_names]).to_pylist():
+        wanted = [c for c in ("path", "duration_s", "per_channel") if c in files.column_names]
+        for row in files.select(wanted).to_pylist():
             info[row["path"]] = row
     by_path: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if segments is not None and segments.num_rows:
@@ -262,8 +263,9 @@ def render_html(out: LabelsOutput) -> str:
     parts.append('<section id="distribution"><h2>Emotion distribution per role (seconds)</h2>')
     if seconds and labels:
         parts.append(_img(distribution_plot(seconds, labels), "emotion distribution per role"))
-        table_rows = [[role] + [f"{seconds[role][lab]:.1f} ({seconds[role][lab] / max(sum(seconds[role].values()), 1e-9):.0%})"
-                                for lab in labels] for role in sorted(seconds)]
+        totals = {role: max(sum(by_label.values()), 1e-9) for role, by_label in seconds.items()}
+        table_rows = [[role] + [f"{seconds[role][lab]:.1f} ({seconds[role][lab] / totals[role]:.0%})" for lab in labels]
+                      for role in sorted(seconds)]
         parts.append(_table(["role", *labels], table_rows, tuple(range(1, len(labels) + 1))))
     else:
         parts.append('<p class="note">no labelled speech</p>')

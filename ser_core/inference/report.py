@@ -190,7 +190,7 @@ def timeline_plot(path: str, turns: Sequence[dict[str, Any]], lanes: Sequence[tu
             if spans:
                 ax.broken_barh(spans, (y - 0.35, 0.7), color=colour(label, labels))
     ax.set_yticks(range(len(lanes)), [role for _, role in lanes])
-    ax.set_ylim(len(lanes) - 0.5, -0.5)
+    ax.set_ylim(max(len(lanes), 1) - 0.5, -0.5)
     ax.set_xlim(0, max(duration_s, 1e-3))
     ax.set_xlabel("seconds")
     ax.set_title(Path(path).name, fontsize=9, loc="left")

@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str | None, str, str]] = {
                     "generate the embedded demo corpus (RAVDESS layout)"),
     "demo-archive": ("ser_core.demo.archive", "add_arguments", "main",
                      "generate the demo call-centre archive with ground truth"),
+    "mix-calls": ("ser_core.demo.calls", "add_arguments", "main",
+                  "mix real labelled clips into stereo telephone calls with ground truth"),
     "features": ("pipelines.features", None, "run",
                  "Beam pipeline: manifest -> audio features -> Parquet shards"),
     "train": ("ser_core.training.train", "add_arguments", "main",
@@ -35,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str | None, str, str]] = {
               "Beam pipeline: label audio archives with a trained checkpoint"),
     "score": ("ser_core.inference.score", "add_arguments", "main",
               "score labelled segments against a ground-truth sidecar"),
+    "report": ("ser_core.inference.report", "add_arguments", "main",
+               "one self-contained HTML page summarising a ser label output"),
     "download": ("ser_core.download", "add_arguments", "main",
                  "download a corpus from its official source (ravdess)"),
 }

@@ -22,15 +22,13 @@ calm 8 %, fearful 7 %, disgust 7 %, surprised 6 %. A speaker keeps their previou
 emotion with probability :data:`PERSISTENCE` (moods last), otherwise draws afresh, so
 these are also the long-run shares. Non-neutral turns are strong 30 % of the time.
 
-Calls are written block by block (:data:`BLOCK_S`), rendering each turn only when the
-write reaches it, so memory stays flat however long the call.
+Calls are written block by block (:func:`ser_core.demo.telephone.write_call`), rendering
+each turn only when the write reaches it, so memory stays flat however long the call.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -38,14 +36,17 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import soundfile as sf
 import soxr
 from tqdm import tqdm
 
+from ser_core.demo import telephone
 from ser_core.demo.synth import DOMAINS, Voice, plan_turn, render
+from ser_core.demo.telephone import (ROLES, SIDECAR, SIDECAR_COLUMNS, SUBTYPES, TELEPHONE_BAND,
+                                     LineNoise, sidecar_row, write_sidecar)
 from ser_core.params import build_config, flags, load_section
 
-ROLES = ("agent", "customer")  # index = channel
+__all__ = ["ROLES", "ROLE_EMOTIONS", "SIDECAR", "SIDECAR_COLUMNS", "DemoArchiveConfig", "Turn",
+           "plan_call", "write_call", "generate_demo_archive", "add_arguments", "main"]
 ROLE_EMOTIONS: dict[str, dict[str, float]] = {
     "agent": {"neutral": 0.50, "calm": 0.25, "happy": 0.18, "sad": 0.02, "angry": 0.01,
               "fearful": 0.01, "disgust": 0.01, "surprised": 0.02},
@@ -55,12 +56,7 @@ ROLE_EMOTIONS: dict[str, dict[str, float]] = {
 PERSISTENCE = 0.5
 STRONG_SHARE = 0.3
 SAME_SPEAKER = 0.15
-TELEPHONE_BAND = (300.0, 3400.0)
 RENDER_RATE = 16000  # turns are rendered at max(this, the archive rate)
-BLOCK_S = 10.0
-SUBTYPES = {"pcm16": "PCM_16", "ulaw": "ULAW"}
-SIDECAR = "ground_truth.csv"
-SIDECAR_COLUMNS = ("path", "channel", "role", "start_s", "end_s", "emotion", "intensity")
 
 
 @dataclass(frozen=True)
@@ -149,35 +145,10 @@ def plan_call(seed: int, call_index: int, duration_s: float, sample_rate: int) -
 def write_call(path: Path, turns: list[Turn], n_samples: int, config: DemoArchiveConfig,
                call_index: int, on_block: Callable[[float], object] | None = None) -> None:
     """Write one stereo call block by block; only the turns under way are held in memory."""
-    sr = config.sample_rate
-    block = int(BLOCK_S * sr)
     rng = np.random.default_rng([config.seed, DOMAINS["archive"], 4, call_index])
-    hiss = 10 ** (config.line_noise_db / 20)
-    pending = iter(sorted(turns, key=lambda turn: turn.start))
-    upcoming = next(pending, None)
-    active: list[tuple[Turn, np.ndarray]] = []
-    tmp = path.with_name(f".{path.name}.tmp")
-    with sf.SoundFile(str(tmp), "w", samplerate=sr, channels=2,
-                      subtype=SUBTYPES[config.encoding], format="WAV") as out:
-        for b0 in range(0, n_samples, block):
-            b1 = min(b0 + block, n_samples)
-            buf = (hiss * rng.standard_normal((b1 - b0, 2))).astype(np.float32)
-            if config.hum_db is not None:  # mains hum: fundamental and third harmonic
-                phase = 2 * np.pi * config.hum_hz * np.arange(b0, b1) / sr
-                hum = np.sin(phase) + 0.5 * np.sin(3 * phase)
-                buf += (10 ** (config.hum_db / 20) * np.sqrt(2 / 1.25) * hum)[:, None].astype(np.float32)
-            while upcoming is not None and upcoming.start < b1:
-                active.append((upcoming, upcoming.audio(sr)))
-                upcoming = next(pending, None)
-            for turn, audio in active:
-                lo, hi = max(turn.start, b0), min(turn.start + turn.length, b1)
-                if lo < hi:
-                    buf[lo - b0:hi - b0, turn.channel] += audio[lo - turn.start:hi - turn.start]
-            active = [(turn, audio) for turn, audio in active if turn.start + turn.length > b1]
-            out.write(np.clip(buf, -1.0, 1.0))
-            if on_block:
-                on_block((b1 - b0) / sr)
-    os.replace(tmp, path)
+    noise = LineNoise(config.line_noise_db, config.hum_db, config.hum_hz)
+    telephone.write_call(path, turns, n_samples, config.sample_rate, config.encoding, noise, rng,
+                         on_block=on_block)
 
 
 def generate_demo_archive(out_dir: str | Path, calls: int = 4, minutes: float = 3.0, seed: int = 0,
@@ -197,16 +168,9 @@ def generate_demo_archive(out_dir: str | Path, calls: int = 4, minutes: float = 
             name = f"call_{call + 1:04d}.wav"
             turns = plan_call(config.seed, call, n_samples / config.sample_rate, config.sample_rate)
             write_call(root / name, turns, n_samples, config, call, on_block=bar.update)
-            rows.extend({"path": name, "channel": turn.channel, "role": turn.role,
-                         "start_s": round(turn.start / config.sample_rate, 4),
-                         "end_s": round((turn.start + turn.length) / config.sample_rate, 4),
-                         "emotion": turn.emotion, "intensity": turn.intensity} for turn in turns)
-    tmp = root / f".{SIDECAR}.tmp"
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SIDECAR_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, root / SIDECAR)
+            rows.extend(sidecar_row(name, turn.channel, turn.start, turn.start + turn.length,
+                                    config.sample_rate, turn.emotion, turn.intensity) for turn in turns)
+    write_sidecar(root, rows)
     return {
         "root": str(root),
         **asdict(config),

@@ -28,6 +28,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from ser_core.demo.telephone import band_response
 from ser_core.labels import RAVDESS_LABELS
 
 EMOTIONS: tuple[str, ...] = RAVDESS_LABELS
@@ -436,9 +437,7 @@ def render(plan: Plan, sample_rate: int, band: tuple[float, float] | None = None
         fric = spectra[2] * _bands(plan.bands, centres, freqs, sr)
         voiced += fric * np.float32(np.sqrt(ref * 10 ** (FRICATION_DB / 10) / _mean_power(fric, fric_active)))
     if band is not None:
-        low, high = band
-        f = np.maximum(freqs, 1.0)
-        voiced *= (1.0 / ((1.0 + (low / f) ** 4) * (1.0 + (f / high) ** 8))).astype(np.float32)
+        voiced *= band_response(freqs, band)
     x = _istft(voiced, n_fft, hop, window, n)
 
     x *= np.float32(10 ** (plan.peak_db / 20) / (np.max(np.abs(x)) + 1e-12))

@@ -19,7 +19,7 @@ import torch
 
 from ser_core.features import FeatureConfig
 from ser_core.model import ModelConfig, SERModel
-from ser_core.training.checkpoint import save_checkpoint
+from ser_core.checkpoint import save_checkpoint
 
 LABELS = ("angry", "sad")
 W, K = 1.0, 3.0

@@ -20,11 +20,13 @@ import soundfile as sf
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that
 
-from pipelines import label
-from pipelines.common import read_shards
+from pipelines import label, resume
+from ser_core.errors import StageError
 from ser_core.features import extract
-from ser_core.inference.handler import RunningStats
+from ser_core.inference.outputs import dominant
 from ser_core.inference.segment import SegmentConfig, segment_channel
+from ser_core.normalisation import RunningStats
+from ser_core.storage import read_shards
 from tests.inference import tiny_model
 from tests.inference.tiny_model import bursts
 from tests.synth_audio import write_audio
@@ -98,7 +100,7 @@ def test_labels_are_exact(models, tmp_path, normalisation, channels):
             mine = Counter(tiny_model.LABELS[int(p.argmax())]
                            for k, p in expected.items() if k[1] == c["channel"])
             assert c["n_segments"] == sum(mine.values())
-            assert c["dominant_emotion"] == label.dominant(list(mine.elements()), tiny_model.LABELS)
+            assert c["dominant_emotion"] == dominant(list(mine.elements()), tiny_model.LABELS)
 
     with BeamTestPipeline() as p:
         files, segments, errors = (
@@ -178,7 +180,7 @@ def test_every_input_ends_as_exactly_one_row(models, tmp_path):
     assert per_file == {name: r["n_segments"] for name, r in files.items() if r["n_segments"]}
     metadata = pq.read_schema(next(out.glob("segments-*.parquet"))).metadata
     assert b"ser.label" in metadata
-    with pytest.raises(SystemExit, match="other segment_config"):  # no mixing of settings
+    with pytest.raises(StageError, match="other segment_config"):  # no mixing of settings
         label.run(["--model", models["global"], "--input", str(inputs / "*.wav"), "--output", str(out),
                    "--roles", "agent,customer", "--window-s", "2"])
 
@@ -202,7 +204,7 @@ def test_killed_run_resumes_and_labels_every_file_once(models, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
-    first = label.completed_paths(str(out))  # committed before the kill
+    first = resume.completed_paths(str(out))  # committed before the kill
     assert 0 < len(first) < len(names) and set(first.values()) == {1}
 
     summary = label.run(argv)
@@ -215,7 +217,7 @@ def test_killed_run_resumes_and_labels_every_file_once(models, tmp_path):
     keys = [(s["path"], s["channel"], s["start_s"]) for s in segments]
     assert len(keys) == len(set(keys))  # no segment written twice
     assert Counter(s["path"] for s in segments) == {r["path"]: r["n_segments"] for r in files}
-    assert not (out / label.STAGING).exists()
+    assert not (out / resume.STAGING).exists()
 
     again = label.run(argv)  # nothing left to do
     assert again.labelled == 0 and again.skipped == len(names)
@@ -223,7 +225,7 @@ def test_killed_run_resumes_and_labels_every_file_once(models, tmp_path):
 
 def test_recover_rolls_finished_chunks_forward_and_unfinished_back(tmp_path):
     out = tmp_path / "labels"
-    done, partial = out / label.STAGING / "r-0000", out / label.STAGING / "r-0001"
+    done, partial = out / resume.STAGING / "r-0000", out / resume.STAGING / "r-0001"
     one_row, no_rows = pa.table({"path": ["a.wav"]}), pa.table({"path": pa.array([], pa.string())})
     for d in (done, partial):
         (d / "beam-temp-x").mkdir(parents=True)
@@ -231,8 +233,8 @@ def test_recover_rolls_finished_chunks_forward_and_unfinished_back(tmp_path):
         for prefix in ("files", "segments"):
             pq.write_table(one_row, d / f"{prefix}-{d.name}-00000-of-00001.parquet")
         pq.write_table(no_rows, d / f"errors-{d.name}-00000-of-00001.parquet")
-    (done / label.SUCCESS).write_bytes(b"")
-    label.recover(str(out))
+    (done / resume.SUCCESS).write_bytes(b"")
+    resume.recover(str(out))
     assert sorted(p.name for p in out.iterdir()) == [  # empty shards are not kept
         "files-r-0000-00000-of-00001.parquet", "segments-r-0000-00000-of-00001.parquet"]
 

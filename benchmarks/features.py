@@ -170,7 +170,7 @@ def _generate(root: Path, speakers: int) -> None:
 
 def compare(plain_npz: Path, features_dir: Path) -> tuple[float, int]:
     """(max over dimensions of max |pipeline - plain| / range of the dimension, frames compared)."""
-    from pipelines.common import read_shards
+    from ser_core.storage import read_shards
 
     ref = np.load(plain_npz)
     table = read_shards(str(features_dir), "features", ["utterance_id", "features"])

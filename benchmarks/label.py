@@ -92,7 +92,7 @@ def make_model(path: Path) -> Path:
     from ser_core.features import FeatureConfig
     from ser_core.labels import RAVDESS_LABELS
     from ser_core.model import ModelConfig, SERModel
-    from ser_core.training.checkpoint import save_checkpoint
+    from ser_core.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     fc = FeatureConfig(sample_rate=8000)
@@ -151,7 +151,7 @@ def label_file(checkpoint, fc, load, extract, path: str) -> tuple[float, list[tu
     """(seconds of audio, [(channel, window, features, probabilities)]) for one file, the
     model run on one window at a time."""
     from ser_core.inference.segment import SegmentConfig, segment_channel
-    from ser_core.training.data import frame_stats
+    from ser_core.normalisation import frame_stats
 
     data = load(path)  # (C, N)
     speaker = checkpoint.normalisation["mode"] == "speaker"
@@ -177,7 +177,7 @@ def plain_loop(model_path: str, paths: list[str], single_thread: bool, frontend:
     if single_thread:
         single_threaded()
     from ser_core.features import FeatureConfig
-    from ser_core.training.checkpoint import load_checkpoint
+    from ser_core.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(model_path)
     fc = FeatureConfig.from_dict(checkpoint.feature_config)
@@ -195,7 +195,7 @@ def compare_frontends(model_path: str, path: str) -> dict:
     import numpy as np
 
     from ser_core.features import FeatureConfig
-    from ser_core.training.checkpoint import load_checkpoint
+    from ser_core.checkpoint import load_checkpoint
 
     single_threaded()
     checkpoint = load_checkpoint(model_path)
@@ -246,9 +246,9 @@ def label_cmd(model: Path, inputs: list[str], output: Path, beam_args: list[str]
 
 
 def pipeline_windows(output: Path) -> int:
-    import pyarrow.parquet as pq
+    from ser_core.storage import count_rows
 
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in output.glob("segments-*.parquet"))
+    return count_rows(str(output), "segments")
 
 
 def tiny_file(out: Path) -> Path:

@@ -20,10 +20,11 @@ import time
 import numpy as np
 import torch
 
+from ser_core.batching import length_batches, predict_logits
 from ser_core.labels import RAVDESS_LABELS
 from ser_core.model import SERModel
 from ser_core.splits import final_split, ravdess_paper
-from ser_core.training.data import FeatureSet, length_batches, predict_logits
+from ser_core.training.data import FeatureSet
 from ser_core.training.train import TrainConfig, train_epoch
 
 CLIPS_PER_SPEAKER = 60

@@ -2,19 +2,20 @@
 
 - Failures leave a DoFn through Beam's ``with_exception_handling`` as
   ``(element, (exception type, repr, traceback lines))``; :class:`DeadLetterToErrorRow`
-  turns them into rows of :data:`ERRORS_SCHEMA` (``utterance_id, path, stage, error``).
+  turns them into rows of ``ser_core.errors.ERRORS_SCHEMA`` (``utterance_id, path,
+  stage, error``).
 - :class:`WriteShards` writes dict rows to ``DIR/<prefix>-SSSSS-of-NNNNN.parquet``
   with ``WriteToParquetBatched``: rows are gathered per bundle into Arrow tables, and
   numpy array values become nested lists in one vectorised step (a row of
   (frames, dims) features costs microseconds instead of a Python list per frame).
-- :func:`clear_outputs`, :func:`count_rows`, :func:`counter_value` and
-  :func:`open_audio` work on local paths and on any Beam filesystem (gs://, s3://, ...).
+- :func:`clear_outputs` and :func:`counter_value` work on local paths and on any Beam
+  filesystem (gs://, s3://, ...). Listing, counting and reading shards, and opening
+  audio, are Beam-free and shared with the library: :mod:`ser_core.storage`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import logging
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,8 +23,6 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
@@ -31,16 +30,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
+from ser_core.errors import error_row
+from ser_core.storage import shard_pattern
+
 LOGGER = logging.getLogger(__name__)
 NAMESPACE = "ser"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
-ERRORS_PREFIX = "errors"
-ERRORS_SCHEMA = pa.schema([
-    pa.field("utterance_id", pa.string()),
-    pa.field("path", pa.string()),
-    pa.field("stage", pa.string()),
-    pa.field("error", pa.string()),
-])
 # Array bytes gathered per Arrow table (= Parquet row group): small enough that worker
 # memory stays flat however many rows it writes (with Beam's default of 64 MB, worker
 # RSS grew by ~70 KB per feature row written, heap fragmentation included).
@@ -85,17 +80,6 @@ def limit_blas_threads(threads: int = 1) -> Any:
     return threadpool_limits(limits=threads, user_api="blas")
 
 
-@contextlib.contextmanager
-def open_audio(path: str) -> Iterator[Any]:
-    """What soundfile reads: a local path as is, a remote URI (gs://...) as a seekable
-    Beam file handle, closed when the block ends."""
-    if "://" not in path:
-        yield path
-        return
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        yield handle
-
-
 def counter(name: str) -> Any:
     """A Beam counter in the project's namespace (read back with :func:`counter_value`)."""
     return Metrics.counter(NAMESPACE, name)
@@ -128,12 +112,6 @@ class CountElements(beam.DoFn):
 
 
 # ---------------------------------------------------------------- errors
-
-
-def error_row(key: Mapping[str, Any], stage: str, error: str) -> dict[str, str]:
-    """One row of the errors output; ``key`` supplies utterance_id and path."""
-    return {"utterance_id": str(key.get("utterance_id", "")), "path": str(key.get("path", "")),
-            "stage": stage, "error": error}
 
 
 def describe_failure(failure: tuple) -> str:
@@ -260,10 +238,6 @@ class WriteShards(beam.PTransform):
                 num_shards=self._num_shards, shard_name_template=SHARD_TEMPLATE))
 
 
-def shard_pattern(output: str, prefix: str) -> str:
-    return FileSystems.join(output, f"{prefix}-*.parquet")
-
-
 def clear_outputs(output: str, prefixes: Iterable[str], shards: bool = True) -> list[str]:
     """Delete earlier shards ``<prefix>-*.parquet`` and Beam temp folders under ``output``.
 
@@ -287,27 +261,3 @@ def clear_outputs(output: str, prefixes: Iterable[str], shards: bool = True) -> 
         FileSystems.delete(found)
         LOGGER.info("deleted %d old output path(s) under %s", len(found), output)
     return found
-
-
-def shard_paths(output: str, prefix: str) -> list[str]:
-    return sorted(m.path for m in FileSystems.match([shard_pattern(output, prefix)])[0].metadata_list)
-
-
-def count_rows(output: str, prefix: str) -> int:
-    """Rows in ``output/<prefix>-*.parquet``, from the Parquet footers only."""
-    total = 0
-    for path in shard_paths(output, prefix):
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-            total += pq.ParquetFile(fh).metadata.num_rows
-    return total
-
-
-def read_shards(output: str, prefix: str, columns: Sequence[str] | None = None) -> pa.Table:
-    """All shards of one output as a single table (for summaries and tests)."""
-    tables = []
-    for path in shard_paths(output, prefix):
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-            tables.append(pq.read_table(fh, columns=columns))
-    if not tables:
-        raise FileNotFoundError(f"no {prefix}-*.parquet shards under {output}")
-    return pa.concat_tables(tables)

@@ -45,20 +45,18 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
-from pipelines.common import (ERRORS_PREFIX, ERRORS_SCHEMA, CountElements, DeadLetterToErrorRow,
-                              WriteShards, clear_outputs, count_rows, counter, counter_value,
-                              limit_blas_threads, open_audio, pipeline_options, pipeline_parser)
+from pipelines.common import (CountElements, DeadLetterToErrorRow, WriteShards, clear_outputs, counter,
+                              counter_value, limit_blas_threads, pipeline_options, pipeline_parser)
 from ser_core import __version__, audio, augmentation
-from ser_core.features import (EXTRACTORS, METADATA_KEY, RESAMPLE_QUALITIES, FeatureConfig, config_from_metadata,
+from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, StageError
+from ser_core.features import (EXTRACTORS, FEATURES_PREFIX, METADATA_KEY, RESAMPLE_QUALITIES, FeatureConfig,
                                make_extractor, warm_up)
-from ser_core.params import ParamsError, build_config, flags, load_section
+from ser_core.params import build_config, flags, load_section
 from ser_core.records import MANIFEST_COLUMNS, MANIFEST_SCHEMA
+from ser_core.storage import count_rows, exists, open_audio, open_binary
 
 LOGGER = logging.getLogger(__name__)
-FEATURES_PREFIX = "features"
 REQUIRED_COLUMNS = tuple(c for c in MANIFEST_COLUMNS if c != "custom")
 # FeatureConfig field -> (type, help) of its flag --field-name
 CONFIG_FLAGS = {
@@ -124,17 +122,11 @@ def features_schema(config: FeatureConfig, provenance: Mapping[str, Any],
     })
 
 
-def read_feature_config(path: str) -> FeatureConfig:
-    """The FeatureConfig a features shard was written with."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-        return config_from_metadata(pq.read_schema(fh).metadata)
-
-
 def manifest_summary(path: str) -> tuple[int, list[str]]:
     """(rows, columns) of a manifest from its footer; errors before any work starts."""
-    if not FileSystems.exists(path):
+    if not exists(path):
         raise FileNotFoundError(f"manifest not found: {path}")
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+    with open_binary(path) as fh:
         try:
             meta = pq.ParquetFile(fh).metadata
         except pa.ArrowException as exc:
@@ -327,14 +319,15 @@ class Summary:
 
 
 def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> Summary:
-    """Parse options, check inputs, clear old shards, run the pipeline, print a summary."""
+    """Parse options, check inputs, clear old shards, run the pipeline, print a summary.
+    Bad settings or inputs raise :class:`StageError` before any work."""
     args, pipeline_args = parse_known_args(argv)
     options = pipeline_options(pipeline_args)
     try:
         config, rows_config = resolve_config(args)
         manifest_rows, columns = manifest_summary(args.manifest)
-    except (ParamsError, ValueError, OSError) as exc:
-        sys.exit(f"ser features: error: {exc}")
+    except (ValueError, OSError) as exc:  # ParamsError included: nothing has been done yet
+        raise StageError(str(exc)) from exc
     schema = features_schema(config, provenance(args.manifest, manifest_rows), rows_config)
     clear_outputs(args.output, (FEATURES_PREFIX, ERRORS_PREFIX))
 
@@ -358,10 +351,8 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # Import by name: DoFns pickled from ``__main__`` would not unpickle in worker processes.
-    from ser_core.cli import exit_without_teardown
-    from pipelines.features import run as run_pipeline
+    # Exactly ``ser features``: the command line imports this module by name (DoFns pickled
+    # from ``__main__`` would not unpickle in worker processes) and turns errors into one line.
+    from ser_core.cli import entry
 
-    run_pipeline()
-    exit_without_teardown(0)
+    entry(["features", *sys.argv[1:]])

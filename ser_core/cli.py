@@ -3,6 +3,12 @@
 Subcommand modules expose ``add_arguments(parser)`` and ``main(args) -> int``; the two
 Beam pipelines (``features``, ``label``) take their own argv so that Beam pipeline
 options (``--runner``, ``--direct_num_workers``, ``--project`` ...) pass straight through.
+
+Stage functions raise; only this module turns an expected error into one line
+``ser COMMAND: error: ...`` on stderr and an exit code: 2 (:data:`EXIT_BAD_INPUT`) when a
+stage refused its inputs before doing anything (:class:`~ser_core.errors.StageError`),
+1 for the other expected errors (bad params, missing files, bad corpora). ``--verbose``
+shows the traceback of a subcommand's error instead.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import logging
 import os
 import sys
 from typing import NoReturn, Sequence
+
+from ser_core.errors import EXIT_BAD_INPUT, SerError, StageError
 
 # name -> (module, add_arguments attribute or None, main attribute, help)
 COMMANDS: dict[str, tuple[str, str | None, str, str]] = {
@@ -66,7 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] in PASSTHROUGH:
         module, _, func, _ = COMMANDS[argv[0]]
-        result = getattr(importlib.import_module(module), func)(argv[1:])
+        try:
+            result = getattr(importlib.import_module(module), func)(argv[1:])
+        except SerError as exc:
+            return report_error(argv[0], exc)
         return result if isinstance(result, int) else 0
     parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
@@ -78,13 +89,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     module, _, func, _ = COMMANDS[args.command]
     try:
         return int(getattr(importlib.import_module(module), func)(args) or 0)
-    except (ValueError, OSError, KeyError) as exc:
+    except (SerError, ValueError, OSError, KeyError) as exc:
         # Expected user errors (bad params, missing files, bad corpora) end with one line,
         # not a traceback; --verbose shows the traceback.
         if args.verbose:
             raise
-        print(f"ser {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return report_error(args.command, exc)
+
+
+def report_error(command: str, exc: BaseException) -> int:
+    """Print ``ser COMMAND: error: ...`` on one line; returns the exit code."""
+    message = str(exc).replace("\n", " ")
+    print(f"ser {command}: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT if isinstance(exc, StageError) else 1
 
 
 def exit_without_teardown(code: int) -> NoReturn:
@@ -100,9 +117,9 @@ def exit_without_teardown(code: int) -> NoReturn:
     os._exit(code)
 
 
-def entry() -> None:
-    """The ``ser`` console script."""
-    argv = sys.argv[1:]
+def entry(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``ser`` console script (and ``python -m pipelines.*``, with the command first)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     code = main(argv)
     if argv and argv[0] in PASSTHROUGH:
         exit_without_teardown(code)

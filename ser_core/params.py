@@ -1,7 +1,8 @@
 """params.yaml: one section per stage; command-line flags override it.
 
 Typed configs are dataclasses; :func:`build_config` fills one from its defaults, then
-the stage's params.yaml section, then any flags that were given (not None).
+the stage's params.yaml section, then any flags that were given (not None). Mistakes
+raise :class:`~ser_core.errors.ParamsError`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
+from ser_core.errors import ParamsError
+
 T = TypeVar("T")
-
-
-class ParamsError(ValueError):
-    """params.yaml is missing, malformed, or names keys a stage does not know."""
 
 
 def load_section(path: str | Path | None, section: str) -> dict[str, Any]:

@@ -2,13 +2,20 @@
 
 - :mod:`~ser_core.inference.segment`: where to label: an energy speech detector and the
   windows cut from its regions, streamed block by block (pure numpy).
+- :mod:`~ser_core.inference.windows`: one recording -> its keyed windows with features,
+  in bounded memory, without Beam (the pipeline and any plain-Python caller share it).
 - :mod:`~ser_core.inference.handler`: the Beam ``ModelHandler`` that loads a checkpoint
   once per worker and labels batches of variable-length windows.
+- :mod:`~ser_core.inference.outputs`: the segments/files outputs: schemas, row builders.
 - :mod:`~ser_core.inference.score`: segment-level UAR/accuracy against ground truth.
+
+Nothing here imports ``ser_core.training`` (tests/test_layering.py checks it): the
+checkpoint format, normalisation and metrics come from :mod:`ser_core.checkpoint`,
+:mod:`ser_core.normalisation` and :mod:`ser_core.metrics`.
 
 Output conventions shared by the pipeline and the scorer: a segment labelled on the
 mixed-down signal has channel :data:`MIX_CHANNEL` and role :data:`MIX_ROLE`; class
-probabilities are columns ``prob_<label>`` (``ser_core.training.evaluate.PROB_PREFIX``).
+probabilities are columns ``prob_<label>`` (:data:`ser_core.metrics.PROB_PREFIX`).
 """
 
 MIX_CHANNEL = -1

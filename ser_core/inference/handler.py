@@ -12,8 +12,8 @@ probabilities do not depend on what it was batched with.
 Normalisation comes from the checkpoint. ``global``: the training speakers' mean/std.
 ``speaker``: each call channel is a speaker and is normalised with its own statistics,
 which the caller computes over all of that channel's windows before any of them reaches
-inference (``pipelines/label.py`` does it in a first pass over the file, block by block)
-and attaches to every example as ``stats``.
+inference (:mod:`ser_core.inference.windows` does it while it cuts the file into
+windows) and attaches to every example as ``stats``.
 """
 
 from __future__ import annotations
@@ -22,24 +22,17 @@ import logging
 import os
 import shutil
 import tempfile
-from typing import Any, Iterable, NamedTuple, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
-import numpy as np
 import torch
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from ser_core.training.checkpoint import Checkpoint, load_checkpoint
-from ser_core.training.data import STD_FLOOR, predict_logits
+from ser_core.batching import predict_logits
+from ser_core.checkpoint import Checkpoint, load_checkpoint
+from ser_core.inference.windows import SegmentExample
 
 log = logging.getLogger(__name__)
-
-
-class SegmentExample(NamedTuple):
-    """One window to label: raw features and, in speaker mode, its channel's statistics."""
-
-    features: np.ndarray  # (T, D) float32, not normalised
-    stats: Optional[tuple[np.ndarray, np.ndarray]] = None  # (mean (D,), std (D,))
 
 
 def open_checkpoint(path: str) -> Checkpoint:
@@ -51,34 +44,6 @@ def open_checkpoint(path: str) -> Checkpoint:
         with FileSystems.open(path) as src, open(local, "wb") as dst:
             shutil.copyfileobj(src, dst)
         return load_checkpoint(local)
-
-
-class RunningStats:
-    """Per-dimension mean/std over the frames of many windows, merged window by window
-    (Chan et al.'s pairwise update: exact, constant memory)."""
-
-    def __init__(self, n_dims: int) -> None:
-        self.n = 0
-        self.mean = np.zeros(n_dims)
-        self.m2 = np.zeros(n_dims)
-
-    def update(self, frames: np.ndarray) -> None:
-        x = np.asarray(frames, dtype=np.float64)
-        n_b = x.shape[0]
-        if n_b == 0:
-            return
-        mean_b = x.mean(axis=0)
-        m2_b = ((x - mean_b) ** 2).sum(axis=0)
-        n = self.n + n_b
-        delta = mean_b - self.mean
-        self.mean = self.mean + delta * (n_b / n)
-        self.m2 = self.m2 + m2_b + delta ** 2 * (self.n * n_b / n)
-        self.n = n
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, std) as training computes them (population std, floored at STD_FLOOR)."""
-        std = np.sqrt(self.m2 / self.n) if self.n else np.zeros_like(self.m2)
-        return self.mean.copy(), np.maximum(std, STD_FLOOR)
 
 
 class SERModelHandler(ModelHandler[SegmentExample, PredictionResult, Checkpoint]):

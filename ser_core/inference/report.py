@@ -35,10 +35,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from ser_core.inference.outputs import METADATA_KEY as LABEL_METADATA_KEY  # noqa: E402
 from ser_core.inference.summary import DEFAULT_MAX_GAP_S, N_PARTS, summarise_file  # noqa: E402
-from ser_core.shards import read_shards  # noqa: E402
+from ser_core.metrics import PROB_PREFIX  # noqa: E402
+from ser_core.storage import read_schema, read_shards, shard_paths  # noqa: E402
 
-LABEL_METADATA_KEY = b"ser.label"  # the schema metadata ``ser label`` writes (pipelines/label.py)
 DPI = 100
 FIG_WIDTH_IN = 10.0  # every plot is 1000 px wide
 MAX_TABLE_CALLS = 1000
@@ -76,14 +77,24 @@ def _labels(metadata: dict[str, Any], segments: pa.Table | None) -> list[str]:
         return list(metadata["labels"])
     if segments is None:
         return []
-    probs = [c[len("prob_"):] for c in segments.column_names if c.startswith("prob_")]
+    probs = [c[len(PROB_PREFIX):] for c in segments.column_names if c.startswith(PROB_PREFIX)]
     return probs or sorted(set(segments.column("emotion").to_pylist()))
+
+
+def _read(root: Path, prefix: str) -> pa.Table | None:
+    """Every ``<prefix>`` shard as one table with the first shard's schema metadata, or None."""
+    paths = shard_paths(root, prefix)
+    if not paths:
+        return None
+    return read_shards(root, prefix).replace_schema_metadata(read_schema(paths[0]).metadata)
 
 
 def read_labels(root: str | Path, n_calls: int = 10) -> LabelsOutput:
     """Read a label output folder and summarise every file; timelines of the first ``n_calls``."""
     root = Path(root)
-    segments, files, errors = (read_shards(root, p) for p in ("segments", "files", "errors"))
+    if not root.is_dir():
+        raise FileNotFoundError(f"not a folder: {root}")
+    segments, files, errors = (_read(root, p) for p in ("segments", "files", "errors"))
     if segments is None and files is None and errors is None:
         raise FileNotFoundError(f"no segments-, files- or errors-*.parquet shards in {root} "
                                 f"(expected the --output folder of ser label)")

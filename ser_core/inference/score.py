@@ -1,6 +1,7 @@
 """``ser score``: segment-level UAR and accuracy of labelled segments against ground truth.
 
-Reads ``DIR/segments-*.parquet`` (``ser label``) and a ground-truth sidecar CSV with the
+Reads ``DIR/segments-*.parquet`` (``ser label``; DIR may be local or a URL such as
+gs://, read through :mod:`ser_core.storage`) and a ground-truth sidecar CSV with the
 columns ``path, channel, start_s, end_s, emotion`` (``ser demo-archive`` writes one; a
 ``role`` column, if present, is ignored). Sidecar paths that are relative are taken
 relative to the sidecar's folder; a segment's file is matched by its resolved path, or,
@@ -32,11 +33,12 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ser_core.inference import MIX_CHANNEL
+from ser_core.inference.outputs import SEGMENTS_PREFIX
+from ser_core.metrics import PROB_PREFIX, confusion_matrix, recall_per_class, uar
 from ser_core.params import build_config, flags, load_section
-from ser_core.training.evaluate import PROB_PREFIX, confusion_matrix, recall_per_class, uar, write_csv
+from ser_core.storage import path_key, read_shards, write_csv
 
 GROUND_TRUTH_COLUMNS = ("path", "channel", "start_s", "end_s", "emotion")
 
@@ -60,15 +62,6 @@ class Turn:
     emotion: str
 
 
-def _resolve(path: str, base: str | None = None) -> str:
-    """A comparable form of a local path or URL (relative paths taken from ``base``)."""
-    if "://" in path:
-        return path
-    if base is not None and not os.path.isabs(path):
-        path = os.path.join(base, path)
-    return os.path.normpath(os.path.abspath(path))
-
-
 def read_ground_truth(path: str | Path) -> list[Turn]:
     path = Path(path)
     if not path.is_file():
@@ -84,7 +77,7 @@ def read_ground_truth(path: str | Path) -> list[Turn]:
     turns = []
     for i, r in enumerate(rows, start=2):
         try:
-            turn = Turn(_resolve(r["path"], base), int(r["channel"]), float(r["start_s"]),
+            turn = Turn(path_key(r["path"], base), int(r["channel"]), float(r["start_s"]),
                         float(r["end_s"]), r["emotion"].strip())
         except ValueError as exc:
             raise ValueError(f"{path}:{i}: bad ground-truth row ({exc})") from exc
@@ -94,16 +87,13 @@ def read_ground_truth(path: str | Path) -> list[Turn]:
     return turns
 
 
-def read_segments(segments_dir: str | Path) -> tuple[pa.Table, list[str]]:
-    """Every segments shard as one table, and the model's labels (prob_* column order)."""
-    root = Path(segments_dir)
-    shards = sorted(root.glob("segments-*.parquet"))
-    if not shards:
-        raise FileNotFoundError(f"no segments-*.parquet in {root}")
-    table = pa.concat_tables([pq.read_table(str(s)) for s in shards], promote_options="default")
+def read_segments(segments_dir: str) -> tuple[pa.Table, list[str]]:
+    """Every segments shard (local or on a Beam filesystem, as ``ser label`` wrote them) as
+    one table, and the model's labels (prob_* column order)."""
+    table = read_shards(segments_dir, SEGMENTS_PREFIX)
     labels = [c[len(PROB_PREFIX):] for c in table.column_names if c.startswith(PROB_PREFIX)]
     if not labels:
-        raise ValueError(f"{root}: segments have no {PROB_PREFIX}* columns")
+        raise ValueError(f"{segments_dir}: segments have no {PROB_PREFIX}* columns")
     return table, labels
 
 
@@ -118,7 +108,7 @@ def truth_of_segments(paths: Sequence[str], channels: Sequence[int], starts: Seq
         names[os.path.basename(key)].append(key)
     keys: dict[str, str | None] = {}
     for p in set(paths):
-        key = _resolve(p)
+        key = path_key(p)
         if key not in by_file:
             same_name = names.get(os.path.basename(key), [])
             key = same_name[0] if len(same_name) == 1 else None

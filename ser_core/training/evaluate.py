@@ -26,8 +26,9 @@ from typing import Sequence
 import numpy as np
 
 from ser_core.labels import RAVDESS_LABELS
+from ser_core.metrics import PROB_PREFIX, confusion_matrix, recall_per_class, uar
+from ser_core.storage import write_csv
 
-PROB_PREFIX = "prob_"
 # Published UAR (mean, std with ddof=0, max over 10 runs) per (arch, hidden): PAPER.md.
 # The authors tuned hyper-parameters on the test folds and normalised with test speakers'
 # statistics, so these are optimistic.
@@ -41,24 +42,6 @@ PAPER_UAR = {
 }
 PAPER_H64_RECALL = {"neutral": 0.573, "calm": 0.750, "angry": 0.625, "happy": 0.448,
                     "disgust": 0.734, "sad": 0.620, "fearful": 0.620, "surprised": 0.583}
-
-
-def recall_per_class(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Recall of each class (NaN for a class absent from ``y``)."""
-    support = np.bincount(y, minlength=n_classes)
-    hits = np.bincount(y[y == pred], minlength=n_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(support > 0, hits / np.maximum(support, 1), np.nan)
-
-
-def uar(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    """Unweighted average recall over the classes present in ``y``."""
-    return float(np.nanmean(recall_per_class(y, pred, n_classes))) if len(y) else float("nan")
-
-
-def confusion_matrix(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts (actual, predicted)."""
-    return np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 @dataclass
@@ -152,13 +135,6 @@ def speaker_uars(p: Predictions) -> list[dict]:
         out.append({"speaker": speaker, "uar": uar(p.y[m], p.pred[m], len(p.labels)),
                     "wa": float(np.mean(p.y[m] == p.pred[m])), "n": int(m.sum())})
     return out
-
-
-def write_csv(path: Path, rows: Sequence[dict], fields: Sequence[str]) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, title: str) -> None:

@@ -45,15 +45,18 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from ser_core.batching import collate, length_batches, predict_logits
+from ser_core.checkpoint import save_checkpoint
+from ser_core.codebase import ROOT, import_closure
 from ser_core.labels import RAVDESS_LABELS
+from ser_core.metrics import PROB_PREFIX, uar
 from ser_core.model import ModelConfig, SERModel
+from ser_core.normalisation import NORMALISATIONS, Normaliser
 from ser_core.params import build_config, flags, load_section
 from ser_core.splits import SPLITS, Fold, final_split, make_folds
+from ser_core.storage import write_csv
 from ser_core.training.augment import Augment, mask_batch, mixup_batch
-from ser_core.training.checkpoint import save_checkpoint
-from ser_core.training.data import (NORMALISATIONS, FeatureSet, Normaliser, collate,
-                                    length_batches, load_features, predict_logits)
-from ser_core.training.evaluate import PROB_PREFIX, uar, write_csv
+from ser_core.training.data import FeatureSet, load_features
 
 log = logging.getLogger(__name__)
 
@@ -316,14 +319,18 @@ def prediction_rows(data: FeatureSet, result: FoldResult) -> list[dict]:
     return rows
 
 
-def code_fingerprint() -> str:
+def training_code(root: Path | None = None) -> dict[str, Path]:
+    """The modules ``ser train`` runs: this one and what it imports, directly or not (the
+    model, splits, labels, normalisation, batching, checkpoint, metrics, data, ...), but not
+    ``ser evaluate``'s module, whose report wording does not change a trained fold."""
+    return import_closure("ser_core.training.train", root or ROOT)
+
+
+def code_fingerprint(root: Path | None = None) -> str:
     """Digest of the code a fold's result depends on: a finished fold is stale once it changes."""
-    package = Path(__file__).resolve().parents[1]
-    files = [package / "model.py", package / "splits.py", package / "labels.py",
-             *sorted((package / "training").glob("*.py"))]
     h = hashlib.sha256()
-    for path in files:
-        h.update(path.read_bytes())
+    for name, path in training_code(root).items():
+        h.update(name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 

@@ -30,8 +30,10 @@ import torch
 
 from ser_core.params import ParamsError, build_config, load_section
 from ser_core.splits import Fold, make_folds
-from ser_core.training.data import FeatureSet, load_features, predict_logits
-from ser_core.training.evaluate import uar, write_csv
+from ser_core.batching import predict_logits
+from ser_core.metrics import uar
+from ser_core.storage import write_csv
+from ser_core.training.data import FeatureSet, load_features
 from ser_core.training.train import TrainConfig, code_fingerprint, train_fold
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from ser_core.inference.handler import RunningStats, SegmentExample, SERModelHandler
-from ser_core.training.data import frame_stats
+from ser_core.inference.handler import SegmentExample, SERModelHandler
+from ser_core.normalisation import RunningStats, frame_stats
 from tests.inference import tiny_model
 
 

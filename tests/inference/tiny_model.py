@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ser_core.checkpoint import save_checkpoint
 from ser_core.features import FeatureConfig
 from ser_core.model import ModelConfig, SERModel
-from ser_core.training.checkpoint import save_checkpoint
 
 LABELS = ("angry", "sad")
 W, K = 1.0, 3.0

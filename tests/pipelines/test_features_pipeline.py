@@ -15,13 +15,14 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import features as pipeline
-from pipelines.common import read_shards
 from ser_core import audio
 from ser_core.corpora import prepare
 from ser_core.cli import main as ser_main
-from ser_core.features import FeatureConfig, extract
+from ser_core.errors import StageError
+from ser_core.features import FeatureConfig, extract, read_feature_config
 from ser_core.params import build_config, load_section
 from ser_core.records import Utterance, write_manifest
+from ser_core.storage import read_shards
 from tests.synth_audio import signal, write_audio
 
 # name -> expected outcome: None (a features row) or (stage, words of the reason)
@@ -130,7 +131,7 @@ def test_features_schema_metadata_and_values(in_memory_run):
     assert table.schema.field("n_frames").type == pa.int32() and table.schema.field("sample_rate").type == pa.int32()
     assert table.schema.field("features").type == pa.list_(pa.list_(pa.float32()))
     assert json.loads(table.schema.metadata[b"ser.features"]) == config.to_dict()
-    assert pipeline.read_feature_config(str(shard)) == config
+    assert FeatureConfig.from_dict(read_feature_config(str(shard))) == config
     provenance = json.loads(table.schema.metadata[b"ser.provenance"])
     assert provenance["manifest_rows"] == 14 and "librosa" in provenance
 
@@ -162,7 +163,7 @@ def test_rerun_clears_old_shards_and_flags_override_params(bad_corpus, tmp_path)
     assert not (out / "features-00007-of-00009.parquet").exists() and (out / "notes.txt").exists()
     assert not list(out.glob("beam-temp-*"))
     assert summary.rows + summary.errors == 14
-    config = pipeline.read_feature_config(str(next(out.glob("features-*.parquet"))))
+    config = FeatureConfig.from_dict(read_feature_config(str(next(out.glob("features-*.parquet")))))
     assert (config.kind, config.n_mels, config.sample_rate, config.n_dims) == ("logmel", 40, 16000, 40)
     table = read_shards(str(out), "features")
     assert set(table.column("sample_rate").to_pylist()) == {16000}
@@ -179,16 +180,16 @@ def test_bad_settings_stop_before_any_work(bad_corpus, tmp_path, extra, params, 
     if params:
         (tmp_path / "params.yaml").write_text(params)
         extra = [*extra, "--params", str(tmp_path / "params.yaml")]
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(StageError, match=message):
         pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "o"), *extra])
     assert not (tmp_path / "o").exists()
 
 
 def test_missing_or_non_manifest_input_stops_before_any_work(tmp_path):
-    with pytest.raises(SystemExit, match="manifest not found"):
+    with pytest.raises(StageError, match="manifest not found"):
         pipeline.run(["--manifest", str(tmp_path / "nope.parquet"), "--output", str(tmp_path / "o")])
     pq.write_table(pa.table({"path": ["a.wav"]}), tmp_path / "other.parquet")
-    with pytest.raises(SystemExit, match="missing columns"):
+    with pytest.raises(StageError, match="missing columns"):
         pipeline.run(["--manifest", str(tmp_path / "other.parquet"), "--output", str(tmp_path / "o")])
 
 

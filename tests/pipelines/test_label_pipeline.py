@@ -4,6 +4,7 @@ row, and a run killed midway then re-run labels every file exactly once."""
 
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,18 +14,19 @@ from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that
 
-from pipelines import label
-from pipelines.common import read_shards
+from pipelines import label, resume
+from ser_core.errors import StageError
 from ser_core.features import extract
-from ser_core.inference.handler import RunningStats
+from ser_core.inference.outputs import dominant
 from ser_core.inference.segment import SegmentConfig, segment_channel
+from ser_core.normalisation import RunningStats
+from ser_core.storage import read_shards
 from tests.inference import tiny_model
 from tests.inference.tiny_model import bursts
 from tests.synth_audio import write_audio
@@ -98,7 +100,7 @@ def test_labels_are_exact(models, tmp_path, normalisation, channels):
             mine = Counter(tiny_model.LABELS[int(p.argmax())]
                            for k, p in expected.items() if k[1] == c["channel"])
             assert c["n_segments"] == sum(mine.values())
-            assert c["dominant_emotion"] == label.dominant(list(mine.elements()), tiny_model.LABELS)
+            assert c["dominant_emotion"] == dominant(list(mine.elements()), tiny_model.LABELS)
 
     with BeamTestPipeline() as p:
         files, segments, errors = (
@@ -178,7 +180,7 @@ def test_every_input_ends_as_exactly_one_row(models, tmp_path):
     assert per_file == {name: r["n_segments"] for name, r in files.items() if r["n_segments"]}
     metadata = pq.read_schema(next(out.glob("segments-*.parquet"))).metadata
     assert b"ser.label" in metadata
-    with pytest.raises(SystemExit, match="other segment_config"):  # no mixing of settings
+    with pytest.raises(StageError, match="other segment_config"):  # no mixing of settings
         label.run(["--model", models["global"], "--input", str(inputs / "*.wav"), "--output", str(out),
                    "--roles", "agent,customer", "--window-s", "2"])
 
@@ -202,7 +204,7 @@ def test_killed_run_resumes_and_labels_every_file_once(models, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
-    first = label.completed_paths(str(out))  # committed before the kill
+    first = resume.completed_paths(str(out))  # committed before the kill
     assert 0 < len(first) < len(names) and set(first.values()) == {1}
 
     summary = label.run(argv)
@@ -215,26 +217,10 @@ def test_killed_run_resumes_and_labels_every_file_once(models, tmp_path):
     keys = [(s["path"], s["channel"], s["start_s"]) for s in segments]
     assert len(keys) == len(set(keys))  # no segment written twice
     assert Counter(s["path"] for s in segments) == {r["path"]: r["n_segments"] for r in files}
-    assert not (out / label.STAGING).exists()
+    assert not (out / resume.STAGING).exists()
 
     again = label.run(argv)  # nothing left to do
     assert again.labelled == 0 and again.skipped == len(names)
-
-
-def test_recover_rolls_finished_chunks_forward_and_unfinished_back(tmp_path):
-    out = tmp_path / "labels"
-    done, partial = out / label.STAGING / "r-0000", out / label.STAGING / "r-0001"
-    one_row, no_rows = pa.table({"path": ["a.wav"]}), pa.table({"path": pa.array([], pa.string())})
-    for d in (done, partial):
-        (d / "beam-temp-x").mkdir(parents=True)
-        (d / "beam-temp-x" / "part").write_bytes(b"x")
-        for prefix in ("files", "segments"):
-            pq.write_table(one_row, d / f"{prefix}-{d.name}-00000-of-00001.parquet")
-        pq.write_table(no_rows, d / f"errors-{d.name}-00000-of-00001.parquet")
-    (done / label.SUCCESS).write_bytes(b"")
-    label.recover(str(out))
-    assert sorted(p.name for p in out.iterdir()) == [  # empty shards are not kept
-        "files-r-0000-00000-of-00001.parquet", "segments-r-0000-00000-of-00001.parquet"]
 
 
 def test_inference_failures_become_error_rows_and_drop_the_files_segments(models, tmp_path):
@@ -269,3 +255,35 @@ def test_params_section_and_flags(tmp_path):
     params.write_text("label:\n  model: m.pt\n  input: a.wav\n  output: out\n  windw_s: 3\n")
     with pytest.raises(ValueError, match="windw_s"):
         label.resolve_configs(label.parse_known_args(["--params", str(params)])[0])
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no input", "no input files match"),
+    ("no model", "checkpoint not found"),
+    ("not a model", "is not a ser-checkpoint/1 checkpoint"),
+    ("bad params", "unknown label parameter(s) ['windw_s']"),
+])
+def test_bad_inputs_raise_a_typed_error_before_any_work(models, tmp_path, case, message):
+    write_audio(tmp_path / "calls" / "a.wav", sample_rate=SR, data=bursts([(0.5, 3.0)], 3.5))
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    (tmp_path / "params.yaml").write_text("label:\n  windw_s: 3\n")
+    model = {"no model": str(tmp_path / "missing.pt"), "not a model": str(tmp_path / "notes.pt")}.get(
+        case, models["global"])
+    inputs = str(tmp_path / ("none" if case == "no input" else "calls") / "*.wav")
+    argv = ["--model", model, "--input", inputs, "--output", str(tmp_path / "out")]
+    with pytest.raises(StageError, match=re.escape(message)):
+        label.run(argv + (["--params", str(tmp_path / "params.yaml")] if case == "bad params" else []))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", [["-m", "pipelines.label"], ["-m", "ser_core.cli", "label"]])
+def test_the_command_line_prints_one_line_and_exits_2(models, tmp_path, command):
+    missing = str(tmp_path / "none" / "*.wav")
+    proc = subprocess.run([sys.executable, *command, "--model", models["global"], "--input", missing,
+                           "--output", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    said = [line for line in proc.stderr.splitlines() if line.startswith("ser label")]
+    assert said == [f"ser label: error: no input files match [{missing!r}]"]
+    assert proc.stderr.rstrip().splitlines()[-1] == said[0]

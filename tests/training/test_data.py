@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from ser_core.labels import RAVDESS_LABELS
-from ser_core.training.data import (STD_FLOOR, Normaliser, collate, frame_stats, length_batches,
-                                    load_features)
+from ser_core.batching import collate, length_batches
+from ser_core.normalisation import STD_FLOOR, Normaliser, frame_stats
+from ser_core.training.data import load_features
 from tests.training.synth_features import FEATURE_CONFIG, feature_table, write_shards
 
 SPEAKERS = [("ravdess:01", "male"), ("ravdess:02", "female"), ("ravdess:03", "male")]

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from ser_core.training.evaluate import (compute_metrics, evaluate, format_report, read_predictions,
-                                        recall_per_class, uar)
+from ser_core.metrics import recall_per_class, uar
+from ser_core.training.evaluate import compute_metrics, evaluate, format_report, read_predictions
 
 LABELS = ["a", "b", "c"]
 

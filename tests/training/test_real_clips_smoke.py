@@ -10,7 +10,7 @@ from pipelines import features as feature_pipeline
 from ser_core.cli import main as ser_main
 from ser_core.corpora import prepare
 from ser_core.records import write_manifest
-from ser_core.training.checkpoint import load_checkpoint
+from ser_core.checkpoint import load_checkpoint
 
 
 def test_real_clips_train_and_evaluate_on_the_paper_folds(real_ravdess, tmp_path):

@@ -8,8 +8,9 @@ import yaml
 
 from ser_core.cli import main as ser
 from ser_core.splits import RAVDESS_PAPER_FOLDS
-from ser_core.training.checkpoint import load_checkpoint
-from ser_core.training.data import frame_stats, load_features
+from ser_core.checkpoint import load_checkpoint
+from ser_core.normalisation import frame_stats
+from ser_core.training.data import load_features
 from ser_core.training import train as train_module
 from ser_core.training.train import TrainConfig, fold_seed
 from ser_core.params import ParamsError, build_config

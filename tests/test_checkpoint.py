@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from ser_core.model import ModelConfig, SERModel
-from ser_core.training.checkpoint import FORMAT, load_checkpoint, save_checkpoint
-from ser_core.training.data import frame_stats, normalise
+from ser_core.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from ser_core.normalisation import frame_stats, normalise
 
 LABELS = ["angry", "sad", "happy"]
 

@@ -7,6 +7,8 @@ with ``torch.load(path, weights_only=True)`` (no pickled classes, no params.yaml
 
 :func:`load_checkpoint` rebuilds the eval-mode model and wraps it with the normalisation
 the model was trained with; the labelling pipeline calls :meth:`Checkpoint.predict_proba`.
+Training writes checkpoints and labelling reads them, so this module belongs to neither:
+it depends only on the model, the normalisation and the batching.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from ser_core.batching import predict_logits
 from ser_core.model import ModelConfig, SERModel
-from ser_core.training.data import frame_stats, normalise, predict_logits
+from ser_core.normalisation import frame_stats, normalise
 
 FORMAT = "ser-checkpoint/1"
 KEYS = ("format", "model_config", "state_dict", "feature_config", "labels", "normalisation",
@@ -70,7 +73,7 @@ class Checkpoint:
                   stats: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
         """``features`` normalised as in training. In ``speaker`` mode all of ``features``
         are taken to come from one speaker (one call channel): they are normalised with
-        ``stats`` if given (e.g. :func:`~ser_core.training.data.frame_stats` over the whole
+        ``stats`` if given (e.g. :func:`~ser_core.normalisation.frame_stats` over the whole
         channel), otherwise with their own pooled statistics."""
         n_dims = self.model.config.n_dims
         for i, x in enumerate(features):
@@ -97,7 +100,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, or one holding pickled classes
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path} is not a {FORMAT} checkpoint ({type(exc).__name__}: {first_line})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} checkpoint")
     missing = [k for k in KEYS if k not in data]

@@ -1,0 +1,64 @@
+"""The Beam-free per-file window generator: the windows, features and statistics of a
+file cut block by block are those of the whole signal, and a failure names its stage."""
+
+import numpy as np
+import pytest
+
+from ser_core.errors import FileError
+from ser_core.features import extract
+from ser_core.inference.segment import SegmentConfig, segment_channel
+from ser_core.inference.windows import SegmentKey, Windower, channel_roles
+from ser_core.normalisation import frame_stats
+from tests.inference import tiny_model
+from tests.inference.tiny_model import bursts
+from tests.synth_audio import write_audio
+
+SR = 8000
+
+
+def test_channel_roles_name_channels_only_when_the_count_fits():
+    assert channel_roles(2, "separate", ["agent", "customer"]) == [(0, "agent"), (1, "customer")]
+    assert channel_roles(3, "separate", ["agent", "customer"]) == [(0, "ch0"), (1, "ch1"), (2, "ch2")]
+    assert channel_roles(2, "mix", ["agent", "customer"]) == [(-1, "mix")]
+
+
+def test_blocks_give_the_windows_of_the_whole_signal(tmp_path):
+    data = np.stack([bursts([(1.0, 4.5), (6.0, 11.0)], 12.0), bursts([(2.0, 5.5)], 12.0, seed=1, amp=0.01)],
+                    axis=1)
+    path = str(write_audio(tmp_path / "call.wav", sample_rate=SR, data=data, subtype="FLOAT"))
+    seg = SegmentConfig()
+    windower = Windower(tiny_model.FEATURES, seg, "separate", ["agent", "customer"], block_s=0.7)
+    with windower.open(path) as windows:
+        info = windows.info
+        got = sorted(windows, key=lambda item: (item[0].channel, item[0].start_s))  # emitted as found
+    expected = []
+    for channel, role in ((0, "agent"), (1, "customer")):
+        cut, speech = segment_channel(data[:, channel], SR, seg)
+        feats = [extract(tiny_model.FEATURES, w.samples) for w in cut]
+        stats = frame_stats(feats)
+        expected += [(SegmentKey(path, channel, role, w.start / SR, w.end / SR), x, stats)
+                     for w, x in zip(cut, feats)]
+        assert info.per_channel[channel] == {"channel": channel, "role": role, "speech_s": speech / SR}
+    assert (info.path, info.duration_s, info.sample_rate, info.channels, info.n_windows) == (
+        path, 12.0, SR, 2, len(expected))
+    assert [key for key, _ in got] == [key for key, _, _ in expected]
+    for (_, example), (_, x, (mean, std)) in zip(got, expected):
+        np.testing.assert_allclose(example.features, x, atol=1e-5)
+        np.testing.assert_allclose(example.stats[0], mean, rtol=1e-6)
+        np.testing.assert_allclose(example.stats[1], std, rtol=1e-6)
+
+
+def test_global_normalisation_attaches_no_statistics(tmp_path):
+    path = str(write_audio(tmp_path / "a.wav", sample_rate=SR, data=bursts([(0.5, 3.0)], 3.5)))
+    with Windower(tiny_model.FEATURES, SegmentConfig(), speaker_stats=False).open(path) as windows:
+        examples = [example for _, example in windows]
+    assert examples and all(e.stats is None for e in examples)
+
+
+def test_a_bad_file_raises_with_its_path_and_stage(tmp_path):
+    (tmp_path / "notes.wav").write_text("call notes, not audio\n" * 50)
+    windower = Windower(tiny_model.FEATURES, SegmentConfig())
+    with pytest.raises(FileError) as caught:
+        windower.open(str(tmp_path / "notes.wav"))
+    assert caught.value.path == str(tmp_path / "notes.wav") and caught.value.stage == "decode"
+    assert "not a readable audio file" in caught.value.reason

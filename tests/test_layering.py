@@ -1,0 +1,89 @@
+"""The import rules that keep labelling free of training, checked two ways: in a fresh
+interpreter (what really ends up loaded) and statically (every import statement, those
+inside functions included, followed through the project's modules)."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ser_core.codebase import import_closure, imported_modules
+
+ROOT = Path(__file__).resolve().parents[1]
+INFERENCE = sorted("ser_core.inference." + p.stem for p in (ROOT / "ser_core" / "inference").glob("*.py")
+                   if p.stem != "__init__")
+LABELLING = ["pipelines.label", "pipelines.resume", "ser_core.inference", *INFERENCE]
+# What a plain-Python caller of the labelling code needs, and must get without Beam.
+BEAM_FREE = ["ser_core.inference.windows", "ser_core.inference.outputs", "ser_core.checkpoint",
+             "ser_core.storage", "ser_core.normalisation", "ser_core.batching", "ser_core.metrics",
+             "ser_core.errors"]
+
+
+def loaded_after_import(modules: list[str]) -> list[str]:
+    """Every module loaded by importing ``modules`` in a fresh interpreter."""
+    code = ("import importlib, json, sys\n"
+            f"for name in {modules!r}:\n    importlib.import_module(name)\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_labelling_side_covers_every_inference_module():
+    assert {"ser_core.inference.handler", "ser_core.inference.windows", "ser_core.inference.outputs",
+            "ser_core.inference.segment", "ser_core.inference.score"} <= set(INFERENCE)
+
+
+def test_labelling_loads_no_training_module():
+    loaded = loaded_after_import(LABELLING)
+    assert "pipelines.label" in loaded and "ser_core.inference.handler" in loaded
+    assert [m for m in loaded if m.startswith("ser_core.training")] == []
+
+
+def test_the_beam_free_pieces_load_without_beam():
+    loaded = loaded_after_import(BEAM_FREE)
+    assert "ser_core.inference.windows" in loaded
+    assert [m for m in loaded if m.split(".")[0] == "apache_beam" or m.startswith("ser_core.training")] == []
+
+
+@pytest.mark.parametrize("module", LABELLING)
+def test_no_import_statement_reaches_training(module):
+    closure = import_closure(module)
+    assert [m for m in closure if m.startswith("ser_core.training")] == []
+    direct = imported_modules(closure[module])
+    assert [m for m in direct if m.startswith("ser_core.training")] == []
+
+
+def test_the_static_check_sees_imports_at_any_depth(tmp_path):
+    """A module that reaches training through another one, inside a function, is caught."""
+    for pkg in ("ser_core", "ser_core/inference", "ser_core/training"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "ser_core" / "training" / "train.py").write_text("X = 1\n")
+    (tmp_path / "ser_core" / "helper.py").write_text("def f():\n    from ser_core.training import train\n")
+    (tmp_path / "ser_core" / "inference" / "bad.py").write_text("import ser_core.helper\n")
+    closure = import_closure("ser_core.inference.bad", root=tmp_path)
+    assert "ser_core.training.train" in closure and "ser_core.helper" in closure
+    assert imported_modules(tmp_path / "ser_core" / "inference" / "bad.py", root=tmp_path) == {"ser_core.helper"}
+
+
+def _exits_inside_run_or_main(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in ("run", "main"):
+            for inner in ast.walk(node):
+                if (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute)
+                        and inner.func.attr == "exit" and isinstance(inner.func.value, ast.Name)
+                        and inner.func.value.id == "sys"):
+                    found.append(f"{path.relative_to(ROOT)}:{inner.lineno} in {node.name}()")
+    return found
+
+
+def test_stage_functions_raise_instead_of_exiting():
+    """Only the command line (ser_core.cli.entry) ends the process; run()/main() raise."""
+    files = sorted(p for pkg in ("ser_core", "pipelines") for p in (ROOT / pkg).rglob("*.py"))
+    assert ROOT / "pipelines" / "label.py" in files
+    assert [hit for p in files for hit in _exits_inside_run_or_main(p)] == []

@@ -50,8 +50,8 @@ from pipelines.common import (CountElements, DeadLetterToErrorRow, WriteShards, 
                               counter_value, limit_blas_threads, pipeline_options, pipeline_parser)
 from ser_core import __version__, audio, augmentation
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, StageError
-from ser_core.features import (EXTRACTORS, FEATURES_PREFIX, METADATA_KEY, RESAMPLE_QUALITIES, FeatureConfig,
-                               make_extractor, warm_up)
+from ser_core.features import (EXTRACTORS, FEATURES_PREFIX, METADATA_KEY, RESAMPLE_QUALITIES, ROWS_METADATA_KEY,
+                               FeatureConfig, make_extractor, warm_up)
 from ser_core.params import build_config, flags, load_section
 from ser_core.records import MANIFEST_COLUMNS, MANIFEST_SCHEMA
 from ser_core.storage import count_rows, exists, open_audio, open_binary
@@ -75,7 +75,6 @@ CONFIG_FLAGS = {
 }
 
 
-ROWS_METADATA_KEY = b"ser.rows"
 
 
 # ---------------------------------------------------------------- typed pure helpers

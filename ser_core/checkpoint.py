@@ -3,7 +3,11 @@
 A checkpoint is a plain dict of tensors, strings, numbers, lists and dicts, so it loads
 with ``torch.load(path, weights_only=True)`` (no pickled classes, no params.yaml):
 ``format``, ``model_config``, ``state_dict``, ``feature_config``, ``labels``,
-``normalisation`` (mode, training-speaker mean/std), ``train_params``, ``provenance``.
+``normalisation`` (mode, training-speaker mean/std), ``train_params``, ``provenance``;
+and, optional for checkpoints written before they existed: ``calibration``
+(``{"temperature": T}`` fitted on the validation speakers; T = 1 without it) and
+``segmentation`` (how training clips were cut: ``{"mode": "none"|"speech"|"windows",
+"segment_config": {...}}``; ``none`` = whole clips, as the paper trains).
 
 :func:`load_checkpoint` rebuilds the eval-mode model and wraps it with the normalisation
 the model was trained with; the labelling pipeline calls :meth:`Checkpoint.predict_proba`.
@@ -13,6 +17,7 @@ it depends only on the model, the normalisation and the batching.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +33,14 @@ from ser_core.normalisation import frame_stats, normalise
 FORMAT = "ser-checkpoint/1"
 KEYS = ("format", "model_config", "state_dict", "feature_config", "labels", "normalisation",
         "train_params", "provenance")
+WHOLE_CLIPS = {"mode": "none", "segment_config": None}
 
 
 def save_checkpoint(path: str | Path, model: SERModel, *, feature_config: Mapping[str, Any],
                     labels: Sequence[str], normalisation: Mapping[str, Any],
-                    train_params: Mapping[str, Any], provenance: Mapping[str, Any]) -> Path:
+                    train_params: Mapping[str, Any], provenance: Mapping[str, Any],
+                    calibration: Mapping[str, Any] | None = None,
+                    segmentation: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` and its descriptions to ``path`` (atomically: no half-written file)."""
     if len(labels) != model.config.n_classes:
         raise ValueError(f"{len(labels)} labels for a model with {model.config.n_classes} classes")
@@ -45,6 +53,8 @@ def save_checkpoint(path: str | Path, model: SERModel, *, feature_config: Mappin
         "normalisation": dict(normalisation),
         "train_params": dict(train_params),
         "provenance": dict(provenance),
+        "calibration": dict(calibration or {"temperature": 1.0}),
+        "segmentation": dict(segmentation or WHOLE_CLIPS),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,10 +74,16 @@ class Checkpoint:
     normalisation: dict
     train_params: dict
     provenance: dict
+    calibration: dict = dataclasses.field(default_factory=lambda: {"temperature": 1.0})
+    segmentation: dict = dataclasses.field(default_factory=lambda: dict(WHOLE_CLIPS))
 
     @property
     def model_config(self) -> ModelConfig:
         return self.model.config
+
+    @property
+    def temperature(self) -> float:
+        return float(self.calibration.get("temperature", 1.0))
 
     def normalise(self, features: Sequence[np.ndarray],
                   stats: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
@@ -92,7 +108,8 @@ class Checkpoint:
         if len(features) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         tensors = [torch.from_numpy(x) for x in self.normalise(features, stats)]
-        return torch.softmax(predict_logits(self.model, tensors, batch_size), dim=1).numpy()
+        logits = predict_logits(self.model, tensors, batch_size) / self.temperature  # calibrated
+        return torch.softmax(logits, dim=1).numpy()
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -115,4 +132,6 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     model.eval()
     return Checkpoint(model=model, feature_config=data["feature_config"], labels=data["labels"],
                       normalisation=data["normalisation"], train_params=data["train_params"],
-                      provenance=data["provenance"])
+                      provenance=data["provenance"],
+                      calibration=dict(data.get("calibration") or {"temperature": 1.0}),
+                      segmentation=dict(data.get("segmentation") or WHOLE_CLIPS))

@@ -48,6 +48,7 @@ TOP_DB = 80.0
 TUNING_FMIN, TUNING_FMAX, TUNING_THRESHOLD, TUNING_RESOLUTION = 150.0, 4000.0, 0.1, 0.01
 FEATURES_PREFIX = "features"  # shards DIR/features-*.parquet (docs/CONTRACTS.md)
 METADATA_KEY = b"ser.features"  # Parquet schema metadata: JSON of FeatureConfig.to_dict()
+ROWS_METADATA_KEY = b"ser.rows"  # ... and JSON of how the rows were made (augmentations, segmentation)
 
 
 class FeatureError(ValueError):

@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ser_core.features import FEATURES_PREFIX, read_feature_config
+from ser_core.features import FEATURES_PREFIX, ROWS_METADATA_KEY, read_feature_config
 from ser_core.labels import select_labels
-from ser_core.storage import shard_paths
+from ser_core.storage import read_schema, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class FeatureSet:
     labels: tuple[str, ...]
     feature_config: dict
     dropped: Counter = field(default_factory=Counter)
+    rows_config: dict = field(default_factory=dict)  # ser.rows metadata: augmentations, segmentation
     sources: list[str] = field(default_factory=list)  # the clip each row comes from (= id for originals)
     variants: list[str] = field(default_factory=list)  # "" for an original row, else the augmentation
 
@@ -67,6 +68,15 @@ class FeatureSet:
         wanted, kinds = set(speakers), set(variants)
         return np.array([i for i, (s, v) in enumerate(zip(self.speakers, self.variants))
                          if s in wanted and v in kinds], dtype=np.int64)
+
+    def clips(self, idx: Sequence[int], positions: bool = False) -> list[np.ndarray]:
+        """``idx`` grouped by source clip, clips in first-seen order: the row indices of each
+        clip (or, with ``positions``, their positions within ``idx``). Whole-clip rows give
+        one row per clip; windowed rows give every window of the clip."""
+        groups: dict[str, list[int]] = {}
+        for pos, i in enumerate(idx):
+            groups.setdefault(self.sources[i], []).append(pos if positions else int(i))
+        return [np.array(g, dtype=np.int64) for g in groups.values()]
 
     @property
     def augmentations(self) -> list[str]:
@@ -113,6 +123,16 @@ def _shard_arrays(path: str) -> tuple[dict, list[np.ndarray]]:
     return columns, arrays
 
 
+def read_rows_config(path: str | Path) -> dict:
+    """How a features shard's rows were made (``ser.rows``: augmentations, segmentation);
+    shards written before it existed hold whole, unaugmented clips."""
+    raw = (read_schema(str(path)).metadata or {}).get(ROWS_METADATA_KEY)
+    rows = json.loads(raw) if raw else {}
+    rows.setdefault("augment", [])
+    rows.setdefault("segmentation", {"mode": "none", "segment_config": None})
+    return rows
+
+
 def load_features(features_dir: str | Path, labels: Sequence[str]) -> FeatureSet:
     """Every shard in ``features_dir``, keeping the utterances whose emotion is in ``labels``."""
     if len(set(labels)) != len(labels) or len(labels) < 2:
@@ -153,6 +173,7 @@ def load_features(features_dir: str | Path, labels: Sequence[str]) -> FeatureSet
         y=np.array([index[columns["emotion"][i]] for i in kept], dtype=np.int64),
         labels=tuple(labels),
         feature_config=config,
+        rows_config=read_rows_config(paths[0]),
         dropped=dropped,
         sources=[columns["source_id"][i] for i in kept],
         variants=[columns["variant"][i] for i in kept],

@@ -7,6 +7,17 @@ seeds, ``uar_mean``/``uar_std``/``uar_max`` summarise the runs' pooled UARs; ``u
 ddof=1 (the paper used ddof=0: ``uar_std_ddof0``). ``uar``, ``wa`` and the per-class
 recalls pool every run's predictions (each run tests every utterance once, so ``uar``
 equals ``uar_mean``). Recall averages run over the classes present among the true labels.
+With several seeds, the seed ensemble (each utterance's probabilities averaged over the
+runs) is reported beside the single-model figures (``ensemble_uar``, ``ensemble_wa``),
+never instead of them. Calibration: ``ece`` (expected calibration error, 15 bins) of the
+test probabilities as the model outputs them and ``ece_calibrated`` after each fold's
+temperature (fitted on that fold's validation speakers, column ``temperature``).
+
+Cross-corpus scoring (``--model CKPT --features DIR``): the checkpoint labels another
+corpus's features (its own speakers' statistics in ``speaker`` normalisation). Utterances
+whose label the model does not know are dropped and counted (``dropped``); the model
+still chooses among all its labels, so predicting a label the corpus lacks is an error, as
+in deployment. UAR averages over the labels the corpus and the model share.
 
 Writes to ``--output-dir``: ``metrics.json``; ``confusion.csv`` (actual,predicted per test
 prediction of every run, for ``dvc plots``' confusion template) and ``confusion.png``;
@@ -26,7 +37,8 @@ from typing import Sequence
 import numpy as np
 
 from ser_core.labels import RAVDESS_LABELS
-from ser_core.metrics import PROB_PREFIX, confusion_matrix, recall_per_class, uar
+from ser_core.metrics import (PROB_PREFIX, apply_temperature, confusion_matrix, expected_calibration_error,
+                              recall_per_class, uar)
 from ser_core.storage import write_csv
 
 # Published UAR (mean, std with ddof=0, max over 10 runs) per (arch, hidden): PAPER.md.
@@ -56,6 +68,7 @@ class Predictions:
     y: np.ndarray
     pred: np.ndarray
     probs: np.ndarray  # (N, C)
+    temperature: np.ndarray | None = None  # (N,) each row's fold temperature, where recorded
 
 
 def read_predictions(path: str | Path) -> Predictions:
@@ -86,6 +99,7 @@ def read_predictions(path: str | Path) -> Predictions:
         y=np.array([index[r["label"]] for r in rows]),
         pred=np.array([index[r["predicted"]] for r in rows]),
         probs=np.array([[float(r[PROB_PREFIX + label]) for label in labels] for r in rows]),
+        temperature=(np.array([float(r["temperature"]) for r in rows]) if "temperature" in fields else None),
     )
 
 
@@ -111,6 +125,9 @@ def compute_metrics(p: Predictions) -> tuple[dict, list[dict], list[dict]]:
     run_uars = [r["uar"] for r in runs]
     fold_uars = [f["uar"] for f in folds]
     recall = recall_per_class(p.y, p.pred, n)
+    extra = calibration_metrics(p)
+    if len(runs) > 1:
+        extra.update(ensemble_metrics(p))
     return {
         "uar": uar(p.y, p.pred, n),
         "wa": float(np.mean(p.y == p.pred)),
@@ -124,7 +141,33 @@ def compute_metrics(p: Predictions) -> tuple[dict, list[dict], list[dict]]:
         "uar_max": float(np.max(run_uars)),
         "fold_uar_mean": float(np.mean(fold_uars)),
         "fold_uar_std": _std(fold_uars, 1),
+        **extra,
     }, runs, folds
+
+
+def calibration_metrics(p: Predictions) -> dict:
+    """ECE before and after the folds' temperatures (absent when none was recorded)."""
+    out = {"ece": expected_calibration_error(p.probs, p.y)}
+    if p.temperature is not None:
+        calibrated = np.concatenate([apply_temperature(p.probs[p.temperature == t], t)
+                                     for t in np.unique(p.temperature)])
+        order = np.concatenate([np.flatnonzero(p.temperature == t) for t in np.unique(p.temperature)])
+        out["ece_calibrated"] = expected_calibration_error(calibrated, p.y[order])
+    return out
+
+
+def ensemble_metrics(p: Predictions) -> dict:
+    """UAR/accuracy of the seed ensemble: per utterance, the mean probabilities of every run."""
+    ids = sorted(set(p.utterance_ids))
+    index = {u: i for i, u in enumerate(ids)}
+    rows = np.array([index[u] for u in p.utterance_ids])
+    total = np.zeros((len(ids), len(p.labels)))
+    np.add.at(total, rows, p.probs)
+    y = np.empty(len(ids), dtype=np.int64)
+    y[rows] = p.y
+    pred = total.argmax(axis=1)
+    return {"ensemble_uar": uar(y, pred, len(p.labels)), "ensemble_wa": float(np.mean(y == pred)),
+            "ensemble_runs": len(set(p.seeds.tolist()))}
 
 
 def speaker_uars(p: Predictions) -> list[dict]:
@@ -186,6 +229,11 @@ def format_report(metrics: dict, speakers: Sequence[dict], run_info: dict | None
               f"| per-fold UAR mean ± std | {metrics['fold_uar_mean']:.4f} ± "
               f"{_fmt(metrics['fold_uar_std'])} | - |",
               f"| accuracy (WA) | {metrics['wa']:.4f} | not reported |",
+              *([f"| seed ensemble of {metrics['ensemble_runs']} (mean probabilities): UAR, accuracy | "
+                 f"{metrics['ensemble_uar']:.4f}, {metrics['ensemble_wa']:.4f} | - |"]
+                if "ensemble_uar" in metrics else []),
+              f"| expected calibration error: as trained, after temperature | {metrics['ece']:.4f}, "
+              f"{_fmt(metrics.get('ece_calibrated'))} | - |",
               f"| test utterances | {metrics['n_test']} | 1440 |", ""]
     lines += ["| class | recall | paper (one ResLSTM-SA-h64 run) |", "|---|---|---|"]
     for label, r in metrics["per_class_recall"].items():
@@ -219,15 +267,71 @@ def evaluate(predictions: str | Path, output_dir: str | Path, run_info: dict | N
     return metrics
 
 
+def cross_corpus_predictions(model: str | Path, features_dir: str | Path) -> tuple[list[dict], dict]:
+    """A checkpoint's predictions on another corpus's features: one row per clip (rows of
+    ``predictions.csv``: fold -1, the checkpoint's seed), and what was dropped."""
+    from ser_core.checkpoint import load_checkpoint
+    from ser_core.training.data import load_features
+    from ser_core.training.train import prediction_fields
+
+    ckpt = load_checkpoint(model)
+    data = load_features(features_dir, ckpt.labels)
+    if data.n_dims != ckpt.model_config.n_dims or data.feature_config.get("kind") != ckpt.feature_config.get("kind"):
+        raise ValueError(f"{features_dir}: features {data.feature_config.get('kind')} x {data.n_dims} do not match "
+                         f"the model's {ckpt.feature_config.get('kind')} x {ckpt.model_config.n_dims}")
+    rows = []
+    seed = ckpt.provenance.get("seed", -1)
+    for speaker in sorted(set(data.speakers)):
+        idx = data.indices([speaker])
+        # raw probabilities (T = 1) with the temperature beside them, as ser train writes them
+        probs = apply_temperature(ckpt.predict_proba([data.features[i] for i in idx]), 1.0 / ckpt.temperature)
+        for group in data.clips(range(len(idx)), positions=True):
+            i, p = idx[group[0]], probs[group].mean(axis=0)
+            row = {"utterance_id": data.sources[i], "speaker": speaker, "gender": data.genders[i], "fold": -1,
+                   "seed": seed, "label": data.labels[data.y[i]], "predicted": data.labels[int(p.argmax())],
+                   "temperature": f"{ckpt.temperature:.6f}"}
+            row.update({PROB_PREFIX + label: f"{v:.6f}" for label, v in zip(data.labels, p)})
+            rows.append(row)
+    fields = prediction_fields(data.labels)
+    present = sorted({r["label"] for r in rows}, key=list(ckpt.labels).index)
+    info = {"model": str(model), "features": str(features_dir), "dropped": dict(sorted(data.dropped.items())),
+            "n_dropped": int(sum(data.dropped.values())), "shared_labels": present,
+            "model_labels_absent_from_corpus": [x for x in ckpt.labels if x not in present], "fields": fields}
+    return rows, info
+
+
+def score_other_corpus(model: str | Path, features_dir: str | Path, output_dir: str | Path) -> dict:
+    """``ser evaluate --model --features``: predictions.csv and every evaluate output."""
+    rows, info = cross_corpus_predictions(model, features_dir)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "predictions.csv", rows, info.pop("fields"))
+    metrics = evaluate(out / "predictions.csv", out, None)
+    metrics["cross_corpus"] = info
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--predictions", required=True,
+    parser.add_argument("--predictions",
                         help="out-of-fold predictions CSV written by `ser train` (OUTPUT/predictions.csv)")
+    parser.add_argument("--model", help="cross-corpus: a checkpoint to score on --features")
+    parser.add_argument("--features", help="cross-corpus: features-*.parquet folder of another corpus")
     parser.add_argument("--output-dir", required=True, help="directory for metrics.json, plots, report")
     parser.add_argument("--run-info", default=None,
                         help="the training run's run.json (default: beside the predictions, if there)")
 
 
 def main(args: argparse.Namespace) -> int:
+    if bool(args.model) != bool(args.features) or bool(args.model) == bool(args.predictions):
+        raise ValueError("give either --predictions (out-of-fold) or --model and --features (cross-corpus)")
+    if args.model:
+        m = score_other_corpus(args.model, args.features, args.output_dir)
+        cc = m["cross_corpus"]
+        print(f"UAR {m['uar']:.4f} over {len(cc['shared_labels'])} shared labels, accuracy {m['wa']:.4f}, "
+              f"{m['n_test']} clips; dropped {cc['n_dropped']} with labels the model lacks {cc['dropped']} "
+              f"-> {args.output_dir}")
+        return 0
     info_path = Path(args.run_info) if args.run_info else Path(args.predictions).with_name("run.json")
     if args.run_info and not info_path.is_file():
         raise FileNotFoundError(f"run info not found: {info_path}")

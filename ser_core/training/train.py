@@ -49,7 +49,7 @@ from ser_core.batching import collate, length_batches, predict_logits
 from ser_core.checkpoint import save_checkpoint
 from ser_core.codebase import ROOT, import_closure
 from ser_core.labels import RAVDESS_LABELS
-from ser_core.metrics import PROB_PREFIX, uar
+from ser_core.metrics import PROB_PREFIX, fit_temperature, uar
 from ser_core.model import ModelConfig, SERModel
 from ser_core.normalisation import NORMALISATIONS, Normaliser
 from ser_core.params import build_config, flags, load_section
@@ -154,7 +154,8 @@ class FoldResult:
     history: list[dict]
     best_epoch: int
     val_uar: float
-    test_probs: np.ndarray  # (N_test, C), rows in fold.test utterance order
+    test_probs: np.ndarray  # (N_test_clips, C), uncalibrated, clips in data.clips(test rows) order
+    temperature: float = 1.0  # fitted on the validation speakers
 
 
 def fold_seed(seed: int, fold_index: int) -> int:
@@ -215,7 +216,8 @@ def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tenso
 def augmentation_pools(data: FeatureSet, train_idx: np.ndarray, augment: Sequence[str]) -> list[np.ndarray]:
     """For each training row (an original clip), the rows it may be replaced by in an
     epoch: itself and its copies in ``augment``, which come from the same clip and so the
-    same (training) speaker. A requested augmentation the features lack is an error."""
+    same (training) speaker (with windowed rows: any window of those copies). A requested
+    augmentation the features lack is an error."""
     if not augment:
         return [np.array([i]) for i in train_idx]
     missing = sorted(set(augment) - set(data.augmentations))
@@ -227,7 +229,14 @@ def augmentation_pools(data: FeatureSet, train_idx: np.ndarray, augment: Sequenc
     for i, (source, variant) in enumerate(zip(data.sources, data.variants)):
         if variant in wanted:
             copies.setdefault(source, []).append(i)
-    return [np.array([i] + copies.get(data.utterance_ids[i], [])) for i in train_idx]
+    return [np.array([i] + copies.get(data.sources[i], [])) for i in train_idx]
+
+
+def clip_level(logits: torch.Tensor, groups: Sequence[np.ndarray]) -> np.ndarray:
+    """Class probabilities per clip (G, C): the mean of the softmax of its rows' logits
+    (whole-clip rows: one row per clip; windows: every window of the clip)."""
+    probs = torch.softmax(logits, 1).numpy()
+    return np.stack([probs[g].mean(axis=0) for g in groups]) if groups else probs[:0]
 
 
 def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
@@ -243,6 +252,8 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     x_train, x_val, x_test = ([features[i] for i in idx] for idx in (train_idx, val_idx, test_idx))
     y_train, y_val = y_all[train_idx], y_all[val_idx]
     n_classes = len(data.labels)
+    val_clips = data.clips(val_idx, positions=True)  # windows of one clip are judged together
+    y_val_clips = y_val.numpy()[[g[0] for g in val_clips]]
 
     s = fold_seed(seed, fold.index)
     torch.manual_seed(s)
@@ -273,7 +284,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
         scheduler.step()
         logits = predict_logits(model, x_val)
         val_loss = float(F.cross_entropy(logits, y_val))
-        val_uar = uar(y_val.numpy(), logits.argmax(1).numpy(), n_classes)
+        val_uar = uar(y_val_clips, clip_level(logits, val_clips).argmax(1), n_classes)
         history.append({"epoch": epoch, "lr": lr, "train_loss": loss,
                         "train_uar": uar(y_train.numpy(), pred, n_classes),
                         "val_loss": val_loss, "val_uar": val_uar})
@@ -289,10 +300,12 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
             break
     model.load_state_dict(best_state)
     model.eval()
+    # Temperature scaling on the validation speakers' rows (never the test speakers').
+    temperature = fit_temperature(predict_logits(model, x_val).numpy(), y_val.numpy())
     probs = np.zeros((0, n_classes), dtype=np.float32)
     if x_test:
-        probs = torch.softmax(predict_logits(model, x_test), 1).numpy()  # (N_test, C)
-    return FoldResult(fold, seed, model, normaliser, history, best_epoch, best[0], probs)
+        probs = clip_level(predict_logits(model, x_test), data.clips(test_idx, positions=True))  # (N_clips, C)
+    return FoldResult(fold, seed, model, normaliser, history, best_epoch, best[0], probs, temperature)
 
 
 # ---------------------------------------------------------------- outputs and restarts
@@ -304,16 +317,20 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def prediction_fields(labels: Sequence[str]) -> list[str]:
-    return (["utterance_id", "speaker", "gender", "fold", "seed", "label", "predicted"]
+    return (["utterance_id", "speaker", "gender", "fold", "seed", "label", "predicted", "temperature"]
             + [PROB_PREFIX + label for label in labels])
 
 
 def prediction_rows(data: FeatureSet, result: FoldResult) -> list[dict]:
+    """One row per test clip (its windows' mean probabilities when rows are windows); the
+    probabilities are uncalibrated, ``temperature`` is the fold's (``ser evaluate`` applies it)."""
     rows = []
-    for i, p in zip(data.indices(result.fold.test), result.test_probs):
-        row = {"utterance_id": data.utterance_ids[i], "speaker": data.speakers[i],
+    for group, p in zip(data.clips(data.indices(result.fold.test)), result.test_probs):
+        i = group[0]
+        row = {"utterance_id": data.sources[i], "speaker": data.speakers[i],
                "gender": data.genders[i], "fold": result.fold.index, "seed": result.seed,
-               "label": data.labels[data.y[i]], "predicted": data.labels[int(np.argmax(p))]}
+               "label": data.labels[data.y[i]], "predicted": data.labels[int(np.argmax(p))],
+               "temperature": f"{result.temperature:.6f}"}
         row.update({PROB_PREFIX + label: f"{v:.6f}" for label, v in zip(data.labels, p)})
         rows.append(row)
     return rows
@@ -363,7 +380,10 @@ def save_fold(fold_dir: Path, data: FeatureSet, cfg: TrainConfig, result: FoldRe
         provenance["rule"] = FINAL_RULE
     save_checkpoint(fold_dir / "checkpoint.pt", result.model, feature_config=data.feature_config,
                     labels=data.labels, normalisation=result.normaliser.to_dict(),
-                    train_params=cfg.to_dict(), provenance=provenance)
+                    train_params=cfg.to_dict(), provenance=provenance,
+                    calibration={"temperature": result.temperature, "fitted_on": "validation speakers",
+                                 "speakers": list(f.val)},
+                    segmentation=data.rows_config["segmentation"])
     write_csv(fold_dir / "history.csv", result.history, HISTORY_FIELDS)
     write_csv(fold_dir / "predictions.csv", prediction_rows(data, result), prediction_fields(data.labels))
     (fold_dir / "done.json").write_text(json.dumps(

@@ -1,3 +1,4 @@
+import argparse
 import csv
 import json
 
@@ -5,7 +6,9 @@ import numpy as np
 import pytest
 
 from ser_core.metrics import recall_per_class, uar
+from ser_core.labels import RAVDESS_LABELS
 from ser_core.training.evaluate import compute_metrics, evaluate, format_report, read_predictions
+from ser_core.training.evaluate import main as evaluate_main
 
 LABELS = ["a", "b", "c"]
 
@@ -90,3 +93,65 @@ def test_single_run_has_no_std():
     metrics, _, _ = compute_metrics(p)
     assert metrics["uar_std"] is None and metrics["uar"] == 1.0
     assert "0.6232" not in format_report(metrics, [], None)  # no model named: no paper figure
+
+
+def test_cross_corpus_scores_shared_labels_and_counts_the_rest(tmp_path, features_dir):
+    """A RAVDESS-label model on a corpus with boredom (unknown to it) and without most of
+    its labels: boredom is dropped and counted, the rest is scored over the shared labels,
+    and predicting a label the corpus lacks is an error."""
+    import yaml
+
+    from ser_core.cli import main as ser
+    from ser_core.metrics import uar as uar_of
+    from tests.training.synth_features import feature_table, write_shards
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": {"epochs": 2, "hidden": 4, "batch_size": 32, "seeds": [0]}}))
+    assert ser(["train", "--features", str(features_dir), "--output", str(tmp_path / "run"),
+                "--params", str(params), "--no-progress"]) == 0
+    other = write_shards(tmp_path / "other", feature_table(
+        speakers=[("emodb:03", "male"), ("emodb:08", "female")], emotions=("neutral", "happy", "sad", "boredom"),
+        per_class=3, seed=7))
+    out = tmp_path / "cross"
+    assert ser(["evaluate", "--model", str(tmp_path / "run" / "final.pt"), "--features", str(other),
+                "--output-dir", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    cc = metrics["cross_corpus"]
+    assert cc["dropped"] == {"boredom": 6} and cc["n_dropped"] == 6
+    assert cc["shared_labels"] == ["neutral", "happy", "sad"] and "calm" in cc["model_labels_absent_from_corpus"]
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(rows) == metrics["n_test"] == 18 and {r["label"] for r in rows} == {"neutral", "happy", "sad"}
+    labels = list(RAVDESS_LABELS)
+    y = np.array([labels.index(r["label"]) for r in rows])
+    pred = np.array([labels.index(r["predicted"]) for r in rows])  # any of the model's 8 labels
+    assert metrics["uar"] == pytest.approx(uar_of(y, pred, len(labels)))
+    assert metrics["wa"] == pytest.approx(float(np.mean(y == pred)))
+    with pytest.raises(ValueError, match="either --predictions"):
+        evaluate_main(argparse.Namespace(model="x", features=None, predictions=None, output_dir=str(out),
+                                         run_info=None))
+
+
+def test_seed_ensemble_and_calibration_are_reported_beside(tmp_path):
+    rows = []
+    for seed, probs in ((0, [[0.6, 0.4], [0.45, 0.55]]), (1, [[0.4, 0.6], [0.3, 0.7]])):
+        for uid, label, p in zip(("u1", "u2"), ("a", "b"), probs):
+            rows.append({"utterance_id": uid, "speaker": "s", "gender": "male", "fold": 0, "seed": seed,
+                         "label": label, "predicted": "ab"[int(np.argmax(p))], "temperature": 2.0,
+                         "prob_a": p[0], "prob_b": p[1]})
+    path = tmp_path / "predictions.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    metrics, runs, _ = compute_metrics(read_predictions(path))
+    assert [r["uar"] for r in runs] == [1.0, 0.5]
+    # ensemble: u1 mean (0.5, 0.5) -> a (first on ties), u2 (0.375, 0.625) -> b
+    assert metrics["ensemble_uar"] == 1.0 and metrics["ensemble_runs"] == 2
+    from ser_core.metrics import apply_temperature, expected_calibration_error
+
+    probs = np.array([[0.6, 0.4], [0.45, 0.55], [0.4, 0.6], [0.3, 0.7]])
+    y = np.array([0, 1, 0, 1])
+    assert metrics["uar_mean"] == 0.75
+    assert metrics["ece"] == pytest.approx(expected_calibration_error(probs, y))
+    assert metrics["ece_calibrated"] == pytest.approx(expected_calibration_error(apply_temperature(probs, 2.0), y))
+    assert metrics["ece_calibrated"] != metrics["ece"]

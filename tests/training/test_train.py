@@ -7,6 +7,7 @@ import torch
 import yaml
 
 from ser_core.cli import main as ser
+from ser_core.metrics import apply_temperature
 from ser_core.splits import RAVDESS_PAPER_FOLDS
 from ser_core.checkpoint import load_checkpoint
 from ser_core.normalisation import frame_stats
@@ -88,8 +89,14 @@ def test_fold_checkpoint_reproduces_its_predictions(trained, features_dir):
         feats = [data.features[i] for i in idx]
         probs = ckpt.predict_proba(feats, stats=frame_stats(feats))  # one speaker: own statistics
         for i, p in zip(idx, probs):
-            expected = [float(rows[data.utterance_ids[i]][f"prob_{x}"]) for x in ckpt.labels]
-            np.testing.assert_allclose(p, expected, atol=2e-6)
+            row = rows[data.utterance_ids[i]]
+            # predictions.csv holds the uncalibrated probabilities and the fold's temperature,
+            # which the checkpoint applies (fitted on the fold's validation speakers)
+            assert float(row["temperature"]) == pytest.approx(ckpt.temperature, rel=1e-5)
+            expected = apply_temperature(np.array([[float(row[f"prob_{x}"]) for x in ckpt.labels]]),
+                                         ckpt.temperature)[0]
+            np.testing.assert_allclose(p, expected, atol=2e-5)
+    assert ckpt.calibration["speakers"] == ckpt.provenance["val_speakers"] and ckpt.temperature != 1.0
 
 
 def test_training_is_deterministic_and_restartable(trained, features_dir, tmp_path, monkeypatch):

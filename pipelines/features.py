@@ -51,10 +51,11 @@ from pipelines.common import (CountElements, DeadLetterToErrorRow, WriteShards, 
 from ser_core import __version__, audio, augmentation
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, StageError
 from ser_core.features import (EXTRACTORS, FEATURES_PREFIX, METADATA_KEY, RESAMPLE_QUALITIES, ROWS_METADATA_KEY,
-                               FeatureConfig, make_extractor, warm_up)
+                               FeatureConfig, FeatureError, make_extractor, warm_up)
+from ser_core.inference.segment import SegmentConfig, segment_channel
 from ser_core.params import build_config, flags, load_section
 from ser_core.records import MANIFEST_COLUMNS, MANIFEST_SCHEMA
-from ser_core.storage import count_rows, exists, open_audio, open_binary
+from ser_core.storage import count_rows, exists, open_audio, open_binary, read_shards
 
 LOGGER = logging.getLogger(__name__)
 REQUIRED_COLUMNS = tuple(c for c in MANIFEST_COLUMNS if c != "custom")
@@ -82,24 +83,54 @@ CONFIG_FLAGS = {
 
 @dataclass(frozen=True)
 class RowConfig:
-    """params.yaml ``features`` keys that decide which rows a clip gives (not the front-end)."""
+    """params.yaml ``features`` keys that decide which rows a clip gives (not the front-end).
+
+    ``segmentation``: ``none`` (the whole clip, as the paper trains), ``speech`` (the clip
+    trimmed to the speech the labelling detector finds: first to last speech region, pads
+    included) or ``windows`` (the labelling windows over that speech, one row each, every
+    one carrying its clip's emotion, speaker and ``source_id``). ``segment_config`` is how
+    ``ser label`` cuts calls (the ``label`` section of the same params file), so a model
+    meant for labelling is trained on the audio it will see.
+    """
 
     augment: tuple[str, ...] = ()
+    segmentation: str = "none"
+    segment_config: SegmentConfig = SegmentConfig()
 
     def __post_init__(self) -> None:
         names = self.augment.split(",") if isinstance(self.augment, str) else list(self.augment or ())
         object.__setattr__(self, "augment", tuple(augmentation.check_names([n for n in names if n.strip()])))
+        if self.segmentation not in SEGMENTATIONS:
+            raise ValueError(f"features.segmentation must be one of {SEGMENTATIONS}, got {self.segmentation!r}")
+        if isinstance(self.segment_config, Mapping):
+            object.__setattr__(self, "segment_config", SegmentConfig.from_dict(self.segment_config))
 
     @property
     def variants(self) -> tuple[str, ...]:
         return (augmentation.ORIGINAL,) + self.augment
 
     def to_dict(self) -> dict[str, Any]:
-        return {"augment": list(self.augment)}
+        cut = None if self.segmentation == "none" else self.segment_config.to_dict()
+        return {"augment": list(self.augment),
+                "segmentation": {"mode": self.segmentation, "segment_config": cut}}
 
 
-ROW_KEYS = tuple(f.name for f in dataclasses.fields(RowConfig))
+SEGMENTATIONS = ("none", "speech", "windows")
+ROW_KEYS = ("augment", "segmentation")
 
+
+def cut_clip(y: np.ndarray, sample_rate: int, rows: RowConfig) -> list[tuple[int, int]]:
+    """The (start, end) sample spans of a clip that become rows (see :class:`RowConfig`).
+    A clip in which the detector finds no speech is an error, never silently dropped."""
+    if rows.segmentation == "none":
+        return [(0, len(y))]
+    windows, _ = segment_channel(y, sample_rate, rows.segment_config)
+    if not windows:
+        raise FeatureError(f"no speech detected to cut ({rows.segmentation} segmentation, "
+                           f"{rows.segment_config.segmentation} detector, {len(y) / sample_rate:.2f} s clip)")
+    if rows.segmentation == "speech":
+        return [(min(w.start for w in windows), max(w.end for w in windows))]
+    return [(w.start, w.end) for w in windows]
 
 def features_schema(config: FeatureConfig, provenance: Mapping[str, Any],
                     rows: RowConfig = RowConfig()) -> pa.Schema:
@@ -161,10 +192,12 @@ def check_row(row: Mapping[str, Any]) -> None:
 
 
 def feature_row(row: Mapping[str, Any], features: np.ndarray, sample_rate: int, variant: str = "",
-                span: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
-    """One output row: the manifest row's columns (utterance id made the variant's), then the rest."""
+                span: tuple[float, float] = (0.0, 0.0), window: int | None = None) -> dict[str, Any]:
+    """One output row: the manifest row's columns (utterance id made the variant's, and the
+    window's, ``<id>[@<variant>][#w<k>]``), then the rest."""
     out = {c: row.get(c) if c != "custom" else (row.get("custom") or "{}") for c in MANIFEST_COLUMNS}
-    out.update(utterance_id=augmentation.variant_id(row["utterance_id"], variant),
+    uid = augmentation.variant_id(row["utterance_id"], variant)
+    out.update(utterance_id=uid if window is None else f"{uid}#w{window:03d}",
                source_id=row["utterance_id"], variant=variant, start_s=float(span[0]), end_s=float(span[1]),
                n_frames=int(features.shape[0]), sample_rate=int(sample_rate), features=features)
     return out
@@ -227,9 +260,12 @@ class ExtractFn(beam.DoFn):
 
     def process(self, decoded: Decoded) -> Iterator[dict[str, Any]]:
         rows, sr, uid = [], decoded.sample_rate, decoded.row["utterance_id"]
+        windows = self._rows.segmentation == "windows"
         for variant in self._rows.variants:
             y = decoded.audio if variant == augmentation.ORIGINAL else self._transforms[variant](decoded.audio, sr, uid)
-            rows.append(feature_row(decoded.row, self._extract(y), sr, variant, (0.0, len(y) / sr)))
+            for k, (start, end) in enumerate(cut_clip(y, sr, self._rows)):
+                rows.append(feature_row(decoded.row, self._extract(y[start:end]), sr, variant,
+                                        (start / sr, end / sr), k if windows else None))
         yield from rows
 
 
@@ -246,6 +282,10 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
     parser.add_argument("--augment", default=None,
                         help="comma-separated augmentations, each an extra row per clip: speedF, noiseN, "
                              "telephone (e.g. speed0.9,speed1.1); 'none' for none [params features.augment]")
+    parser.add_argument("--segmentation", choices=SEGMENTATIONS, default=None,
+                        help="none: whole clips (the paper); speech: trimmed to detected speech; windows: "
+                             "the labelling windows, one row each (cut as params `label` says) "
+                             "[params features.segmentation]")
     parser.add_argument("--num-shards", type=int, default=0,
                         help="features shards (default 0: one per worker bundle, no extra shuffle)")
     group = parser.add_argument_group("feature settings (override params.yaml)")
@@ -257,12 +297,17 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[FeatureConfig, RowConfig]:
-    """FeatureConfig and RowConfig defaults <- params.yaml `features` <- flags."""
+    """FeatureConfig and RowConfig defaults <- params.yaml `features` (and the segmentation
+    keys of `label`: training clips are cut as labelling cuts calls) <- flags."""
     section = load_section(args.params, "features")
     config = build_config(FeatureConfig, {k: v for k, v in section.items() if k not in ROW_KEYS},
                           flags(args, *CONFIG_FLAGS))
     augment = None if args.augment is None else ("" if args.augment.strip().lower() == "none" else args.augment)
-    rows = build_config(RowConfig, {k: v for k, v in section.items() if k in ROW_KEYS}, {"augment": augment})
+    seg_names = {f.name for f in dataclasses.fields(SegmentConfig)}
+    cut = {k: v for k, v in load_section(args.params, "label").items() if k in seg_names}
+    rows = build_config(RowConfig, {k: v for k, v in section.items() if k in ROW_KEYS},
+                        {"augment": augment, "segmentation": args.segmentation,
+                         "segment_config": SegmentConfig.from_dict(cut)})
     return config, rows
 
 
@@ -289,8 +334,8 @@ def build(pipeline: beam.Pipeline, manifest: str, columns: Sequence[str], output
 
 @dataclass(frozen=True)
 class Summary:
-    """What a run produced: utterances with rows + error rows == manifest_rows always, and
-    every utterance with rows has one per variant (``rows == utterances * variants``)."""
+    """What a run produced: utterances with rows + error rows == manifest_rows always; each
+    utterance with rows has one per variant (and, with windows, one per window of each)."""
 
     output: str
     manifest_rows: int
@@ -299,14 +344,15 @@ class Summary:
     audio_s: float | None
     wall_s: float
     variants: int = 1
+    utterances: int | None = None  # distinct source_id among the rows (None: rows / variants)
 
-    @property
-    def utterances(self) -> int:
-        return self.rows // self.variants
+    def __post_init__(self) -> None:
+        if self.utterances is None:
+            object.__setattr__(self, "utterances", self.rows // self.variants)
 
     def format(self) -> str:
-        done = (f"{self.rows} rows" if self.variants == 1 else
-                f"{self.utterances} utterances ({self.rows} rows: {self.variants} per utterance)")
+        done = (f"{self.rows} rows" if self.rows == self.utterances else
+                f"{self.utterances} utterances ({self.rows} rows: {self.variants} variant(s) each)")
         lines = [f"ser features: {done} + {self.errors} errors = "
                  f"{self.utterances + self.errors} of {self.manifest_rows} manifest rows -> {self.output}"]
         speed = f"{self.rows / self.wall_s:.1f} clips/s" if self.wall_s > 0 else ""
@@ -339,13 +385,17 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     clear_outputs(args.output, (FEATURES_PREFIX, ERRORS_PREFIX), shards=False)
 
     audio_ms = counter_value(result, "audio_ms")
-    summary = Summary(args.output, manifest_rows, count_rows(args.output, FEATURES_PREFIX),
-                      count_rows(args.output, ERRORS_PREFIX), None if audio_ms is None else audio_ms / 1000,
-                      wall, len(rows_config.variants))
+    rows = count_rows(args.output, FEATURES_PREFIX)
+    sources = (len(set(read_shards(args.output, FEATURES_PREFIX, ["source_id"]).column("source_id").to_pylist()))
+               if rows else 0)
+    summary = Summary(args.output, manifest_rows, rows, count_rows(args.output, ERRORS_PREFIX),
+                      None if audio_ms is None else audio_ms / 1000, wall, len(rows_config.variants), sources)
     print(summary.format())
-    if summary.rows % summary.variants or summary.utterances + summary.errors != manifest_rows:
-        raise RuntimeError(f"row accounting broken: {summary.rows} rows ({summary.variants} per utterance) + "
-                           f"{summary.errors} errors != {manifest_rows} manifest rows under {args.output}")
+    whole = rows_config.segmentation != "windows"
+    if summary.utterances + summary.errors != manifest_rows or (whole and rows != sources * summary.variants):
+        raise RuntimeError(f"row accounting broken: {rows} rows from {sources} utterances ({summary.variants} "
+                           f"variant(s) each) + {summary.errors} errors != {manifest_rows} manifest rows "
+                           f"under {args.output}")
     return summary
 
 

@@ -310,3 +310,51 @@ def test_unknown_augmentation_is_refused_before_work(bad_corpus, tmp_path):
     manifest, _ = bad_corpus
     with pytest.raises(SystemExit, match="unknown augmentation 'reverb'"):
         pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "x"), "--augment", "reverb"])
+
+
+def _speech_clip(path, seed):
+    """1 s of silence, 4 s of the demo synthesiser's speech, 1 s of silence at 16 kHz."""
+    rng = np.random.default_rng(seed)
+    sr = 16000
+    t = np.arange(4 * sr) / sr
+    voiced = 0.3 * np.sin(2 * np.pi * 150 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    y = np.concatenate([np.zeros(sr), voiced + 0.01 * rng.standard_normal(len(t)), np.zeros(sr)])
+    return write_audio(path, sample_rate=sr, data=y.astype(np.float32))
+
+
+@pytest.mark.parametrize("mode", ["speech", "windows"])
+def test_segmentation_cuts_training_clips_as_labelling_cuts_calls(tmp_path, mode):
+    from ser_core.inference.segment import SegmentConfig, segment_channel
+
+    files = [_speech_clip(tmp_path / f"c{i}.wav", i) for i in range(2)]
+    silent = write_audio(tmp_path / "silent.wav", 2.0, 16000, data=np.zeros(32000, np.float32))
+    utterances = [Utterance(p.stem, "test", str(p), "test:0", "male", "happy", {}) for p in files + [silent]]
+    manifest = tmp_path / "m.parquet"
+    write_manifest(utterances, manifest)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"features": {"sample_rate": 16000, "kind": "logmel", "n_mels": 40,
+                                                   "window_s": 0.025, "hop_s": 0.01, "segmentation": mode},
+                                      "label": {"window_s": 2.0, "hop_s": 1.0}}))
+    out = tmp_path / "out"
+    summary = pipeline.run(["--manifest", str(manifest), "--output", str(out), "--params", str(params)])
+    table = read_shards(str(out), "features")
+    meta = json.loads(table.schema.metadata[b"ser.rows"])
+    assert meta["segmentation"]["mode"] == mode and meta["segmentation"]["segment_config"]["window_s"] == 2.0
+    errors = read_shards(str(out), "errors").to_pylist()
+    assert [(e["utterance_id"], e["stage"]) for e in errors] == [("silent", "features")]
+    assert "no speech detected" in errors[0]["error"]
+    assert summary.utterances == 2 and summary.errors == 1
+    seg = SegmentConfig(window_s=2.0, hop_s=1.0)
+    for path in files:
+        y, _ = audio.load(str(path), 16000)
+        windows, _ = segment_channel(y, 16000, seg)
+        mine = sorted((r for r in table.to_pylist() if r["source_id"] == path.stem), key=lambda r: r["start_s"])
+        if mode == "speech":
+            assert len(mine) == 1 and mine[0]["utterance_id"] == path.stem
+            assert mine[0]["start_s"] == pytest.approx(windows[0].start / 16000)
+            assert mine[0]["end_s"] == pytest.approx(windows[-1].end / 16000)
+            assert 0.8 < mine[0]["start_s"] < 1.0 and 5.0 < mine[0]["end_s"] < 5.2  # the silence is cut off
+        else:
+            assert [(r["start_s"], r["end_s"]) for r in mine] == [(w.start / 16000, w.end / 16000) for w in windows]
+            assert [r["utterance_id"] for r in mine] == [f"{path.stem}#w{k:03d}" for k in range(len(windows))]
+            assert len(mine) >= 3 and {r["emotion"] for r in mine} == {"happy"}

@@ -7,6 +7,8 @@
   with ``WriteToParquetBatched``: rows are gathered per bundle into Arrow tables, and
   numpy array values become nested lists in one vectorised step (a row of
   (frames, dims) features costs microseconds instead of a Python list per frame).
+  :class:`WriteSortedShards` writes the same files, but each row goes to the shard its
+  key names and rows are sorted by key, so the files depend on the rows alone.
 - :func:`clear_outputs`, :func:`count_rows`, :func:`counter_value` and
   :func:`open_audio` work on local paths and on any Beam filesystem (gs://, s3://, ...).
 """
@@ -17,6 +19,7 @@ import argparse
 import contextlib
 import glob
 import logging
+import zlib
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
@@ -258,6 +261,86 @@ class WriteShards(beam.PTransform):
             | "WriteParquet" >> beam.io.WriteToParquetBatched(
                 self._path_prefix, self._schema, file_name_suffix=".parquet",
                 num_shards=self._num_shards, shard_name_template=SHARD_TEMPLATE))
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    """The shard a key belongs to: the same in every process and run (Python's hash() is not)."""
+    return zlib.crc32(key.encode("utf-8")) % num_shards
+
+
+class _WriteSortedShard(beam.DoFn):
+    """(shard number, rows) -> one Parquet file of those rows sorted by key; yields its path."""
+
+    def __init__(self, path_prefix: str, schema: pa.Schema, num_shards: int, key: str, max_bytes: int,
+                 written: str | None):
+        self._path_prefix = path_prefix
+        self._schema = schema
+        self._num_shards = num_shards
+        self._key = key
+        self._max_bytes = max_bytes
+        self._written_name = written
+
+    def setup(self) -> None:
+        self._written = counter(self._written_name) if self._written_name else None
+
+    def process(self, element: tuple[int, Iterable[Any]]) -> Iterator[str]:
+        index, rows = element
+        ordered = sorted((r for r in rows if r is not None), key=lambda r: r[self._key])
+        path = f"{self._path_prefix}-{index:05d}-of-{self._num_shards:05d}.parquet"
+        # Written in place (no temp file): a retried bundle writes the same bytes again.
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            # WriteToParquetBatched's settings, so both writers' files read alike.
+            writer = pq.ParquetWriter(handle, self._schema, compression="none", use_compliant_nested_type=False)
+            chunk: list[Any] = []
+            size = 0
+            for row in ordered:
+                chunk.append(row)
+                size += sum(v.nbytes for v in row.values() if isinstance(v, np.ndarray)) + 256
+                if size >= self._max_bytes:
+                    writer.write_table(rows_to_table(chunk, self._schema))
+                    chunk, size = [], 0
+            if chunk or not ordered:
+                writer.write_table(rows_to_table(chunk, self._schema))
+            writer.close()
+        if self._written is not None:
+            self._written.inc(len(ordered))
+        yield path
+
+
+class WriteSortedShards(beam.PTransform):
+    """Dict rows -> ``OUTPUT/<prefix>-SSSSS-of-NNNNN.parquet``: row ``r`` in shard
+    ``shard_of(r[key], num_shards)``, rows sorted by ``key`` within a shard, every shard
+    written (empty ones too).
+
+    :class:`WriteShards` numbers its shards by bundle, so the same rows land in files that
+    differ with the number of workers and the order they finish in; these files depend on
+    the rows alone, so a DVC output hashes the same on every machine. The price is a
+    shuffle of the rows, and each shard's rows held in memory by the worker writing it.
+    """
+
+    def __init__(self, output: str, prefix: str, schema: pa.Schema, num_shards: int, key: str = "utterance_id",
+                 written: str | None = None, max_bytes: int = ROW_GROUP_BYTES):
+        super().__init__()
+        if num_shards < 1:
+            raise ValueError(f"num_shards must be at least 1, got {num_shards}")
+        self._path_prefix = FileSystems.join(output, prefix)
+        self._schema = schema
+        self._num_shards = num_shards
+        self._key = key
+        self._written = written
+        self._max_bytes = max_bytes
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        key, n = self._key, self._num_shards
+        keyed = rows | "KeyByShard" >> beam.Map(lambda row: (shard_of(row[key], n), row))
+        # One placeholder per shard, so that every shard is written even if no row falls in it.
+        every = rows.pipeline | "EveryShard" >> beam.Create([(i, None) for i in range(n)])
+        return (
+            (keyed, every)
+            | "WithEveryShard" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteSorted" >> beam.ParDo(_WriteSortedShard(self._path_prefix, self._schema, n, key,
+                                                            self._max_bytes, self._written)))
 
 
 def shard_pattern(output: str, prefix: str) -> str:

@@ -15,14 +15,14 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import features as pipeline
-from pipelines.common import read_shards
+from pipelines.common import read_shards, shard_of
 from ser_core import audio
 from ser_core.corpora import prepare
 from ser_core.cli import main as ser_main
 from ser_core.features import FeatureConfig, extract
 from ser_core.params import build_config, load_section
 from ser_core.records import Utterance, write_manifest
-from tests.synth_audio import signal, write_audio
+from tests.synth_audio import signal, touch_tree, write_audio
 
 # name -> expected outcome: None (a features row) or (stage, words of the reason)
 EXPECTED = {
@@ -272,3 +272,32 @@ def test_dvc_stage_and_params_match_the_feature_config():
     assert {"pipelines/features.py", "pipelines/common.py", "ser_core/audio.py", "ser_core/features.py"} <= set(
         stage["deps"])
     build_config(FeatureConfig, load_section(root / "params.yaml", "features"))
+
+
+@pytest.mark.slow
+def test_relative_manifest_paths_and_shards_that_depend_on_the_rows_alone(tmp_path):
+    """Rows keep the manifest's relative paths (files found through its metadata); each row
+    is in shard crc32(id) % N, sorted by id, so one in-memory worker and two processes
+    write the same bytes."""
+    names = [f"Actor_0{a}/03-01-0{e}-01-01-01-0{a}.wav" for a in (1, 2, 3) for e in (1, 3, 5)]
+    touch_tree(tmp_path / "corpus", names, duration_s=0.3, sample_rate=16000)
+    manifest = tmp_path / "data" / "manifest.parquet"
+    assert ser_main(["manifest", f"ravdess={tmp_path / 'corpus'}", "--output", str(manifest)]) == 0
+    common = ["--manifest", str(manifest), "--sample-rate", "16000", "--num-shards", "3"]
+
+    pipeline.run([*common, "--output", str(tmp_path / "one")])
+    pipeline.run([*common, "--output", str(tmp_path / "two"), "--direct_running_mode", "multi_processing",
+                  "--direct_num_workers", "2"])
+
+    shards = sorted(p.name for p in (tmp_path / "one").glob("features-*.parquet"))
+    assert shards == [f"features-0000{i}-of-00003.parquet" for i in range(3)]
+    for name in shards + ["errors-00000-of-00001.parquet"]:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    seen = []
+    for i, name in enumerate(shards):
+        ids = pq.read_table(tmp_path / "one" / name, columns=["utterance_id"]).column(0).to_pylist()
+        assert ids == sorted(ids) and all(shard_of(uid, 3) == i for uid in ids)
+        seen += ids
+    rows = read_shards(str(tmp_path / "one"), "features", ["utterance_id", "path"]).to_pylist()
+    assert sorted(seen) == sorted(f"ravdess:{Path(n).stem}" for n in names)
+    assert {r["path"] for r in rows} == set(names)  # as the manifest has them: relative

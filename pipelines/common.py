@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import glob
 import logging
+import uuid
 import zlib
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -268,42 +269,60 @@ def shard_of(key: str, num_shards: int) -> int:
     return zlib.crc32(key.encode("utf-8")) % num_shards
 
 
-class _WriteSortedShard(beam.DoFn):
-    """(shard number, rows) -> one Parquet file of those rows sorted by key; yields its path."""
+def split_by_shard(table: pa.Table, key: str, num_shards: int) -> Iterator[tuple[int, pa.Table]]:
+    """(shard, the table's rows in that shard) for every shard the table has rows in."""
+    shards = np.array([shard_of(k, num_shards) for k in table.column(key).to_pylist()], dtype=np.int64)
+    for shard in np.unique(shards):
+        yield int(shard), table.filter(pa.array(shards == shard))
 
-    def __init__(self, path_prefix: str, schema: pa.Schema, num_shards: int, key: str, max_bytes: int,
-                 written: str | None):
+
+class _WriteShardParts(beam.DoFn):
+    """An Arrow table -> one temporary file per shard it has rows in; yields (shard, file)."""
+
+    def __init__(self, temp_dir: str, key: str, num_shards: int):
+        self._temp_dir = temp_dir
+        self._key = key
+        self._num_shards = num_shards
+
+    def process(self, table: pa.Table) -> Iterator[tuple[int, str]]:
+        for shard, part in split_by_shard(table, self._key, self._num_shards):
+            path = FileSystems.join(self._temp_dir, f"{shard:05d}-{uuid.uuid4().hex}.parquet")
+            with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                pq.write_table(part, handle, compression="none", use_compliant_nested_type=False)
+            yield shard, path
+
+
+class _MergeShard(beam.DoFn):
+    """(shard number, its temporary files) -> one Parquet file of their rows sorted by key
+    (then the temporary files are deleted); yields its path."""
+
+    def __init__(self, path_prefix: str, schema: pa.Schema, num_shards: int, key: str, max_bytes: int):
         self._path_prefix = path_prefix
         self._schema = schema
         self._num_shards = num_shards
         self._key = key
         self._max_bytes = max_bytes
-        self._written_name = written
 
-    def setup(self) -> None:
-        self._written = counter(self._written_name) if self._written_name else None
-
-    def process(self, element: tuple[int, Iterable[Any]]) -> Iterator[str]:
-        index, rows = element
-        ordered = sorted((r for r in rows if r is not None), key=lambda r: r[self._key])
+    def process(self, element: tuple[int, Iterable[str | None]]) -> Iterator[str]:
+        index, found = element
+        parts = sorted(p for p in found if p is not None)
+        tables = []
+        for part in parts:
+            with FileSystems.open(part, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                tables.append(pq.read_table(handle, schema=self._schema))
+        table = pa.concat_tables(tables) if tables else self._schema.empty_table()
+        # One chunk, so that row groups depend on the rows, not on how bundles split them.
+        table = table.sort_by(self._key).combine_chunks()
+        row_bytes = max(1, table.nbytes // max(1, table.num_rows))
         path = f"{self._path_prefix}-{index:05d}-of-{self._num_shards:05d}.parquet"
         # Written in place (no temp file): a retried bundle writes the same bytes again.
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             # WriteToParquetBatched's settings, so both writers' files read alike.
-            writer = pq.ParquetWriter(handle, self._schema, compression="none", use_compliant_nested_type=False)
-            chunk: list[Any] = []
-            size = 0
-            for row in ordered:
-                chunk.append(row)
-                size += sum(v.nbytes for v in row.values() if isinstance(v, np.ndarray)) + 256
-                if size >= self._max_bytes:
-                    writer.write_table(rows_to_table(chunk, self._schema))
-                    chunk, size = [], 0
-            if chunk or not ordered:
-                writer.write_table(rows_to_table(chunk, self._schema))
-            writer.close()
-        if self._written is not None:
-            self._written.inc(len(ordered))
+            with pq.ParquetWriter(handle, self._schema, compression="none",
+                                  use_compliant_nested_type=False) as writer:
+                writer.write_table(table, row_group_size=max(1, self._max_bytes // row_bytes))
+        if parts:
+            FileSystems.delete(parts)
         yield path
 
 
@@ -314,8 +333,10 @@ class WriteSortedShards(beam.PTransform):
 
     :class:`WriteShards` numbers its shards by bundle, so the same rows land in files that
     differ with the number of workers and the order they finish in; these files depend on
-    the rows alone, so a DVC output hashes the same on every machine. The price is a
-    shuffle of the rows, and each shard's rows held in memory by the worker writing it.
+    the rows alone, so a DVC output hashes the same on every machine. Each bundle writes
+    its rows of each shard to a temporary file under ``OUTPUT/beam-temp-<prefix>-*``
+    (removed by :func:`clear_outputs`); only file names are shuffled, and one worker per
+    shard merges and sorts that shard's files. Memory: a bundle's table, or one shard.
     """
 
     def __init__(self, output: str, prefix: str, schema: pa.Schema, num_shards: int, key: str = "utterance_id",
@@ -324,6 +345,7 @@ class WriteSortedShards(beam.PTransform):
         if num_shards < 1:
             raise ValueError(f"num_shards must be at least 1, got {num_shards}")
         self._path_prefix = FileSystems.join(output, prefix)
+        self._temp_dir = FileSystems.join(output, f"beam-temp-{prefix}-{uuid.uuid4().hex}")
         self._schema = schema
         self._num_shards = num_shards
         self._key = key
@@ -331,16 +353,18 @@ class WriteSortedShards(beam.PTransform):
         self._max_bytes = max_bytes
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        key, n = self._key, self._num_shards
-        keyed = rows | "KeyByShard" >> beam.Map(lambda row: (shard_of(row[key], n), row))
+        n = self._num_shards
+        parts = (rows
+                 | "ToArrowTables" >> beam.ParDo(_RowsToTables(self._schema, self._max_bytes, self._written))
+                 | "WriteParts" >> beam.ParDo(_WriteShardParts(self._temp_dir, self._key, n)))
         # One placeholder per shard, so that every shard is written even if no row falls in it.
         every = rows.pipeline | "EveryShard" >> beam.Create([(i, None) for i in range(n)])
         return (
-            (keyed, every)
+            (parts, every)
             | "WithEveryShard" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
-            | "WriteSorted" >> beam.ParDo(_WriteSortedShard(self._path_prefix, self._schema, n, key,
-                                                            self._max_bytes, self._written)))
+            | "MergeShards" >> beam.ParDo(_MergeShard(self._path_prefix, self._schema, n, self._key,
+                                                      self._max_bytes)))
 
 
 def shard_pattern(output: str, prefix: str) -> str:

@@ -53,16 +53,17 @@ def plain_loop(manifest: str, output: str) -> None:
     """The per-file librosa loop; saves features to ``output`` (.npz) and prints timings."""
     started = time.perf_counter()
     import librosa
-    import pyarrow.parquet as pq
 
-    rows = pq.read_table(manifest, columns=["utterance_id", "path"]).to_pylist()
+    from ser_core.records import read_manifest
+
+    rows = read_manifest(manifest)  # paths resolved against the manifest's corpus folders
     loop_start = time.perf_counter()
     ids, feats, audio_s = [], [], 0.0
     for row in rows:
-        y, sr = librosa.load(row["path"], sr=None)
+        y, sr = librosa.load(row.path, sr=None)
         mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=N_MFCC, n_fft=N_FFT, hop_length=HOP)
         chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=N_FFT, hop_length=HOP)
-        ids.append(row["utterance_id"])
+        ids.append(row.utterance_id)
         feats.append(np.vstack([mfcc, chroma]).T.astype(np.float32))
         audio_s += len(y) / sr
     loop_s = time.perf_counter() - loop_start

@@ -8,6 +8,8 @@
   with ``WriteToParquetBatched``: rows are gathered per bundle into Arrow tables, and
   numpy array values become nested lists in one vectorised step (a row of
   (frames, dims) features costs microseconds instead of a Python list per frame).
+  :class:`WriteSortedShards` writes the same files, but each row goes to the shard its
+  key names and rows are sorted by key, so the files depend on the rows alone.
 - :func:`clear_outputs` and :func:`counter_value` work on local paths and on any Beam
   filesystem (gs://, s3://, ...). Listing, counting and reading shards, and opening
   audio, are Beam-free and shared with the library: :mod:`ser_core.storage`.
@@ -18,11 +20,15 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import uuid
+import zlib
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
@@ -236,6 +242,109 @@ class WriteShards(beam.PTransform):
             | "WriteParquet" >> beam.io.WriteToParquetBatched(
                 self._path_prefix, self._schema, file_name_suffix=".parquet",
                 num_shards=self._num_shards, shard_name_template=SHARD_TEMPLATE))
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    """The shard a key belongs to: the same in every process and run (Python's hash() is not)."""
+    return zlib.crc32(key.encode("utf-8")) % num_shards
+
+
+def split_by_shard(table: pa.Table, key: str, num_shards: int) -> Iterator[tuple[int, pa.Table]]:
+    """(shard, the table's rows in that shard) for every shard the table has rows in."""
+    shards = np.array([shard_of(k, num_shards) for k in table.column(key).to_pylist()], dtype=np.int64)
+    for shard in np.unique(shards):
+        yield int(shard), table.filter(pa.array(shards == shard))
+
+
+class _WriteShardParts(beam.DoFn):
+    """An Arrow table -> one temporary file per shard it has rows in; yields (shard, file)."""
+
+    def __init__(self, temp_dir: str, key: str, num_shards: int):
+        self._temp_dir = temp_dir
+        self._key = key
+        self._num_shards = num_shards
+
+    def process(self, table: pa.Table) -> Iterator[tuple[int, str]]:
+        for shard, part in split_by_shard(table, self._key, self._num_shards):
+            path = FileSystems.join(self._temp_dir, f"{shard:05d}-{uuid.uuid4().hex}.parquet")
+            with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                pq.write_table(part, handle, compression="none", use_compliant_nested_type=False)
+            yield shard, path
+
+
+class _MergeShard(beam.DoFn):
+    """(shard number, its temporary files) -> one Parquet file of their rows sorted by key
+    (then the temporary files are deleted); yields its path."""
+
+    def __init__(self, path_prefix: str, schema: pa.Schema, num_shards: int, key: str, max_bytes: int):
+        self._path_prefix = path_prefix
+        self._schema = schema
+        self._num_shards = num_shards
+        self._key = key
+        self._max_bytes = max_bytes
+
+    def process(self, element: tuple[int, Iterable[str | None]]) -> Iterator[str]:
+        index, found = element
+        parts = sorted(p for p in found if p is not None)
+        tables = []
+        for part in parts:
+            with FileSystems.open(part, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                tables.append(pq.read_table(handle, schema=self._schema))
+        table = pa.concat_tables(tables) if tables else self._schema.empty_table()
+        # One chunk, so that row groups depend on the rows, not on how bundles split them.
+        table = table.sort_by(self._key).combine_chunks()
+        row_bytes = max(1, table.nbytes // max(1, table.num_rows))
+        path = f"{self._path_prefix}-{index:05d}-of-{self._num_shards:05d}.parquet"
+        # Written in place (no temp file): a retried bundle writes the same bytes again.
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            # WriteToParquetBatched's settings, so both writers' files read alike.
+            with pq.ParquetWriter(handle, self._schema, compression="none",
+                                  use_compliant_nested_type=False) as writer:
+                writer.write_table(table, row_group_size=max(1, self._max_bytes // row_bytes))
+        if parts:
+            FileSystems.delete(parts)
+        yield path
+
+
+class WriteSortedShards(beam.PTransform):
+    """Dict rows -> ``OUTPUT/<prefix>-SSSSS-of-NNNNN.parquet``: row ``r`` in shard
+    ``shard_of(r[key], num_shards)``, rows sorted by ``key`` within a shard, every shard
+    written (empty ones too).
+
+    :class:`WriteShards` numbers its shards by bundle, so the same rows land in files that
+    differ with the number of workers and the order they finish in; these files depend on
+    the rows alone, so a DVC output hashes the same on every machine. Each bundle writes
+    its rows of each shard to a temporary file under ``OUTPUT/beam-temp-<prefix>-*``
+    (removed by :func:`clear_outputs`); only file names are shuffled, and one worker per
+    shard merges and sorts that shard's files. Memory: a bundle's table, or one shard.
+    """
+
+    def __init__(self, output: str, prefix: str, schema: pa.Schema, num_shards: int, key: str = "utterance_id",
+                 written: str | None = None, max_bytes: int = ROW_GROUP_BYTES):
+        super().__init__()
+        if num_shards < 1:
+            raise ValueError(f"num_shards must be at least 1, got {num_shards}")
+        self._path_prefix = FileSystems.join(output, prefix)
+        self._temp_dir = FileSystems.join(output, f"beam-temp-{prefix}-{uuid.uuid4().hex}")
+        self._schema = schema
+        self._num_shards = num_shards
+        self._key = key
+        self._written = written
+        self._max_bytes = max_bytes
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        n = self._num_shards
+        parts = (rows
+                 | "ToArrowTables" >> beam.ParDo(_RowsToTables(self._schema, self._max_bytes, self._written))
+                 | "WriteParts" >> beam.ParDo(_WriteShardParts(self._temp_dir, self._key, n)))
+        # One placeholder per shard, so that every shard is written even if no row falls in it.
+        every = rows.pipeline | "EveryShard" >> beam.Create([(i, None) for i in range(n)])
+        return (
+            (parts, every)
+            | "WithEveryShard" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "MergeShards" >> beam.ParDo(_MergeShard(self._path_prefix, self._schema, n, self._key,
+                                                      self._max_bytes)))
 
 
 def clear_outputs(output: str, prefixes: Iterable[str], shards: bool = True) -> list[str]:

@@ -3,7 +3,9 @@
     ser features --manifest manifest.parquet --output features/ [--params params.yaml]
                  [--kind ... --sample-rate ... (override params.yaml)] [Beam options]
 
-Writes ``OUTPUT/features-*.parquet``: one row per utterance with the manifest columns,
+Writes ``OUTPUT/features-*.parquet``: one row per utterance with the manifest columns
+(``path`` as the manifest has it, relative to its corpus folder: the file opened is
+resolved through the manifest's metadata, see :mod:`ser_core.records`),
 ``source_id`` and ``variant`` (below), ``start_s``/``end_s`` (the span of the clip the
 row covers), ``n_frames``, ``sample_rate`` and ``features`` (frames x dims, float32); the
 FeatureConfig (plus n_fft, hop_length, n_dims) is in the schema metadata under
@@ -22,7 +24,9 @@ speakers only. Decode errors include
 missing, empty, unreadable and truncated files, NaN/inf samples and clips shorter than
 one analysis window; silent clips give finite features. Shards left in OUTPUT by
 an earlier run (``features-*``, ``errors-*``) are deleted before this run starts;
-other files there are kept.
+other files there are kept. Each row goes to the shard its utterance id hashes to, sorted
+by id within it (``--num-shards``, by default one per 1000 manifest rows), so the output is
+the same bytes whatever the runner, the number of workers or the folder it runs in.
 
 Beam options pass through, e.g. ``--direct_running_mode multi_processing
 --direct_num_workers 4``, ``--runner PortableRunner --job_endpoint embed
@@ -46,7 +50,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.common import (CountElements, DeadLetterToErrorRow, WriteShards, clear_outputs, counter,
+from pipelines.common import (CountElements, DeadLetterToErrorRow, WriteSortedShards, clear_outputs, counter,
                               counter_value, limit_blas_threads, pipeline_options, pipeline_parser)
 from ser_core import __version__, audio, augmentation
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, StageError
@@ -54,10 +58,11 @@ from ser_core.features import (EXTRACTORS, FEATURES_PREFIX, METADATA_KEY, RESAMP
                                FeatureConfig, FeatureError, make_extractor, warm_up)
 from ser_core.inference.segment import SegmentConfig, segment_channel
 from ser_core.params import build_config, flags, load_section
-from ser_core.records import MANIFEST_COLUMNS, MANIFEST_SCHEMA
-from ser_core.storage import count_rows, exists, open_audio, open_binary, read_shards
+from ser_core.records import MANIFEST_COLUMNS, MANIFEST_SCHEMA, ManifestLocator, manifest_locator
+from ser_core.storage import count_rows, exists, open_audio, open_binary, read_schema, read_shards
 
 LOGGER = logging.getLogger(__name__)
+ROWS_PER_SHARD = 1000  # features shards by default: one per this many manifest rows
 REQUIRED_COLUMNS = tuple(c for c in MANIFEST_COLUMNS if c != "custom")
 # FeatureConfig field -> (type, help) of its flag --field-name
 CONFIG_FLAGS = {
@@ -168,6 +173,16 @@ def manifest_summary(path: str) -> tuple[int, list[str]]:
     return meta.num_rows, [c for c in MANIFEST_COLUMNS if c in columns]
 
 
+def read_locator(path: str) -> ManifestLocator:
+    """Where the manifest's relative paths point: its corpus folders, from its metadata."""
+    return manifest_locator(path, read_schema(path).metadata)
+
+
+def default_shards(manifest_rows: int) -> int:
+    """Features shards when ``--num-shards`` is 0: a function of the manifest alone."""
+    return max(1, -(-manifest_rows // ROWS_PER_SHARD))
+
+
 def provenance(manifest: str, manifest_rows: int) -> dict[str, Any]:
     """Where the shards came from and which library versions built them."""
     import soundfile
@@ -220,10 +235,15 @@ def manifest_row_of(element: Any) -> Mapping[str, Any]:
 
 
 class DecodeFn(beam.DoFn):
-    """Manifest row -> Decoded (mono, resampled). Raises AudioError on bad files."""
+    """Manifest row -> Decoded (mono, resampled). Raises AudioError on bad files.
 
-    def __init__(self, config: FeatureConfig):
+    ``locate`` turns the row's (corpus, path) into the file to open; without one the
+    path is opened as it is.
+    """
+
+    def __init__(self, config: FeatureConfig, locate: ManifestLocator | None = None):
         self._config = config
+        self._locate = locate
 
     def setup(self) -> None:
         self._decoded = counter("decoded")
@@ -231,7 +251,8 @@ class DecodeFn(beam.DoFn):
 
     def process(self, row: Mapping[str, Any]) -> Iterator[Decoded]:
         check_row(row)
-        with open_audio(row["path"]) as source:
+        path = self._locate(row["corpus"], row["path"]) if self._locate else row["path"]
+        with open_audio(path) as source:
             y, sr = audio.load(source, self._config.sample_rate, quality=self._config.resample_quality,
                                min_duration_s=self._config.window_s)
         self._decoded.inc()
@@ -287,7 +308,7 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
                              "the labelling windows, one row each (cut as params `label` says) "
                              "[params features.segmentation]")
     parser.add_argument("--num-shards", type=int, default=0,
-                        help="features shards (default 0: one per worker bundle, no extra shuffle)")
+                        help=f"features shards (default 0: one per {ROWS_PER_SHARD} manifest rows)")
     group = parser.add_argument_group("feature settings (override params.yaml)")
     choices = {"kind": sorted(EXTRACTORS), "resample_quality": RESAMPLE_QUALITIES}
     for name, (type_, help_text) in CONFIG_FLAGS.items():
@@ -312,7 +333,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[FeatureConfig, RowConfig]:
 
 
 def build(pipeline: beam.Pipeline, manifest: str, columns: Sequence[str], output: str,
-          config: FeatureConfig, schema: pa.Schema, num_shards: int = 0, rows_config: RowConfig = RowConfig()) -> None:
+          config: FeatureConfig, schema: pa.Schema, num_shards: int = 1,
+          locate: ManifestLocator | None = None, rows_config: RowConfig = RowConfig()) -> None:
     """The pipeline graph: read -> redistribute -> decode -> features -> shards (+ errors)."""
     rows = (
         pipeline
@@ -320,15 +342,16 @@ def build(pipeline: beam.Pipeline, manifest: str, columns: Sequence[str], output
         | "CountRead" >> beam.ParDo(CountElements("read"))
         | "Redistribute" >> beam.Reshuffle()
     )
-    decoded, decode_failed = rows | "Decode" >> beam.ParDo(DecodeFn(config)).with_exception_handling()
+    decoded, decode_failed = rows | "Decode" >> beam.ParDo(DecodeFn(config, locate)).with_exception_handling()
     features, feature_failed = (
         decoded | "Features" >> beam.ParDo(ExtractFn(config, rows_config)).with_exception_handling())
-    _ = features | "WriteFeatures" >> WriteShards(output, FEATURES_PREFIX, schema, num_shards, written="written")
+    _ = features | "WriteFeatures" >> WriteSortedShards(output, FEATURES_PREFIX, schema, num_shards,
+                                                         written="written")
     _ = (
         (decode_failed | "DecodeErrors" >> beam.ParDo(DeadLetterToErrorRow("decode", manifest_row_of)),
          feature_failed | "FeatureErrors" >> beam.ParDo(DeadLetterToErrorRow("features", manifest_row_of)))
         | "AllErrors" >> beam.Flatten()
-        | "WriteErrors" >> WriteShards(output, ERRORS_PREFIX, ERRORS_SCHEMA)
+        | "WriteErrors" >> WriteSortedShards(output, ERRORS_PREFIX, ERRORS_SCHEMA, 1)
     )
 
 
@@ -371,13 +394,17 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     try:
         config, rows_config = resolve_config(args)
         manifest_rows, columns = manifest_summary(args.manifest)
+        locate = read_locator(args.manifest)
+        if args.num_shards < 0:
+            raise ValueError(f"--num-shards must be 0 (automatic) or more, got {args.num_shards}")
     except (ValueError, OSError) as exc:  # ParamsError included: nothing has been done yet
         raise StageError(str(exc)) from exc
     schema = features_schema(config, provenance(args.manifest, manifest_rows), rows_config)
     clear_outputs(args.output, (FEATURES_PREFIX, ERRORS_PREFIX))
 
     pipeline = test_pipeline or beam.Pipeline(options=options)
-    build(pipeline, args.manifest, columns, args.output, config, schema, args.num_shards, rows_config)
+    build(pipeline, args.manifest, columns, args.output, config, schema,
+          args.num_shards or default_shards(manifest_rows), locate, rows_config)
     start = time.perf_counter()
     result = pipeline.run()
     result.wait_until_finish()

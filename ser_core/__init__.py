@@ -5,4 +5,9 @@ speaker-independent splits, the ResLSTM-SA model, training, evaluation and the h
 that the Beam pipelines in ``pipelines/`` are built from.
 """
 
+from ser_core.logs import silence_cloud_client_notes
+
 __version__ = "0.1.0"
+
+# Before any module of the package imports apache_beam (see ser_core/logs.py).
+silence_cloud_client_notes()

@@ -1,9 +1,20 @@
-"""The one utterance record every stage shares, and its Parquet form (the manifest)."""
+"""The one utterance record every stage shares, and its Parquet form (the manifest).
+
+A manifest's ``path`` is relative to its corpus's folder, and that folder is recorded in
+the schema metadata (``ser.manifest`` -> ``sources`` -> ``base``) relative to the
+manifest's own folder, unless the corpus was given by an absolute path or URL. So a
+manifest does not depend on where a clone lives, and it still finds its audio when it is
+moved together with its corpora (or copied to ``gs://`` beside them). Readers turn paths
+back into files with :func:`manifest_locator` / :func:`read_manifest`; absolute paths and
+URLs in the ``path`` column are used as they are.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import os
+import posixpath
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -11,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 GENDERS = ("male", "female", "unknown")
+METADATA_KEY = b"ser.manifest"
 
 MANIFEST_COLUMNS = ("utterance_id", "corpus", "path", "speaker", "gender", "emotion", "custom")
 
@@ -93,15 +105,19 @@ def write_manifest(
     columns = {name: [r[name] for r in rows] for name in MANIFEST_SCHEMA.names}
     schema = MANIFEST_SCHEMA
     if metadata:
-        schema = schema.with_metadata({b"ser.manifest": json.dumps(dict(metadata)).encode()})
+        schema = schema.with_metadata({METADATA_KEY: json.dumps(dict(metadata)).encode()})
     table = pa.Table.from_pydict(columns, schema=schema)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, str(path))
     return len(rows)
 
 
-def read_manifest(path: str | Path) -> list[Utterance]:
-    """Read a manifest written by :func:`write_manifest` (or any Parquet file with its columns)."""
+def read_manifest(path: str | Path, *, resolve: bool = True) -> list[Utterance]:
+    """Read a manifest written by :func:`write_manifest` (or any Parquet file with its columns).
+
+    With ``resolve`` (the default) each ``path`` is the file to open (see
+    :func:`manifest_locator`); without, it is the manifest's own, possibly relative, value.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
@@ -109,4 +125,63 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     missing = [c for c in MANIFEST_COLUMNS if c not in table.column_names and c != "custom"]
     if missing:
         raise ValueError(f"{path} is not a manifest: missing columns {missing}")
-    return [Utterance.from_row(r) for r in table.to_pylist()]
+    utterances = [Utterance.from_row(r) for r in table.to_pylist()]
+    if not resolve:
+        return utterances
+    locate = manifest_locator(str(path), table.schema.metadata)
+    return [replace(u, path=locate(u.corpus, u.path)) for u in utterances]
+
+
+def manifest_metadata(schema_metadata: Mapping[bytes, bytes] | None) -> dict[str, Any]:
+    """The ``ser.manifest`` JSON of a manifest's schema metadata ({} when there is none)."""
+    raw = (schema_metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def is_absolute(path: str) -> bool:
+    """True for a URL (``gs://...``) or an absolute local path: used as written, never joined."""
+    return "://" in path or os.path.isabs(path)
+
+
+def join_path(folder: str, relative: str) -> str:
+    """``folder/relative`` normalised, for local folders and URLs alike (``..`` never
+    leaves a URL's bucket)."""
+    if "://" in folder:
+        scheme, rest = folder.split("://", 1)
+        bucket, _, key = rest.partition("/")
+        return f"{scheme}://{bucket}{posixpath.normpath(posixpath.join('/' + key, relative))}"
+    return os.path.normpath(os.path.join(folder, relative))
+
+
+def folder_of(manifest: str) -> str:
+    """The folder a manifest file is in, absolute (a URL stays a URL)."""
+    if "://" in manifest:
+        return manifest.rsplit("/", 1)[0]
+    return os.path.dirname(os.path.abspath(manifest))
+
+
+class ManifestLocator:
+    """Turns a manifest row's (corpus, path) into the file to open.
+
+    A relative path is joined to its corpus's ``base`` from the metadata, itself joined
+    to the manifest's folder when relative; a corpus without a recorded base (a manifest
+    written by hand) has its relative paths read from the manifest's folder. Picklable,
+    so a Beam DoFn can carry it to workers.
+    """
+
+    def __init__(self, folder: str, bases: Mapping[str, str]):
+        self.folder = folder
+        self.bases = {corpus: base if is_absolute(base) else join_path(folder, base)
+                      for corpus, base in bases.items()}
+
+    def __call__(self, corpus: str, path: str) -> str:
+        if is_absolute(path):
+            return path
+        return join_path(self.bases.get(corpus, self.folder), path)
+
+
+def manifest_locator(manifest: str, schema_metadata: Mapping[bytes, bytes] | None) -> ManifestLocator:
+    """The :class:`ManifestLocator` of the manifest at ``manifest`` with this schema metadata."""
+    sources = manifest_metadata(schema_metadata).get("sources") or []
+    bases = {s["corpus"]: s["base"] for s in sources if isinstance(s, dict) and s.get("base")}
+    return ManifestLocator(folder_of(manifest), bases)

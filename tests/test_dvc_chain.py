@@ -32,7 +32,8 @@ SMALL = {
 }
 
 
-def _copy_project(dest: Path) -> None:
+def copy_project(dest: Path) -> None:
+    """The files a clone has (what git tracks), under ``dest``."""
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for rel in COPIED:
         src, dst = ROOT / rel, dest / rel
@@ -43,7 +44,8 @@ def _copy_project(dest: Path) -> None:
             shutil.copy2(src, dst)
 
 
-def _small_params(path: Path) -> None:
+def small_params(path: Path) -> None:
+    """params.yaml with the SMALL settings, so the chain fits in a test."""
     params = yaml.safe_load(path.read_text())
     for section, values in SMALL.items():
         if section == "variants":
@@ -59,8 +61,8 @@ def test_dvc_repro_runs_the_whole_chain(tmp_path):
     if shutil.which("git") is None:
         pytest.skip("git is needed for a DVC project")
     project = tmp_path / "project"
-    _copy_project(project)
-    _small_params(project / "params.yaml")
+    copy_project(project)
+    small_params(project / "params.yaml")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     run = lambda *cmd: subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)  # noqa: E731
     assert run("git", "init", "-q").returncode == 0
@@ -104,3 +106,39 @@ def test_dvc_repro_runs_the_whole_chain(tmp_path):
     assert "Running stage 'demo_corpus'" not in experiment.stdout
     checkpoint = torch.load(project / "models/paper/final.pt", weights_only=True)
     assert checkpoint["model_config"]["hidden"] == 8
+
+    # The experiment and the baseline commit both carry their metrics and plot data (kept
+    # in git), so they compare: numbers in every row of `dvc exp show`, in `metrics diff`.
+    shown = run("dvc", "exp", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    baseline, experiment = _baseline_and_experiment(json.loads(shown.stdout))
+    assert experiment["data"]["params"]["params.yaml"]["data"]["train"]["hidden"] == 8
+    for row in (baseline, experiment):
+        metrics = row["data"]["metrics"]
+        for report in ("paper", "telephone", "label"):
+            uar = metrics[f"reports/{report}/metrics.json"]["data"]["uar"]
+            assert isinstance(uar, float) and 0.0 <= uar <= 1.0, (row["name"], report, uar)
+    diff = run("dvc", "metrics", "diff", "--all", "--json")
+    assert diff.returncode == 0, diff.stderr
+    paper = json.loads(diff.stdout)["reports/paper/metrics.json"]["uar"]
+    assert isinstance(paper["old"], float) and isinstance(paper["new"], float)
+    assert paper["old"] == baseline["data"]["metrics"]["reports/paper/metrics.json"]["data"]["uar"]
+    plots = run("dvc", "plots", "diff", "--json")
+    assert plots.returncode == 0, plots.stderr
+    revisions = _plot_revisions(json.loads(plots.stdout))
+    for plot in ("reports/paper/confusion.csv", "reports/label/confusion.csv", "UAR per epoch (mean over folds)"):
+        assert revisions.get(plot) == {"HEAD", "workspace"}, (plot, revisions)
+
+
+def _baseline_and_experiment(shown: list[dict]) -> tuple[dict, dict]:
+    """The committed baseline's row and its one experiment's row of `dvc exp show --json`."""
+    (baseline,) = [row for row in shown if row["rev"] != "workspace"]
+    (experiment,) = [rev for group in baseline["experiments"] for rev in group["revs"]]
+    return baseline, experiment
+
+
+def _plot_revisions(plots: dict) -> dict[str, set[str]]:
+    """Plot -> the revisions `dvc plots diff --json` has data points from."""
+    return {name: {point["rev"] for render in renders for point in render["content"]["data"]["values"]}
+            for name, renders in plots["data"].items()
+            if all(render.get("type") == "vega" for render in renders)}

@@ -98,3 +98,15 @@ def test_wheel_declares_what_the_workers_import(built):
             continue
         missing.add(dist)
     assert missing == set(), f"workers import {missing} but the package does not require them"
+
+
+def test_workers_install_only_what_the_package_imports(built):
+    """Workers pip-install the wheel's plain requirements: each must be imported by the
+    package itself (what only tests and benchmarks use, such as librosa, is an extra)."""
+    _, _, metadata, _ = built
+    declared = _requirement_names(line.split(":", 1)[1] for line in metadata.splitlines()
+                                  if line.startswith("Requires-Dist:") and "extra ==" not in line)
+    imported = set().union(*(_third_party_imports(ROOT / m) for m in _modules()))
+    imported_dists = {DISTRIBUTIONS.get(name, name) for name in imported}
+    assert declared - imported_dists == set(), "required but never imported by ser_core or pipelines"
+    assert "librosa" not in declared

@@ -1,10 +1,11 @@
 import json
+import pickle
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ser_core.records import MANIFEST_COLUMNS, Utterance, read_manifest, write_manifest
+from ser_core.records import MANIFEST_COLUMNS, Utterance, manifest_locator, read_manifest, write_manifest
 
 
 def utt(**overrides):
@@ -55,3 +56,31 @@ def test_read_manifest_errors(tmp_path):
     pq.write_table(pa.table({"utterance_id": ["a"]}), bad)
     with pytest.raises(ValueError, match="is not a manifest: missing columns"):
         read_manifest(bad)
+
+
+def test_locator_joins_relative_paths_to_their_corpus_folder():
+    metadata = {b"ser.manifest": json.dumps({"sources": [
+        {"corpus": "ravdess", "base": "corpora/ravdess"},
+        {"corpus": "emodb", "base": "../../shared/emodb"},
+        {"corpus": "tess", "base": "/mnt/tess"},
+    ]}).encode()}
+    local = manifest_locator("/w/project/data/manifest.parquet", metadata)
+    assert local("ravdess", "Actor_01/a.wav") == "/w/project/data/corpora/ravdess/Actor_01/a.wav"
+    assert local("emodb", "wav/b.wav") == "/w/shared/emodb/wav/b.wav"
+    assert local("tess", "OAF_angry/c.wav") == "/mnt/tess/OAF_angry/c.wav"
+    assert local("csv", "clips/d.wav") == "/w/project/data/clips/d.wav"  # no recorded folder: the manifest's
+    assert local("csv", "/abs/e.wav") == "/abs/e.wav" and local("csv", "gs://b/f.wav") == "gs://b/f.wav"
+
+    remote = manifest_locator("gs://bucket/ser/manifest.parquet", metadata)
+    assert remote("ravdess", "Actor_01/a.wav") == "gs://bucket/ser/corpora/ravdess/Actor_01/a.wav"
+    assert remote("emodb", "wav/b.wav") == "gs://bucket/shared/emodb/wav/b.wav"
+    assert pickle.loads(pickle.dumps(local))("ravdess", "x.wav") == local("ravdess", "x.wav")
+
+
+def test_read_manifest_resolves_relative_paths_unless_asked_not_to(tmp_path):
+    out = tmp_path / "data" / "manifest.parquet"
+    write_manifest([utt(path="Actor_01/03-01-05-02-01-01-01.wav")], out,
+                   metadata={"sources": [{"corpus": "ravdess", "base": "../corpora/ravdess"}]})
+    (resolved,) = read_manifest(out)
+    assert resolved.path == str(tmp_path / "corpora/ravdess/Actor_01/03-01-05-02-01-01-01.wav")
+    assert read_manifest(out, resolve=False)[0].path == "Actor_01/03-01-05-02-01-01-01.wav"

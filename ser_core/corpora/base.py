@@ -40,6 +40,13 @@ class CorpusListing:
     rejected: list[Rejected] = field(default_factory=list)
     copies: list[Rejected] = field(default_factory=list)  # same clip in another format, not listed
 
+    @property
+    def base(self) -> Path:
+        """The folder a manifest records this listing's paths relative to: the root, or
+        the folder of a root that is a file (a user CSV)."""
+        root = Path(self.root)
+        return root.parent if root.is_file() else root
+
     def summary(self) -> dict:
         return {
             "corpus": self.corpus,

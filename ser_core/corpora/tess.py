@@ -13,7 +13,10 @@ The released folder names are not uniform (``OAF_Fear``, ``OAF_Pleasant_surprise
 ``OAF_Sad``, ``YAF_fear``, ``YAF_pleasant_surprised``), so the emotion is read from the
 file name; a folder shaped like ``<SPK>_<emotion>`` is cross-checked against it
 (through :func:`ser_core.labels.normalise_label`) and a disagreement is a rejection.
-Files outside such folders are accepted on their names alone. Some redistributions
+Files outside such folders are accepted on their names alone. One released file has its
+speaker cut short, ``OAF_neutral/OA_bite_neutral.wav``: a name whose speaker is the start
+of the one its ``<SPK>_<emotion>`` folder names is read with the folder's speaker (its id
+keeps the file's own name, ``tess:OA_bite_neutral``). Some redistributions
 (Kaggle) nest two copies of the whole tree; listing their common parent stops with a
 duplicate-id error naming both copies: point ROOT at one of them.
 
@@ -36,14 +39,23 @@ SPEAKERS = ("OAF", "YAF")
 
 _NAME_RE = re.compile(rf"^({'|'.join(SPEAKERS)})_(.+)_([^_]+)$", re.IGNORECASE)
 _FOLDER_RE = re.compile(rf"^({'|'.join(SPEAKERS)})_(.+)$", re.IGNORECASE)
+_SHORT_SPEAKER_RE = re.compile(r"^([A-Z]{1,2})_(.+)_([^_]+)$", re.IGNORECASE)
 
 
-def parse_name(stem: str) -> dict[str, str]:
-    """Parse and validate a TESS file stem; ValueError says which field is wrong."""
+def parse_name(stem: str, folder: str = "") -> dict[str, str]:
+    """Parse and validate a TESS file stem; ValueError says which field is wrong.
+
+    A speaker cut short in the name (``OA_bite_neutral``) is the speaker of the
+    ``<SPK>_<emotion>`` ``folder`` when it is the start of that speaker's code.
+    """
     m = _NAME_RE.match(stem)
-    if not m:
-        raise ValueError("name is not SPEAKER_WORD_EMOTION with speaker OAF or YAF")
-    speaker, word, code = m.groups()
+    if m:
+        speaker, word, code = m.groups()
+    else:
+        short, in_folder = _SHORT_SPEAKER_RE.match(stem), _FOLDER_RE.match(folder)
+        if not (short and in_folder and in_folder.group(1).upper().startswith(short.group(1).upper())):
+            raise ValueError("name is not SPEAKER_WORD_EMOTION with speaker OAF or YAF")
+        speaker, (word, code) = in_folder.group(1), short.group(2, 3)
     if code.lower() not in TESS_EMOTIONS:
         raise ValueError(f"emotion {code!r} is not one of {', '.join(TESS_EMOTIONS)}")
     return {"speaker": speaker.upper(), "word": word, "code": code}
@@ -69,7 +81,7 @@ def prepare_tess(root: str | Path, *, strict: bool = False) -> CorpusListing:
     root_path = require_root(root, CORPUS)
 
     def describe(path: Path) -> Utterance:
-        fields = parse_name(path.stem)
+        fields = parse_name(path.stem, path.parent.name)
         check_folder(path.parent.name, fields)
         return make_utterance(
             CORPUS, path.stem, path,

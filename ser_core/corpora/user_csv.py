@@ -2,8 +2,8 @@
 
 ROOT is the CSV file, or a folder holding exactly one ``.csv`` at its top level (more
 than one is an error: which to use would be a guess). The CSV is UTF-8 with a header
-row naming at least ``path,speaker,emotion``, optionally ``gender``, in any order and
-case::
+row naming at least ``path,speaker,emotion``, optionally ``gender`` and ``id``, in any
+order and case::
 
     path,speaker,emotion,gender
     clips/0001.wav,anna,happy,female
@@ -15,18 +15,23 @@ case::
 - emotion: through :func:`ser_core.labels.normalise_label` (``Anger`` -> ``angry``;
   labels with no canonical equivalent are kept as their own, lower-cased).
 - gender: male, female, unknown, M or F (any case); blank or no column is unknown.
+- id: the utterance's id (``csv:<id>``); blank or no column: taken from the path (below).
 - Any other column is kept in ``custom`` under its lower-cased name, next to
   ``raw_label`` (the emotion as written).
 
 A row with a missing field, an unusable emotion or gender, more cells than the header,
-or a file that does not exist is rejected as ``<csv>:<line>`` with the reason. The
-utterance id is ``csv:<path relative to the CSV's folder, without extension>``, so
-listing the same file twice is a duplicate-id error. Licence and source: yours.
+or a file that does not exist is rejected as ``<csv>:<line>`` with the reason. Without
+an ``id``, the utterance id is ``csv:<path relative to the CSV's folder, without
+extension>``; files that differ only by extension (``a.wav``, ``a.flac``: both are
+wanted, as they are listed) keep their extension in the id (``csv:a.wav``). Listing the
+same file twice is a duplicate-id error. In a manifest, paths under the CSV's folder are
+stored relative to it; others keep their absolute path. Licence and source: yours.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from ser_core.corpora.base import (
@@ -38,7 +43,7 @@ from ser_core.records import Utterance
 
 CORPUS = "csv"
 REQUIRED_COLUMNS = ("path", "speaker", "emotion")
-OPTIONAL_COLUMNS = ("gender",)
+OPTIONAL_COLUMNS = ("gender", "id")
 
 
 def find_csv(root: str | Path) -> Path:
@@ -72,10 +77,10 @@ def parse_row(row: CsvRow, csv_dir: Path) -> Utterance:
     audio = Path(os.path.normpath(audio if audio.is_absolute() else csv_dir / audio))
     if not audio.is_file():
         raise ValueError(f"file not found: {audio}")
-    relative = Path(os.path.relpath(audio, csv_dir)).with_suffix("")
+    local_id = row.fields.get("id") or Path(os.path.relpath(audio, csv_dir)).with_suffix("").as_posix()
     extras = {k: v for k, v in row.fields.items() if k and k not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
     return make_utterance(
-        CORPUS, relative.as_posix(), audio,
+        CORPUS, local_id, audio,
         speaker=row.fields["speaker"],
         gender=gender,
         emotion=emotion,
@@ -83,14 +88,31 @@ def parse_row(row: CsvRow, csv_dir: Path) -> Utterance:
     )
 
 
+def keep_extensions(utterances: list[Utterance], csv_dir: Path, explicit: set[str]) -> list[Utterance]:
+    """Path-derived ids shared by different files (``a.wav``, ``a.flac``) -> ids with the
+    extension; the same file listed twice keeps its id, for the duplicate check to report."""
+    paths: dict[str, set[str]] = {}
+    for u in utterances:
+        if u.utterance_id not in explicit:
+            paths.setdefault(u.utterance_id, set()).add(u.path)
+    shared = {uid for uid, found in paths.items() if len(found) > 1}
+    return [replace(u, utterance_id=f"{CORPUS}:{Path(os.path.relpath(u.path, csv_dir)).as_posix()}")
+            if u.utterance_id in shared else u for u in utterances]
+
+
 def prepare_csv(root: str | Path, *, strict: bool = False) -> CorpusListing:
     """List the utterances of a user CSV (``root`` is the CSV or its folder)."""
     csv_path = find_csv(root)
     rows = read_csv_rows(csv_path, REQUIRED_COLUMNS, CORPUS)
     listing = CorpusListing(CORPUS, str(csv_path))
+    explicit: set[str] = set()
     for row in rows:
         try:
             listing.utterances.append(parse_row(row, csv_path.parent))
         except ValueError as exc:
             listing.rejected.append(Rejected(f"{csv_path}:{row.line}", str(exc)))
+            continue
+        if row.fields.get("id"):
+            explicit.add(listing.utterances[-1].utterance_id)
+    listing.utterances = keep_extensions(listing.utterances, csv_path.parent, explicit)
     return finish(listing, strict)

@@ -57,3 +57,50 @@ def test_strict_missing_root_empty_and_duplicates(make_tree, tmp_path):
         prepare_tess(dup)
     assert str(dup / "TESS data" / rel) in str(err.value)
     assert str(dup / "tess data" / "TESS data" / rel) in str(err.value)
+
+
+# The release's 14 folders as named in it; 200 words each (made-up words here, plus the
+# real quirk): OAF_neutral holds OA_bite_neutral.wav, its speaker cut short.
+RELEASED_FOLDERS = {
+    "OAF_angry": "angry", "OAF_disgust": "disgust", "OAF_Fear": "fear", "OAF_happy": "happy",
+    "OAF_neutral": "neutral", "OAF_Pleasant_surprise": "ps", "OAF_Sad": "sad",
+    "YAF_angry": "angry", "YAF_disgust": "disgust", "YAF_fear": "fear", "YAF_happy": "happy",
+    "YAF_neutral": "neutral", "YAF_pleasant_surprised": "ps", "YAF_sad": "sad",
+}
+
+
+def test_the_released_layout_lists_2800_of_2800_with_the_truncated_speaker(make_tree):
+    words = ["bite"] + [f"w{i:03d}" for i in range(199)]
+    paths = []
+    for folder, code in RELEASED_FOLDERS.items():
+        speaker = folder[:3]
+        for word in words:
+            prefix = "OA" if (folder, word) == ("OAF_neutral", "bite") else speaker
+            paths.append(f"{folder}/{prefix}_{word}_{code}.wav")
+    root = make_tree(paths)
+
+    listing = prepare_tess(root, strict=True)
+
+    assert (len(listing.utterances), listing.rejected) == (2800, [])
+    by_id = {u.utterance_id: u for u in listing.utterances}
+    quirk = by_id["tess:OA_bite_neutral"]
+    assert (quirk.speaker, quirk.emotion, quirk.custom) == ("tess:OAF", "neutral",
+                                                             {"word": "bite", "raw_label": "neutral"})
+    assert quirk.path == str(root / "OAF_neutral/OA_bite_neutral.wav")
+    assert {s: sum(u.speaker == s for u in listing.utterances) for s in ("tess:OAF", "tess:YAF")} == {
+        "tess:OAF": 1400, "tess:YAF": 1400}
+
+
+@pytest.mark.parametrize("rel, reason", [
+    # a short speaker is only read from a <SPK>_<emotion> folder whose speaker it starts
+    ("loose/OA_bite_neutral.wav", "name is not SPEAKER_WORD_EMOTION"),
+    ("YAF_neutral/OA_bite_neutral.wav", "name is not SPEAKER_WORD_EMOTION"),
+    ("OAF_neutral/AF_bite_neutral.wav", "name is not SPEAKER_WORD_EMOTION"),
+    # and the folder's emotion is still checked against the name's
+    ("OAF_happy/OA_bite_neutral.wav", "emotion 'neutral' in the name but folder OAF_happy"),
+])
+def test_a_short_speaker_outside_its_own_folder_is_rejected(make_tree, rel, reason):
+    root = make_tree([rel, "OAF_angry/OAF_back_angry.wav"])
+    listing = prepare_tess(root)
+    assert [(r.path, r.reason.split(" with ")[0]) for r in listing.rejected] == [
+        (str(root / rel), reason.split(" with ")[0])]

@@ -85,3 +85,33 @@ def test_bad_header_strict_missing_empty_and_duplicates(clips):
     with pytest.raises(CorpusError, match="duplicate utterance id 'csv:c'") as err:
         prepare_csv(dup)
     assert str(data / "c.wav") in str(err.value)
+
+
+def test_files_differing_only_by_extension_are_both_listed(clips):
+    data = clips / "data"
+    (data / "clips" / "a.flac").write_bytes((data / "clips" / "b.flac").read_bytes())
+    csv_path = write_csv(data, "path,speaker,emotion\nclips/a.wav,anna,happy\nclips/a.flac,anna,sad\n"
+                               "c.wav,dan,sad\n")
+
+    listing = prepare_csv(csv_path)
+
+    assert [(u.utterance_id, u.path, u.emotion) for u in listing.utterances] == [
+        ("csv:c", str(data / "c.wav"), "sad"),
+        ("csv:clips/a.flac", str(data / "clips/a.flac"), "sad"),
+        ("csv:clips/a.wav", str(data / "clips/a.wav"), "happy"),
+    ]
+    assert listing.copies == []  # a CSV's list is taken as it is: no format copies dropped
+
+
+def test_an_id_column_names_the_utterances(clips):
+    data = clips / "data"
+    csv_path = write_csv(data, "ID,path,speaker,emotion\nfirst,clips/a.wav,anna,happy\n"
+                               ",c.wav,dan,sad\n")
+    listing = prepare_csv(csv_path)
+    assert [(u.utterance_id, u.custom) for u in listing.utterances] == [
+        ("csv:c", {"raw_label": "sad"}), ("csv:first", {"raw_label": "happy"})]
+
+    clash = write_csv(data, "id,path,speaker,emotion\nc,clips/a.wav,anna,happy\n,c.wav,dan,sad\n",
+                      name="clash.csv")
+    with pytest.raises(CorpusError, match="duplicate utterance id 'csv:c'"):
+        prepare_csv(clash)

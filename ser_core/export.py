@@ -18,7 +18,7 @@ h64), takes about 1 s instead of about 20 s and needs no ``onnxscript``.
 
 int8 (``--int8``): onnxruntime's dynamic quantisation of the two LSTMs (``LSTM`` ->
 ``DynamicQuantizeLSTM``: int8 weights, per output channel; activations quantised on the
-fly), which hold 97% of the weights; the attention vector, BatchNorms and classifier stay
+fly), which hold 98% of the parameters; the attention vector, BatchNorms and classifier stay
 fp32 (quantising them saves under 1 KB and only adds error). h64: about 70 KB.
 
 Every export is checked before it is written: onnxruntime's probabilities on a seeded

@@ -30,6 +30,7 @@ benchmarks: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/features.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/train.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/label.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/latency.py
 
 clean-venv:
 	rm -rf $(VENV)

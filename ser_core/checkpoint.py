@@ -28,7 +28,7 @@ import torch
 
 from ser_core.batching import predict_logits
 from ser_core.model import ModelConfig, SERModel
-from ser_core.normalisation import frame_stats, normalise
+from ser_core.normalisation import normalise_for_model
 
 FORMAT = "ser-checkpoint/1"
 KEYS = ("format", "model_config", "state_dict", "feature_config", "labels", "normalisation",
@@ -91,15 +91,7 @@ class Checkpoint:
         are taken to come from one speaker (one call channel): they are normalised with
         ``stats`` if given (e.g. :func:`~ser_core.normalisation.frame_stats` over the whole
         channel), otherwise with their own pooled statistics."""
-        n_dims = self.model.config.n_dims
-        for i, x in enumerate(features):
-            if x.ndim != 2 or x.shape[1] != n_dims or x.shape[0] == 0:
-                raise ValueError(f"features[{i}] has shape {x.shape}; expected (frames >= 1, {n_dims})")
-        if self.normalisation["mode"] == "speaker":
-            mean, std = stats if stats is not None else frame_stats(features)
-        else:
-            mean, std = (np.asarray(self.normalisation[k]) for k in ("mean", "std"))
-        return normalise(features, mean, std)
+        return normalise_for_model(features, self.normalisation, self.model.config.n_dims, stats)
 
     def predict_proba(self, features: Sequence[np.ndarray],
                       stats: tuple[np.ndarray, np.ndarray] | None = None,

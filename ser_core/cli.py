@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str | None, str, str]] = {
                  "pooled out-of-fold metrics, confusion matrix, plots (DVC stage)"),
     "label": ("pipelines.label", None, "run",
               "Beam pipeline: label audio archives with a trained checkpoint"),
+    "export": ("ser_core.export", "add_arguments", "main",
+               "export a checkpoint to ONNX (fp32 or int8) for onnxruntime"),
     "score": ("ser_core.inference.score", "add_arguments", "main",
               "score labelled segments against a ground-truth sidecar"),
     "report": ("ser_core.inference.report", "add_arguments", "main",

@@ -129,6 +129,12 @@ class SERModel(nn.Module):
         out, _ = self.lstm1(x)  # (B, T, D)
         res = x + out  # (B, T, D)
         if self.config.mask_padding:
+            if not self.training:
+                # Eval: BatchNorm is a fixed per-dimension affine map (running statistics),
+                # so apply it everywhere and zero the padding: the same numbers as below,
+                # without boolean indexing (which ONNX export cannot express).
+                normed = self.bn_in(res.reshape(-1, res.shape[-1])).reshape(res.shape)  # (B, T, D)
+                return normed * mask.unsqueeze(-1)
             # BatchNorm over the valid frames only: batch and running statistics ignore padding.
             normed = torch.zeros_like(res)
             normed[mask] = self.bn_in(res[mask])  # (N_valid, D)

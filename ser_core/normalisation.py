@@ -14,7 +14,7 @@ Modes (the checkpoint's ``normalisation.mode``), std floored at :data:`STD_FLOOR
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -68,6 +68,23 @@ class SpeakerFeatures(Protocol):
     variants: list[str]  # "" for an original row, else the augmentation that made it
 
     def indices(self, speakers: Sequence[str], variants: Sequence[str] = ("",)) -> np.ndarray: ...
+
+
+def normalise_for_model(features: Sequence[np.ndarray], normalisation: Mapping[str, Any], n_dims: int,
+                        stats: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
+    """``features`` normalised as the model was trained (a checkpoint's or an ONNX model's
+    ``normalisation`` entry): in ``speaker`` mode all of ``features`` come from one speaker
+    (one call channel) and use ``stats`` if given (e.g. :func:`frame_stats` over the whole
+    channel), else their own pooled statistics; in ``global`` mode the training speakers'
+    mean and std."""
+    for i, x in enumerate(features):
+        if x.ndim != 2 or x.shape[1] != n_dims or x.shape[0] == 0:
+            raise ValueError(f"features[{i}] has shape {x.shape}; expected (frames >= 1, {n_dims})")
+    if normalisation["mode"] == "speaker":
+        mean, std = stats if stats is not None else frame_stats(features)
+    else:
+        mean, std = (np.asarray(normalisation[k]) for k in ("mean", "std"))
+    return normalise(features, mean, std)
 
 
 @dataclass

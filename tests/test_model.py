@@ -94,3 +94,18 @@ def test_config_round_trip_and_validation():
         ModelConfig(arch="gru")
     with pytest.raises(ValueError, match="dropout"):
         ModelConfig(dropout=1.0)
+
+
+def test_eval_batchnorm_matches_valid_frames_only_exactly():
+    # Eval mode applies the running-statistics affine map everywhere and zeroes the padding
+    # (no boolean indexing, so the model exports to ONNX); bit for bit what normalising
+    # the valid frames alone gives.
+    model = _model()
+    x, lengths = _batch([5, 3, 8], extra=4)
+    mask = torch.arange(x.shape[1])[None] < lengths[:, None]
+    with torch.no_grad():
+        got = model._residual_block(x, mask)
+        res = x + model.lstm1(x)[0]
+        expected = torch.zeros_like(res)
+        expected[mask] = model.bn_in(res[mask])
+    assert torch.equal(got, expected)

@@ -20,12 +20,13 @@ PACKAGES = ("ser_core", "pipelines")
 # import name -> distribution name, for what the worker-side modules import
 DISTRIBUTIONS = {"apache_beam": "apache-beam", "numpy": "numpy", "pyarrow": "pyarrow", "scipy": "scipy",
                  "soundfile": "soundfile", "soxr": "soxr", "yaml": "pyyaml", "librosa": "librosa",
-                 "torch": "torch", "tqdm": "tqdm", "matplotlib": "matplotlib"}
+                 "torch": "torch", "tqdm": "tqdm", "matplotlib": "matplotlib",
+                 "onnxruntime": "onnxruntime"}
 # Imported by worker code (scipy: only with numpy < 2) but so far only required through
 # another requirement.
 TRANSITIVE = {"scipy": "librosa"}
 WORKER_MODULES = ("pipelines/features.py", "pipelines/common.py", "ser_core/audio.py", "ser_core/features.py",
-                  "ser_core/records.py", "ser_core/params.py")
+                  "ser_core/records.py", "ser_core/params.py", "ser_core/onnx_model.py")
 
 
 def _modules() -> set[str]:

@@ -280,5 +280,111 @@ def test_dvc_stage_and_params_match_the_feature_config():
     build_config(FeatureConfig, load_section(root / "params.yaml", "features"))
 
 
-from ser_core.storage import read_shards
-from tests.synth_audio import signal, touch_tree, write_audio
+def test_augmented_rows_one_per_variant_and_whole_clips_fail_once(bad_corpus, tmp_path):
+    manifest, _ = bad_corpus
+    out = tmp_path / "aug"
+    summary = pipeline.run(["--manifest", str(manifest), "--output", str(out),
+                            "--augment", "speed0.9,noise20,telephone"])
+    assert (summary.variants, summary.utterances, summary.rows, summary.errors) == (4, 8, 32, 6)
+    table = read_shards(str(out), "features")
+    rows = {r["utterance_id"]: r for r in table.to_pylist()}
+    assert json.loads(table.schema.metadata[b"ser.rows"]) == {"augment": ["speed0.9", "noise20", "telephone"]}
+    for source in ("good", "stereo", "silent"):
+        variants = {r["variant"]: r for r in rows.values() if r["source_id"] == source}
+        assert sorted(variants) == ["", "noise20", "speed0.9", "telephone"]
+        assert variants["speed0.9"]["utterance_id"] == f"{source}@speed0.9"
+        assert variants["speed0.9"]["end_s"] == pytest.approx(0.5 / 0.9, abs=1e-3)  # slower: longer
+        assert {r["speaker"] for r in variants.values()} == {variants[""]["speaker"]}
+        assert all(np.isfinite(np.asarray(r["features"], np.float32)).all() for r in variants.values())
+    good = {v: np.asarray(rows[f"good@{v}" if v else "good"]["features"], np.float32) for v in ("", "noise20")}
+    assert not np.allclose(good[""], good["noise20"])
+    # bad files: one error each, never a partial set of rows
+    assert not any(r["source_id"] in ("truncated", "nan", "five_ms") for r in rows.values())
+    # deterministic: a second run writes the same rows
+    again = pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "aug2"),
+                          "--augment", "speed0.9,noise20,telephone"])
+    rows2 = {r["utterance_id"]: r for r in read_shards(str(tmp_path / "aug2"), "features").to_pylist()}
+    assert again.rows == 32 and all(rows2[k]["features"] == v["features"] for k, v in rows.items())
+
+
+def test_unknown_augmentation_is_refused_before_work(bad_corpus, tmp_path):
+    manifest, _ = bad_corpus
+    with pytest.raises(StageError, match="unknown augmentation 'reverb'"):
+        pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "x"), "--augment", "reverb"])
+
+
+def _speech_clip(path, seed):
+    """1 s of silence, 4 s of the demo synthesiser's speech, 1 s of silence at 16 kHz."""
+    rng = np.random.default_rng(seed)
+    sr = 16000
+    t = np.arange(4 * sr) / sr
+    voiced = 0.3 * np.sin(2 * np.pi * 150 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    y = np.concatenate([np.zeros(sr), voiced + 0.01 * rng.standard_normal(len(t)), np.zeros(sr)])
+    return write_audio(path, sample_rate=sr, data=y.astype(np.float32))
+
+
+@pytest.mark.parametrize("mode", ["speech", "windows"])
+def test_segmentation_cuts_training_clips_as_labelling_cuts_calls(tmp_path, mode):
+    from ser_core.inference.segment import SegmentConfig, segment_channel
+
+    files = [_speech_clip(tmp_path / f"c{i}.wav", i) for i in range(2)]
+    silent = write_audio(tmp_path / "silent.wav", 2.0, 16000, data=np.zeros(32000, np.float32))
+    utterances = [Utterance(p.stem, "test", str(p), "test:0", "male", "happy", {}) for p in files + [silent]]
+    manifest = tmp_path / "m.parquet"
+    write_manifest(utterances, manifest)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"features": {"sample_rate": 16000, "kind": "logmel", "n_mels": 40,
+                                                   "window_s": 0.025, "hop_s": 0.01, "segmentation": mode},
+                                      "label": {"window_s": 2.0, "hop_s": 1.0}}))
+    out = tmp_path / "out"
+    summary = pipeline.run(["--manifest", str(manifest), "--output", str(out), "--params", str(params)])
+    table = read_shards(str(out), "features")
+    meta = json.loads(table.schema.metadata[b"ser.rows"])
+    assert meta["segmentation"]["mode"] == mode and meta["segmentation"]["segment_config"]["window_s"] == 2.0
+    errors = read_shards(str(out), "errors").to_pylist()
+    assert [(e["utterance_id"], e["stage"]) for e in errors] == [("silent", "features")]
+    assert "no speech detected" in errors[0]["error"]
+    assert summary.utterances == 2 and summary.errors == 1
+    seg = SegmentConfig(window_s=2.0, hop_s=1.0)
+    for path in files:
+        y, _ = audio.load(str(path), 16000)
+        windows, _ = segment_channel(y, 16000, seg)
+        mine = sorted((r for r in table.to_pylist() if r["source_id"] == path.stem), key=lambda r: r["start_s"])
+        if mode == "speech":
+            assert len(mine) == 1 and mine[0]["utterance_id"] == path.stem
+            assert mine[0]["start_s"] == pytest.approx(windows[0].start / 16000)
+            assert mine[0]["end_s"] == pytest.approx(windows[-1].end / 16000)
+            assert 0.8 < mine[0]["start_s"] < 1.0 and 5.0 < mine[0]["end_s"] < 5.2  # the silence is cut off
+        else:
+            assert [(r["start_s"], r["end_s"]) for r in mine] == [(w.start / 16000, w.end / 16000) for w in windows]
+            assert [r["utterance_id"] for r in mine] == [f"{path.stem}#w{k:03d}" for k in range(len(windows))]
+            assert len(mine) >= 3 and {r["emotion"] for r in mine} == {"happy"}
+
+
+@pytest.mark.slow
+def test_relative_manifest_paths_and_shards_that_depend_on_the_rows_alone(tmp_path):
+    """Rows keep the manifest's relative paths (files found through its metadata); each row
+    is in shard crc32(id) % N, sorted by id, so one in-memory worker and two processes
+    write the same bytes."""
+    names = [f"Actor_0{a}/03-01-0{e}-01-01-01-0{a}.wav" for a in (1, 2, 3) for e in (1, 3, 5)]
+    touch_tree(tmp_path / "corpus", names, duration_s=0.3, sample_rate=16000)
+    manifest = tmp_path / "data" / "manifest.parquet"
+    assert ser_main(["manifest", f"ravdess={tmp_path / 'corpus'}", "--output", str(manifest)]) == 0
+    common = ["--manifest", str(manifest), "--sample-rate", "16000", "--num-shards", "3"]
+
+    pipeline.run([*common, "--output", str(tmp_path / "one")])
+    pipeline.run([*common, "--output", str(tmp_path / "two"), "--direct_running_mode", "multi_processing",
+                  "--direct_num_workers", "2"])
+
+    shards = sorted(p.name for p in (tmp_path / "one").glob("features-*.parquet"))
+    assert shards == [f"features-0000{i}-of-00003.parquet" for i in range(3)]
+    for name in shards + ["errors-00000-of-00001.parquet"]:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    seen = []
+    for i, name in enumerate(shards):
+        ids = pq.read_table(tmp_path / "one" / name, columns=["utterance_id"]).column(0).to_pylist()
+        assert ids == sorted(ids) and all(shard_of(uid, 3) == i for uid in ids)
+        seen += ids
+    rows = read_shards(str(tmp_path / "one"), "features", ["utterance_id", "path"]).to_pylist()
+    assert sorted(seen) == sorted(f"ravdess:{Path(n).stem}" for n in names)
+    assert {r["path"] for r in rows} == set(names)  # as the manifest has them: relative

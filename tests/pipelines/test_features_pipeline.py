@@ -128,7 +128,8 @@ def test_features_schema_metadata_and_values(in_memory_run):
     assert table.schema.names == ["utterance_id", "corpus", "path", "speaker", "gender", "emotion", "custom",
                                   "source_id", "variant", "start_s", "end_s", "n_frames", "sample_rate",
                                   "features"]
-    assert json.loads(table.schema.metadata[b"ser.rows"]) == {"augment": []}
+    assert json.loads(table.schema.metadata[b"ser.rows"]) == {
+        "augment": [], "segmentation": {"mode": "none", "segment_config": None}}
     assert table.schema.field("n_frames").type == pa.int32() and table.schema.field("sample_rate").type == pa.int32()
     assert table.schema.field("features").type == pa.list_(pa.list_(pa.float32()))
     assert json.loads(table.schema.metadata[b"ser.features"]) == config.to_dict()
@@ -288,7 +289,7 @@ def test_augmented_rows_one_per_variant_and_whole_clips_fail_once(bad_corpus, tm
     assert (summary.variants, summary.utterances, summary.rows, summary.errors) == (4, 8, 32, 6)
     table = read_shards(str(out), "features")
     rows = {r["utterance_id"]: r for r in table.to_pylist()}
-    assert json.loads(table.schema.metadata[b"ser.rows"]) == {"augment": ["speed0.9", "noise20", "telephone"]}
+    assert json.loads(table.schema.metadata[b"ser.rows"])["augment"] == ["speed0.9", "noise20", "telephone"]
     for source in ("good", "stereo", "silent"):
         variants = {r["variant"]: r for r in rows.values() if r["source_id"] == source}
         assert sorted(variants) == ["", "noise20", "speed0.9", "telephone"]

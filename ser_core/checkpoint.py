@@ -18,6 +18,7 @@ it depends only on the model, the normalisation and the batching.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,19 @@ class Checkpoint:
         return torch.softmax(logits, dim=1).numpy()
 
 
+def check_calibration(calibration: Any, path: str | Path) -> dict:
+    """A checkpoint's ``calibration`` entry, validated (ValueError naming the file)."""
+    if calibration is None:
+        return {"temperature": 1.0}
+    if not isinstance(calibration, dict):
+        raise ValueError(f"{path}: calibration should be a dict like {{'temperature': 1.3}}, "
+                         f"got {type(calibration).__name__}")
+    value = calibration.get("temperature", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{path}: calibration temperature must be a finite number > 0, got {value!r}")
+    return dict(calibration)
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load with ``weights_only=True`` and rebuild the model in eval mode."""
     path = Path(path)
@@ -125,5 +139,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(model=model, feature_config=data["feature_config"], labels=data["labels"],
                       normalisation=data["normalisation"], train_params=data["train_params"],
                       provenance=data["provenance"],
-                      calibration=dict(data.get("calibration") or {"temperature": 1.0}),
+                      calibration=check_calibration(data.get("calibration"), path),
                       segmentation=dict(data.get("segmentation") or WHOLE_CLIPS))

@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import tempfile
 import warnings
@@ -49,7 +48,6 @@ from torch import nn
 from ser_core.model import SERModel
 from ser_core.onnx_model import (FORMAT, INPUT_FEATURES, INPUT_LENGTHS, OUTPUT_LOGITS,
                                  OUTPUT_PROBABILITIES, PREFIX, OnnxModel, pad_batch)
-from ser_core.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from ser_core.checkpoint import Checkpoint, load_checkpoint
 from ser_core.storage import sha256
 
@@ -91,29 +89,18 @@ def read_checkpoint(path: str | Path) -> tuple[Checkpoint, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, or one holding pickled objects
-        raise ExportError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint: "
-                          f"torch.load(weights_only=True) cannot read it ({type(exc).__name__})") from exc
-    try:
         checkpoint = load_checkpoint(path)
-    except ValueError as exc:  # load_checkpoint's own: wrong format, missing entries
+    except ValueError as exc:  # unreadable, wrong format, missing entries, bad calibration
         raise ExportError(str(exc)) from exc
     except RuntimeError as exc:  # weights that do not fit the model config
         first = (str(exc).strip().splitlines() or [""])[0]
         raise ExportError(f"{path}: the state_dict does not fit its model_config ({first})") from exc
-    calibration = raw.get("calibration") or {}
-    if not isinstance(calibration, dict):
-        raise ExportError(f"{path}: calibration should be a dict like {{'temperature': 1.3}}, "
-                          f"got {type(calibration).__name__}")
-    return checkpoint, dict(calibration)
+    return checkpoint, dict(checkpoint.calibration)
 
 
 def temperature_of(calibration: Mapping[str, Any], path: str | Path) -> float:
-    value = calibration.get("temperature", 1.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ExportError(f"{path}: calibration temperature must be a finite number > 0, got {value!r}")
-    return float(value)
+    """The calibration temperature (validated when the checkpoint was loaded)."""
+    return float(calibration.get("temperature", 1.0))
 
 
 def metadata(checkpoint: Checkpoint, calibration: Mapping[str, Any], precision: str,

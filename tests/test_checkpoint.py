@@ -32,7 +32,9 @@ def test_checkpoint_is_plain_data(tmp_path):
     data = torch.load(tmp_path / "m.pt", weights_only=True)
     assert data["format"] == FORMAT
     assert set(data) == {"format", "model_config", "state_dict", "feature_config", "labels",
-                         "normalisation", "train_params", "provenance"}
+                         "normalisation", "train_params", "provenance", "calibration", "segmentation"}
+    assert data["calibration"] == {"temperature": 1.0}  # none given: uncalibrated
+    assert data["segmentation"] == {"mode": "none", "segment_config": None}  # whole clips
     assert data["labels"] == LABELS and data["model_config"]["hidden"] == 5
     assert not (tmp_path / "m.pt.tmp").exists()
 
@@ -74,3 +76,16 @@ def test_bad_inputs_fail_loudly(tmp_path):
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=FORMAT):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_old_checkpoints_without_calibration_load_as_whole_clip_uncalibrated(tmp_path):
+    _save(tmp_path / "m.pt")
+    data = torch.load(tmp_path / "m.pt", weights_only=True)
+    del data["calibration"], data["segmentation"]
+    torch.save(data, tmp_path / "old.pt")
+    ckpt = load_checkpoint(tmp_path / "old.pt")
+    assert ckpt.temperature == 1.0 and ckpt.segmentation["mode"] == "none"
+    data["calibration"] = {"temperature": -1}
+    torch.save(data, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad.pt: calibration temperature must be a finite number > 0"):
+        load_checkpoint(tmp_path / "bad.pt")

@@ -1,16 +1,18 @@
 """Speech detectors against ground truth: frame precision, recall, F1 and cost.
 
     python benchmarks/vad.py [--corpus ../shared/corpora/ravdess_full] [--speakers 03,06]
-                             [--calls 6] [--set NAME=DIR ...] [--detectors energy,webrtc1,...]
-                             [--out benchmarks/out/vad]
+                             [--calls 12] [--turns 20] [--set NAME=DIR ...]
+                             [--detectors energy,webrtc0,...] [--out benchmarks/out/vad]
 
 Archives (each a folder of stereo calls with ``ground_truth.csv``), made under ``--out``
 unless ``--set`` names existing ones:
 
 - ``demo``: ``ser demo-archive`` with its defaults (4 calls of 3 min, synthetic voices);
 - ``real``: ``ser mix-calls`` of the real corpus's speakers ``--speakers`` (``--calls``
-  calls of 12 turns, line hiss at -55 dBFS, no crosstalk), natural levels;
-- ``real-noisy``: the same calls with hiss at -40 dBFS and crosstalk at -30 dB.
+  calls of ``--turns`` turns, line hiss at -55 dBFS, no crosstalk), natural levels;
+- ``real-noisy``: the same calls with hiss at -40 dBFS and crosstalk at -30 dB;
+- ``real-bleed``: the same calls with hiss at -55 dBFS and crosstalk at -20 dB (each
+  speaker clearly audible on the other channel: any detector hears it).
   The real sets are skipped when ``--corpus`` is absent.
 
 Every channel of every call is decoded once (8 kHz, the telephone model's rate) and cut
@@ -54,7 +56,7 @@ BLOCK = 30 * SR
 DETECTORS = {  # name -> SegmentConfig overrides
     "energy": dict(segmentation="energy"),
     # as before the fix: the floor is a low percentile of every chunk, speech or not
-    "energy-unsteady-floor": dict(segmentation="energy", stationary_db=1000.0, margin_db=12.0),
+    "energy-unsteady-floor": dict(segmentation="energy", stationary_db=1000.0, max_floor_db=0.0, margin_db=12.0),
     "webrtc0": dict(segmentation="webrtc", webrtc_mode=0),
     "webrtc1": dict(segmentation="webrtc", webrtc_mode=1),
     "webrtc2": dict(segmentation="webrtc", webrtc_mode=2),
@@ -64,7 +66,7 @@ DETECTORS = {  # name -> SegmentConfig overrides
 }
 
 
-def make_archives(out: Path, corpus: Path | None, speakers: str, calls: int) -> dict[str, Path]:
+def make_archives(out: Path, corpus: Path | None, speakers: str, calls: int, turns: int) -> dict[str, Path]:
     """The default archives, generated under ``out`` (reused when already there)."""
     from ser_core.demo.archive import generate_demo_archive
     sets = {"demo": out / "demo"}
@@ -79,10 +81,12 @@ def make_archives(out: Path, corpus: Path | None, speakers: str, calls: int) -> 
     manifest = out / "manifest.parquet"
     if not manifest.is_file():
         write_manifest(prepare("ravdess", str(corpus)).utterances, manifest)
-    for name, extra in (("real", {}), ("real-noisy", dict(line_noise_db=-40.0, bleed_db=-30.0))):
+    for name, extra in (("real", {}), ("real-noisy", dict(line_noise_db=-40.0, bleed_db=-30.0)),
+                        ("real-bleed", dict(bleed_db=-20.0))):
         sets[name] = out / name
         if not (sets[name] / "ground_truth.csv").is_file():
-            mix_calls(manifest, sets[name], MixCallsConfig(speakers=speakers, calls=calls, **extra), progress=False)
+            config = MixCallsConfig(speakers=speakers, calls=calls, turns=turns, **extra)
+            mix_calls(manifest, sets[name], config, progress=False)
     return sets
 
 
@@ -151,7 +155,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpora" / "ravdess_full")
     parser.add_argument("--speakers", default="03,06", help="speakers of the real-speech calls")
-    parser.add_argument("--calls", type=int, default=6, help="calls per real-speech archive")
+    parser.add_argument("--calls", type=int, default=12, help="calls per real-speech archive")
+    parser.add_argument("--turns", type=int, default=20, help="turns per real-speech call")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=DIR",
                         help="an existing archive to score instead of the generated ones (repeatable)")
     parser.add_argument("--detectors", default=",".join(DETECTORS),
@@ -164,7 +169,7 @@ def main() -> int:
     threadpool_limits(limits=1)
     args.out.mkdir(parents=True, exist_ok=True)
     sets = (dict(s.split("=", 1) for s in args.set) if args.set
-            else make_archives(args.out, args.corpus, args.speakers, args.calls))
+            else make_archives(args.out, args.corpus, args.speakers, args.calls, args.turns))
     names = [d.strip() for d in args.detectors.split(",") if d.strip()]
     unknown = [d for d in names if d not in DETECTORS]
     if unknown:

@@ -56,6 +56,7 @@ class SegmentConfig:
     silero_threshold: float = 0.5  # silero: speech probability from which a chunk is speech
     margin_db: float = 3.0         # energy: speech = frames louder than floor + margin ...
     min_db: float = -55.0          # ... and louder than this absolute level (dBFS)
+    max_floor_db: float = -35.0    # energy: steadier sound louder than this is a signal, not line noise
     stationary_db: float = 4.0     # energy: a chunk whose frames stay within this is noise
     floor_chunk_s: float = 0.4     # energy: length of those chunks
     floor_track_s: float = 4.0     # energy: the floor is the lowest of this much recent steady line
@@ -80,6 +81,9 @@ class SegmentConfig:
         if self.pad_s > self.min_silence_s:
             # a region must be over (pad included) by the time its closing pause is seen
             raise ValueError(f"pad_s ({self.pad_s}) must not exceed min_silence_s ({self.min_silence_s})")
+        if self.max_floor_db <= self.min_db - self.margin_db:
+            raise ValueError(f"max_floor_db ({self.max_floor_db}) must be above min_db - margin_db "
+                             f"({self.min_db - self.margin_db}), or no floor would matter")
         if self.floor_chunk_s < 2 * self.frame_s:
             raise ValueError(f"floor_chunk_s ({self.floor_chunk_s}) must hold at least two frames "
                              f"of frame_s ({self.frame_s})")

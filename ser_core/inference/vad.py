@@ -17,14 +17,16 @@ Three detectors share one streaming interface (:class:`FrameDetector`), so the w
 - ``energy`` (:class:`EnergyDetector`): frame energy against the line's noise floor,
   two passes. The floor is measured on the line's *stationary* stretches only: aligned
   chunks of ``floor_chunk_s`` whose frame energies stay within ``stationary_db`` of each
-  other (line hiss, hum; speech is rarely that steady; digital silence is left out). At
+  other (line hiss, hum; speech is rarely that steady), quieter than ``max_floor_db`` (a
+  steady sound louder than that is a signal: a held tone or vowel) and not digital
+  silence. At
   any moment it is the lowest level among the ``floor_track_s`` worth of such chunks
   nearest before (pass 1, :class:`EnergyHistogram`, finds the first ones, where the floor
   starts), and frames louder than ``floor + margin_db`` and than ``min_db`` are speech. A
   channel with no stationary stretch at all (speech from start to end) has no floor: its
   threshold is ``min_db``. So a channel that is speech throughout is not measured
   against itself, a busy channel's floor is its pauses, steady line noise is never
-  speech however loud, and a line whose level changes is followed.
+  speech, and a line whose level changes is followed.
 
 Each stream is processed at the detector's own rate: a stream at another rate is
 resampled inside the detector (soxr's stream resampler, whose output does not depend on
@@ -144,13 +146,15 @@ class FrameDetector(ABC):
         """(n, frame_len) float32 frames at ``rate``, in stream order -> (n,) bool."""
 
 
-def line_chunks(chunks: np.ndarray, stationary_db: float) -> tuple[np.ndarray, np.ndarray]:
+def line_chunks(chunks: np.ndarray, config: "SegmentConfig") -> tuple[np.ndarray, np.ndarray]:
     """(line, level) per row of frame energies (n, frames per chunk): level is their power
     mean (dBFS); a chunk is the line's noise when its frames stay within ``stationary_db``
-    of each other and it is not digital silence (below :data:`SILENCE_DB`, which no
-    threshold needs and which would hide the hiss of a call that opens silent)."""
+    of each other and its level lies between :data:`SILENCE_DB` (digital silence, which no
+    threshold needs and which would hide the hiss of a call that opens silent) and
+    ``max_floor_db`` (a steady sound that loud is a signal, a held tone or vowel, not a line)."""
     level = 10.0 * np.log10(np.mean(10.0 ** (chunks / 10.0), axis=1))
-    return (chunks.max(axis=1) - chunks.min(axis=1) <= stationary_db) & (level >= SILENCE_DB), level
+    steady = chunks.max(axis=1) - chunks.min(axis=1) <= config.stationary_db
+    return steady & (level >= SILENCE_DB) & (level <= config.max_floor_db), level
 
 
 class EnergyHistogram:
@@ -175,7 +179,7 @@ class EnergyHistogram:
         x = np.concatenate([self._pending, db])
         n = len(x) // self.chunk
         self._pending = x[n * self.chunk:]
-        line, level = line_chunks(x[: n * self.chunk].reshape(n, self.chunk), self.config.stationary_db)
+        line, level = line_chunks(x[: n * self.chunk].reshape(n, self.chunk), self.config)
         self.first_levels += level[line][: self.keep - len(self.first_levels)].tolist()
 
     def percentile(self, q: float) -> float:
@@ -267,7 +271,7 @@ class EnergyDetector(FrameDetector):
             out[i:i + len(part)] = part > self.threshold_db()
             self._pending = np.concatenate([self._pending, part])
             if len(self._pending) == chunk:
-                line, level = line_chunks(self._pending[None, :], self.config.stationary_db)
+                line, level = line_chunks(self._pending[None, :], self.config)
                 if line[0]:
                     self._recent.append(float(level[0]))
                 self._pending = self._pending[:0]

@@ -13,7 +13,7 @@ from ser_core.inference.vad import (DetectorUnavailable, SileroDetector, WebRtcD
                                     nearest_rate)
 from ser_core.inference.windows import Windower
 from tests.inference import tiny_model
-from tests.synth_audio import line_noise, real_speech, speech, write_audio
+from tests.synth_audio import line_noise, real_speech, signal, speech, write_audio
 
 SR = 8000
 DETECTORS = ("energy", "webrtc", "silero")
@@ -115,6 +115,18 @@ def test_silence_and_line_noise_give_nothing(tmp_path, detector, subtype):
 
 
 # -- the energy detector's floor ------------------------------------------------------------
+
+def test_a_loud_steady_voiced_sound_is_a_signal_not_the_line(tmp_path):
+    """20 s of a held voiced sound (a 220 Hz tone in noise, -13 dBFS, the same level
+    throughout): the old floor was the sound itself and found nothing; it is louder than
+    any line's noise (max_floor_db), so the energy detector labels it throughout."""
+    data = signal(20.0, SR, channels=2)
+    info, spans = label_file(tmp_path, data, "energy")
+    for channel in range(2):
+        assert coverage(spans[channel], 0.0, 20.0) >= 0.9
+        assert old_energy_windows(data[:, channel]) == []
+
+
 
 def test_the_floor_follows_the_line():
     """Hiss that steps up 10 dB mid-call is speech only until the floor has caught up

@@ -11,7 +11,7 @@ from ser_core.inference.windows import SegmentKey, Windower, channel_roles
 from ser_core.normalisation import frame_stats
 from tests.inference import tiny_model
 from tests.inference.tiny_model import bursts
-from tests.synth_audio import write_audio
+from tests.synth_audio import speech, write_audio
 
 SR = 8000
 
@@ -62,3 +62,47 @@ def test_a_bad_file_raises_with_its_path_and_stage(tmp_path):
         windower.open(str(tmp_path / "notes.wav"))
     assert caught.value.path == str(tmp_path / "notes.wav") and caught.value.stage == "decode"
     assert "not a readable audio file" in caught.value.reason
+
+
+@pytest.mark.parametrize("detector, decodes", [("energy", 2), ("webrtc", 1), ("silero", 1), ("fixed", 1)])
+def test_a_file_is_opened_and_decoded_at_most_twice(tmp_path, monkeypatch, detector, decodes):
+    """The energy detector reads the file twice (its floor, then the windows), in two
+    openings; the others decode it once. Counted at the decoder and at the opener."""
+    from ser_core import audio
+    from ser_core.inference import windows as windows_module
+
+    calls = {"decode": 0, "open": 0}
+    real_blocks, real_open = audio.iter_blocks, windows_module.open_audio
+
+    def counting_blocks(*args, **kwargs):
+        calls["decode"] += 1
+        return real_blocks(*args, **kwargs)
+
+    def counting_open(path):
+        calls["open"] += 1
+        return real_open(path)
+
+    monkeypatch.setattr(audio, "iter_blocks", counting_blocks)
+    monkeypatch.setattr(windows_module, "open_audio", counting_open)
+    data = np.stack([speech(6.0, SR, seed=0), speech(6.0, SR, seed=1)], axis=1)
+    path = str(write_audio(tmp_path / "call.wav", sample_rate=SR, data=data))
+    with Windower(tiny_model.FEATURES, SegmentConfig(segmentation=detector), block_s=0.5).open(path) as windows:
+        assert len(list(windows)) > 0
+    assert calls == {"decode": decodes, "open": 2}
+
+
+@pytest.mark.parametrize("detector", ["webrtc", "silero"])
+def test_one_pass_detectors_give_the_windows_of_the_whole_signal(tmp_path, detector):
+    data = np.stack([speech(9.0, SR, seed=0), speech(9.0, SR, seed=1, gender="male")], axis=1)
+    data[: 2 * SR] = 0.0  # the call opens silent
+    path = str(write_audio(tmp_path / "call.wav", sample_rate=SR, data=data, subtype="FLOAT"))
+    seg = SegmentConfig(segmentation=detector)
+    with Windower(tiny_model.FEATURES, seg, block_s=0.7).open(path) as windows:
+        got = [(key.channel, key.start_s, key.end_s) for key, _ in windows]
+        info = windows.info
+    expected = []
+    for channel in range(2):
+        cut, speech_samples = segment_channel(data[:, channel], SR, seg)
+        expected += [(channel, w.start / SR, w.end / SR) for w in cut]
+        assert info.per_channel[channel]["speech_s"] == speech_samples / SR
+    assert sorted(got) == sorted(expected) and expected

@@ -3,6 +3,19 @@
 Three detectors share one streaming interface (:class:`FrameDetector`), so the windowing
 (:class:`ser_core.inference.segment.Segmenter`) does not care which one decides:
 
+- ``energy`` (:class:`EnergyDetector`, the default): frame energy against the line's
+  noise floor, two passes. The floor is measured on the line's *stationary* stretches
+  only: aligned chunks of ``floor_chunk_s`` whose frame energies stay within
+  ``stationary_db`` of each other (line hiss, hum; speech is rarely that steady), that
+  are not digital silence and not louder than ``max_floor_db`` (a steady sound that loud
+  is a signal: a held tone or vowel). At any moment the floor is the lowest level among
+  the ``floor_track_s`` worth of such chunks nearest before (pass 1,
+  :class:`EnergyHistogram`, finds the first ones, where the floor starts), and frames
+  louder than ``floor + margin_db`` and than ``min_db`` are speech. A channel with no
+  such chunk at all (speech from start to end) has no floor: its threshold is
+  ``min_db``. So a channel that is speech throughout is not measured against itself, a
+  busy channel's floor is its pauses, steady line noise is not speech, and a line whose
+  level changes is followed.
 - ``webrtc`` (:class:`WebRtcDetector`): Google's WebRTC voice activity detector
   (``webrtcvad-wheels``, MIT): a Gaussian mixture over six sub-band log energies, with
   its own hang-over. 16-bit frames of 10, 20 or 30 ms (``frame_s``) at 8, 16, 32 or
@@ -14,19 +27,6 @@ Three detectors share one streaming interface (:class:`FrameDetector`), so the w
   A chunk is speech from ``silero_threshold`` on, and stays speech while the probability
   is above ``silero_threshold - 0.15`` (Silero's own hysteresis). One pass; by far the
   most expensive (see the README's detector comparison).
-- ``energy`` (:class:`EnergyDetector`): frame energy against the line's noise floor,
-  two passes. The floor is measured on the line's *stationary* stretches only: aligned
-  chunks of ``floor_chunk_s`` whose frame energies stay within ``stationary_db`` of each
-  other (line hiss, hum; speech is rarely that steady), quieter than ``max_floor_db`` (a
-  steady sound louder than that is a signal: a held tone or vowel) and not digital
-  silence. At
-  any moment it is the lowest level among the ``floor_track_s`` worth of such chunks
-  nearest before (pass 1, :class:`EnergyHistogram`, finds the first ones, where the floor
-  starts), and frames louder than ``floor + margin_db`` and than ``min_db`` are speech. A
-  channel with no stationary stretch at all (speech from start to end) has no floor: its
-  threshold is ``min_db``. So a channel that is speech throughout is not measured
-  against itself, a busy channel's floor is its pauses, steady line noise is never
-  speech, and a line whose level changes is followed.
 
 Each stream is processed at the detector's own rate: a stream at another rate is
 resampled inside the detector (soxr's stream resampler, whose output does not depend on
@@ -51,7 +51,7 @@ import soxr
 if TYPE_CHECKING:  # pragma: no cover
     from ser_core.inference.segment import SegmentConfig
 
-DETECTORS = ("webrtc", "silero", "energy")
+DETECTORS = ("energy", "webrtc", "silero")
 WEBRTC_RATES = (8000, 16000, 32000, 48000)
 WEBRTC_FRAMES_S = (0.01, 0.02, 0.03)
 SILERO_RATES = (8000, 16000)

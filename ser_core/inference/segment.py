@@ -292,6 +292,8 @@ def segment_channel(samples: np.ndarray, sample_rate: int, config: SegmentConfig
     seg = Segmenter(config, sample_rate, detector, on_region)
     if detector is not None and detector.two_pass:
         for b in blocks:
+            if detector.observed_enough:
+                break
             detector.observe(b)
     windows = [w for b in blocks for w in seg.feed(b)] + seg.flush()
     return windows, seg.speech_samples

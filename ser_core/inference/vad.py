@@ -11,7 +11,8 @@ Three detectors share one streaming interface (:class:`FrameDetector`), so the w
   is a signal: a held tone or vowel). At any moment the floor is the lowest level among
   the ``floor_track_s`` worth of such chunks nearest before (pass 1,
   :class:`EnergyHistogram`, finds the first ones, where the floor starts), and frames
-  louder than ``floor + margin_db`` and than ``min_db`` are speech. A channel with no
+  louder than ``floor + margin_db`` and than ``min_db`` are speech. Pass 1 stops as soon
+  as those first chunks are found, so on a line with pauses it reads seconds, not the file. A channel with no
   such chunk at all (speech from start to end) has no floor: its threshold is
   ``min_db``. So a channel that is speech throughout is not measured against itself, a
   busy channel's floor is its pauses, steady line noise is not speech, and a line whose
@@ -98,10 +99,11 @@ class FrameDetector(ABC):
 
     Frame ``k`` covers the detector's samples ``[k * frame_len, (k + 1) * frame_len)`` at
     its own ``rate``; :meth:`frame_start` maps a frame boundary to the stream's samples.
-    ``two_pass`` detectors must :meth:`observe` every block of the stream before the
-    first :meth:`decide`. :meth:`decide` returns the decisions of the frames completed
-    by a block (in order, continuing the previous call's), :meth:`finish` those of the
-    frames still held when the stream ends (a trailing partial frame is not decided).
+    ``two_pass`` detectors must :meth:`observe` the stream's blocks in order, until
+    :attr:`observed_enough` (or the end), before the first :meth:`decide`.
+    :meth:`decide` returns the decisions of the frames completed by a block (in order,
+    continuing the previous call's), :meth:`finish` those of the frames still held when
+    the stream ends (a trailing partial frame is not decided).
     """
 
     two_pass = False
@@ -126,6 +128,11 @@ class FrameDetector(ABC):
     def observe(self, block: np.ndarray) -> None:
         """Pass 1 (two-pass detectors only)."""
         raise TypeError(f"{type(self).__name__} decides in one pass; it takes no observe()")
+
+    @property
+    def observed_enough(self) -> bool:
+        """Pass 1 may stop here: later blocks would change nothing."""
+        return not self.two_pass
 
     def decide(self, block: np.ndarray) -> np.ndarray:
         """(n,) bool: speech or not for each frame this block completes."""
@@ -158,8 +165,8 @@ def line_chunks(chunks: np.ndarray, config: "SegmentConfig") -> tuple[np.ndarray
 
 
 class EnergyHistogram:
-    """Pass 1 of the energy detector: a fixed-size histogram of one channel's frame energies
-    and the levels of its first stationary line chunks (where the floor starts). Constant
+    """Pass 1 of the energy detector: the levels of a channel's first stationary line chunks
+    (where the floor starts), and a fixed-size histogram of the frame energies seen. Constant
     memory: the histogram, at most ``floor_track_s`` of chunk levels, one unfinished chunk."""
 
     def __init__(self, config: "SegmentConfig", sample_rate: int) -> None:
@@ -168,7 +175,7 @@ class EnergyHistogram:
         self.chunk = chunk_frames(config)
         self.keep = track_chunks(config)
         self._pending = np.zeros(0, dtype=np.float64)  # frame energies of the unfinished chunk
-        self.counts = np.zeros(N_BINS, dtype=np.int64)  # every frame
+        self.counts = np.zeros(N_BINS, dtype=np.int64)  # every frame seen
         self.first_levels: list[float] = []  # the first `keep` stationary line chunks' levels
 
     def update(self, block: np.ndarray) -> None:
@@ -245,9 +252,14 @@ class EnergyDetector(FrameDetector):
 
     def observe(self, block: np.ndarray) -> None:
         if self._recent is not None:
-            raise RuntimeError("observe() after decide(): pass 1 must see the whole stream first")
+            raise RuntimeError("observe() after decide(): pass 1 must come first")
         self._observed = True
         self.histogram.update(block)
+
+    @property
+    def observed_enough(self) -> bool:
+        """Pass 1 is only needed until the floor's first chunks are known (often seconds)."""
+        return self.fixed_threshold is not None or len(self.histogram.first_levels) == self.histogram.keep
 
     def threshold_db(self) -> float:
         """The threshold in force now."""
@@ -255,7 +267,7 @@ class EnergyDetector(FrameDetector):
             return self.fixed_threshold
         if self._recent is None:
             if not self._observed:
-                raise RuntimeError("the energy detector needs pass 1 (observe() every block) "
+                raise RuntimeError("the energy detector needs pass 1 (observe() the first blocks) "
                                    "before decide(), or a fixed threshold_db")
             self._recent = collections.deque(self.histogram.first_levels, maxlen=self.histogram.keep)
         return threshold(self.config, min(self._recent) if self._recent else None)

@@ -7,8 +7,8 @@ Plain Python (no Beam): the labelling pipeline calls it from a DoFn, and any oth
    stream (``channels='mix'``) or every channel, named by ``roles`` when the file has
    exactly that many channels (else ch0, ch1, ...);
 2. for the energy detector only, pass 1 over the audio, block by block (``block_s``,
-   resampled to the feature rate): each stream's noise floor (constant memory), read in
-   the same opening of the file as the header;
+   resampled to the feature rate), until each stream's noise floor is known (usually the
+   first block; constant memory), read in the same opening of the file as the header;
 3. pass 2 (the only decoding pass for the webrtc and silero detectors and for fixed
    windows): speech regions -> windows -> features, spilled to a local temporary file
    while each stream's feature statistics accumulate (what ``speaker`` normalisation
@@ -172,7 +172,10 @@ class Windower:
                     # pass 1 (energy detector): each stream's noise floor, in the same opening
                     for block in self._blocks(source):
                         for detector, samples in zip(detectors, block):
-                            detector.observe(samples)
+                            if not detector.observed_enough:
+                                detector.observe(samples)
+                        if all(d.observed_enough for d in detectors):
+                            break  # the floors are known: the rest of the file can wait
             # pass 2 (the only one for other detectors): speech -> windows -> features,
             # spilled; statistics accumulate
             segs = [Segmenter(self.segment_config, sr, d) for d in detectors]

@@ -11,7 +11,7 @@ from ser_core.inference.windows import SegmentKey, Windower, channel_roles
 from ser_core.normalisation import frame_stats
 from tests.inference import tiny_model
 from tests.inference.tiny_model import bursts
-from tests.synth_audio import speech, write_audio
+from tests.synth_audio import line_noise, speech, write_audio
 
 SR = 8000
 
@@ -106,3 +106,27 @@ def test_one_pass_detectors_give_the_windows_of_the_whole_signal(tmp_path, detec
         expected += [(channel, w.start / SR, w.end / SR) for w in cut]
         assert info.per_channel[channel]["speech_s"] == speech_samples / SR
     assert sorted(got) == sorted(expected) and expected
+
+
+def test_the_energy_detectors_first_pass_stops_once_the_floor_is_known(tmp_path, monkeypatch):
+    """A minute of call that opens with 5 s of line: pass 1 reads the first 4 s (the floor
+    starts from floor_track_s of line), pass 2 the whole minute; the windows are unchanged."""
+    from ser_core import audio
+
+    blocks_read: list[int] = []
+    real_blocks = audio.iter_blocks
+
+    def counting_blocks(*args, **kwargs):
+        blocks_read.append(0)
+        for block in real_blocks(*args, **kwargs):
+            blocks_read[-1] += 1
+            yield block
+
+    x = np.concatenate([line_noise(5.0, SR, seed=1), speech(55.0, SR, seed=2) + line_noise(55.0, SR, seed=3)])
+    path = str(write_audio(tmp_path / "call.wav", sample_rate=SR, data=x, subtype="FLOAT"))
+    seg = SegmentConfig(segmentation="energy")
+    monkeypatch.setattr(audio, "iter_blocks", counting_blocks)
+    with Windower(tiny_model.FEATURES, seg, block_s=1.0).open(path) as windows:
+        got = [(key.start_s, key.end_s) for key, _ in windows]
+    assert blocks_read == [int(seg.floor_track_s), 60]
+    assert got == [(w.start / SR, w.end / SR) for w in segment_channel(x, SR, seg)[0]] and got

@@ -2,7 +2,7 @@
 
     ser label --model MODEL.pt --input 'calls/**.wav' [--input ...] --output labels/
               [--params params.yaml] [--channels mix|separate] [--roles agent,customer]
-              [--segmentation vad|fixed] [--window-s 3] [--hop-s 1.5] [--min-speech-s 1]
+              [--segmentation energy|webrtc|silero|fixed] [--window-s 3] [--hop-s 1.5] [--min-speech-s 1]
               [--block-s 30] [--batch-size 64] [--chunk-files 1000] [Beam options]
 
 Inputs are globs on any Beam filesystem (local paths, gs://, s3://; ``**`` crosses
@@ -49,7 +49,7 @@ from ser_core.features import FeatureConfig
 from ser_core.inference.handler import SERModelHandler, open_checkpoint
 from ser_core.inference.outputs import (FILES_PREFIX, SEGMENTS_PREFIX, files_schema, finish_file, label_metadata,
                                         segment_row, segments_schema)
-from ser_core.inference.segment import SegmentConfig
+from ser_core.inference.segment import SEGMENTATIONS, SegmentConfig
 from ser_core.inference.windows import Windower
 from ser_core.params import build_config, flags, load_section
 from ser_core.storage import count_rows, sha256
@@ -239,8 +239,9 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
                    help=f"mix down to mono, or label each channel [{d['channels']}]")
     g.add_argument("--roles", help="comma-separated names of channels 0, 1, ... (used for files with "
                                    "exactly that many channels), e.g. agent,customer [ch0, ch1, ...]")
-    g.add_argument("--segmentation", choices=("vad", "fixed"),
-                   help=f"energy speech detector, or windows over the whole channel [{d['segmentation']}]")
+    g.add_argument("--segmentation", choices=SEGMENTATIONS,
+                   help=f"speech detector (energy, webrtc, silero; vad = energy), or fixed windows over "
+                        f"the whole channel [{d['segmentation']}]")
     g.add_argument("--window-s", dest="window_s", type=float, help=f"window length, s [{d['window_s']}]")
     g.add_argument("--hop-s", dest="hop_s", type=float, help=f"step between windows, s [{d['hop_s']}]")
     g.add_argument("--min-speech-s", dest="min_speech_s", type=float,

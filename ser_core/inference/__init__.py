@@ -1,7 +1,9 @@
 """Bulk labelling helpers behind ``pipelines/label.py`` and ``ser score``.
 
-- :mod:`~ser_core.inference.segment`: where to label: an energy speech detector and the
-  windows cut from its regions, streamed block by block (pure numpy).
+- :mod:`~ser_core.inference.vad`: speech detectors (energy, WebRTC, Silero) behind one
+  streaming frame-decision interface.
+- :mod:`~ser_core.inference.segment`: where to label: speech regions from a detector and
+  the windows cut from them, streamed block by block.
 - :mod:`~ser_core.inference.windows`: one recording -> its keyed windows with features,
   in bounded memory, without Beam (the pipeline and any plain-Python caller share it).
 - :mod:`~ser_core.inference.handler`: the Beam ``ModelHandler`` that loads a checkpoint

@@ -1,51 +1,65 @@
-"""Where to label: an energy-based speech detector and the windows cut from its regions.
+"""Where to label: speech regions from a detector, and the windows cut from them.
 
-Everything here is pure numpy and streams: audio arrives one block at a time and only a
-bounded tail of samples is ever held, so memory does not grow with recording length.
-Results do not depend on the block size (frames are aligned to absolute sample 0 and the
-smoothing state carries over between blocks), which the tests pin.
+Everything here streams: audio arrives one block at a time and only a bounded tail of
+samples is ever held, so memory does not grow with recording length. Results do not
+depend on the block size (detector frames are aligned to absolute sample 0 and every
+state carries over between blocks), which the tests pin.
 
-One channel is processed in two passes over its blocks:
+``segmentation`` picks how a channel is cut (params.yaml ``label.segmentation``):
 
-1. :class:`EnergyHistogram` counts frame energies (dBFS, fixed 0.5 dB bins: constant
-   memory). Its ``floor_percentile`` is the channel's noise floor; frames louder than
-   ``floor + margin_db`` (and than the absolute ``min_db``) are speech.
-2. :class:`Segmenter` applies that threshold: speech runs separated by less than
-   ``min_silence_s`` are merged into one region, regions whose speech lasts less than
-   ``min_region_s`` are dropped, and kept regions are padded by ``pad_s`` on both sides.
-   Each region is cut into windows of ``window_s`` every ``hop_s``; the last window is
-   aligned to the region's end so the tail is covered, a region shorter than ``window_s``
-   (but at least ``min_speech_s``) is one shorter window, and shorter regions are not
-   labelled. Windows are emitted as soon as they are complete.
+- ``energy`` (default), ``webrtc`` or ``silero``: a speech detector
+  (:mod:`ser_core.inference.vad`) decides frame by frame; ``vad``, the old name of the
+  energy detector, is still accepted (and recorded as ``energy``). The detectors were compared against ground truth on
+  the demo archive and on calls of real speech: see the README (``benchmarks/vad.py``).
+- ``fixed``: no detection, the whole channel is one region.
 
-``segmentation='fixed'`` skips detection: the whole channel is one region.
+One channel is processed in at most two passes over its blocks: the energy detector
+needs a first pass (:meth:`~ser_core.inference.vad.FrameDetector.observe`) to find the
+channel's noise floor; the others decide in the same pass that cuts the windows.
+:class:`Segmenter` turns frame decisions into windows: speech runs separated by less
+than ``min_silence_s`` are merged into one region, regions whose speech lasts less than
+``min_region_s`` are dropped, and kept regions are padded by ``pad_s`` on both sides.
+Each region is cut into windows of ``window_s`` every ``hop_s``; the last window is
+aligned to the region's end so the tail is covered, a region shorter than ``window_s``
+(but at least ``min_speech_s``) is one shorter window, and shorter regions are not
+labelled. Windows are emitted as soon as they are complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
-SEGMENTATIONS = ("vad", "fixed")
-DB_MIN, DB_MAX, DB_STEP = -120.0, 20.0, 0.5  # energy histogram range (dBFS) and bin width
-N_BINS = int(round((DB_MAX - DB_MIN) / DB_STEP))
+from ser_core.inference.vad import (DETECTORS, WEBRTC_FRAMES_S, EnergyDetector, EnergyHistogram,
+                                    FrameDetector, frame_db, make_detector)
+
+SEGMENTATIONS = (*DETECTORS, "fixed", "vad")  # 'vad': the old name of 'energy'
+ALIASES = {"vad": "energy"}
+
+__all__ = ["SEGMENTATIONS", "SegmentConfig", "Window", "Segmenter", "segment_channel",
+           "EnergyDetector", "EnergyHistogram", "FrameDetector", "frame_db", "make_detector"]
 
 
 @dataclass(frozen=True)
 class SegmentConfig:
     """How a channel is cut into the windows the model labels (params.yaml ``label``)."""
 
-    segmentation: str = "vad"      # 'vad' (energy detector) | 'fixed' (whole channel)
+    segmentation: str = "energy"   # energy ('vad') | webrtc | silero | fixed (whole channel)
     window_s: float = 3.0          # window length
     hop_s: float = 1.5             # step between window starts inside a region
     min_speech_s: float = 1.0      # regions shorter than this are not labelled
-    frame_s: float = 0.02          # detector frame length
-    floor_percentile: float = 10.0  # noise floor = this percentile of frame energies
-    margin_db: float = 12.0        # speech = frames louder than floor + margin ...
+    frame_s: float = 0.02          # detector frame (energy; webrtc: 0.01, 0.02 or 0.03; silero: 32 ms)
+    webrtc_mode: int = 0           # webrtc aggressiveness 0-3 (higher: fewer false alarms)
+    silero_threshold: float = 0.5  # silero: speech probability from which a chunk is speech
+    margin_db: float = 3.0         # energy: speech = frames louder than floor + margin ...
     min_db: float = -55.0          # ... and louder than this absolute level (dBFS)
+    max_floor_db: float = -35.0    # energy: steadier sound louder than this is a signal, not line noise
+    stationary_db: float = 4.0     # energy: a chunk whose frames stay within this is noise
+    floor_chunk_s: float = 0.4     # energy: length of those chunks
+    floor_track_s: float = 4.0     # energy: the floor is the lowest of this much recent steady line
     min_silence_s: float = 0.3     # shorter pauses do not split a region
     min_region_s: float = 0.2      # regions with less speech than this are noise
     pad_s: float = 0.1             # kept regions grow by this on both sides
@@ -53,7 +67,8 @@ class SegmentConfig:
     def __post_init__(self) -> None:
         if self.segmentation not in SEGMENTATIONS:
             raise ValueError(f"segmentation must be one of {SEGMENTATIONS}, got {self.segmentation!r}")
-        for name in ("window_s", "hop_s", "frame_s"):
+        object.__setattr__(self, "segmentation", ALIASES.get(self.segmentation, self.segmentation))
+        for name in ("window_s", "hop_s", "frame_s", "stationary_db", "floor_chunk_s", "floor_track_s"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("min_speech_s", "min_silence_s", "min_region_s", "pad_s", "margin_db"):
@@ -66,8 +81,23 @@ class SegmentConfig:
         if self.pad_s > self.min_silence_s:
             # a region must be over (pad included) by the time its closing pause is seen
             raise ValueError(f"pad_s ({self.pad_s}) must not exceed min_silence_s ({self.min_silence_s})")
-        if not 0 <= self.floor_percentile <= 100:
-            raise ValueError(f"floor_percentile must be in [0, 100], got {self.floor_percentile!r}")
+        if self.max_floor_db <= self.min_db - self.margin_db:
+            raise ValueError(f"max_floor_db ({self.max_floor_db}) must be above min_db - margin_db "
+                             f"({self.min_db - self.margin_db}), or no floor would matter")
+        if self.floor_chunk_s < 2 * self.frame_s:
+            raise ValueError(f"floor_chunk_s ({self.floor_chunk_s}) must hold at least two frames "
+                             f"of frame_s ({self.frame_s})")
+        if self.webrtc_mode not in (0, 1, 2, 3):
+            raise ValueError(f"webrtc_mode must be 0, 1, 2 or 3, got {self.webrtc_mode!r}")
+        if self.segmentation == "webrtc" and not any(abs(self.frame_s - f) < 1e-9 for f in WEBRTC_FRAMES_S):
+            raise ValueError(f"frame_s must be one of {WEBRTC_FRAMES_S} s for webrtc, got {self.frame_s!r}")
+        if not 0 < self.silero_threshold < 1:
+            raise ValueError(f"silero_threshold must be in (0, 1), got {self.silero_threshold!r}")
+
+    @property
+    def detector(self) -> str | None:
+        """The speech detector's name, or None for ``fixed`` windows."""
+        return None if self.segmentation == "fixed" else self.segmentation
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -86,69 +116,26 @@ class Window(NamedTuple):
     samples: np.ndarray  # (end - start,) float32
 
 
-def frame_db(frames: np.ndarray) -> np.ndarray:
-    """Energy in dBFS of each row of ``frames`` (n, frame_len), clipped to the histogram range."""
-    power = np.mean(np.square(frames, dtype=np.float64), axis=1)
-    return np.clip(10.0 * np.log10(power + 1e-12), DB_MIN, DB_MAX - DB_STEP / 2)
-
-
-class _Framer:
-    """Splits a stream of samples into whole frames aligned to sample 0; keeps the remainder."""
-
-    def __init__(self, frame_len: int) -> None:
-        self.frame_len = frame_len
-        self._rest = np.zeros(0, dtype=np.float32)
-
-    def frames(self, block: np.ndarray) -> np.ndarray:
-        x = np.concatenate([self._rest, np.asarray(block, dtype=np.float32)])
-        n = len(x) // self.frame_len
-        self._rest = x[n * self.frame_len:].copy()
-        return x[: n * self.frame_len].reshape(n, self.frame_len)
-
-
-class EnergyHistogram:
-    """Pass 1: a fixed-size histogram of one channel's frame energies."""
-
-    def __init__(self, config: SegmentConfig, sample_rate: int) -> None:
-        self.config = config
-        self._framer = _Framer(max(1, int(round(config.frame_s * sample_rate))))
-        self.counts = np.zeros(N_BINS, dtype=np.int64)
-
-    def update(self, block: np.ndarray) -> None:
-        db = frame_db(self._framer.frames(block))
-        bins = ((db - DB_MIN) / DB_STEP).astype(np.int64)
-        self.counts += np.bincount(bins, minlength=N_BINS)
-
-    def percentile(self, q: float) -> float:
-        """The ``q``-th percentile of frame energies (bin centre, dBFS); DB_MIN with no frames."""
-        total = int(self.counts.sum())
-        if total == 0:
-            return DB_MIN
-        idx = int(np.searchsorted(np.cumsum(self.counts), q / 100.0 * total, side="left"))
-        return DB_MIN + (min(idx, N_BINS - 1) + 0.5) * DB_STEP
-
-    def threshold_db(self) -> float:
-        """The speech threshold for this channel: noise floor + margin, at least ``min_db``."""
-        c = self.config
-        return max(c.min_db, self.percentile(c.floor_percentile) + c.margin_db)
-
-
 class Segmenter:
     """Pass 2: speech regions of one channel, cut into windows, block by block.
 
     ``feed(block)`` returns the windows completed by that block; ``flush()`` those completed
-    by the end of the stream. ``speech_samples`` counts the samples of kept (padded) regions.
+    by the end of the stream. ``speech_samples`` counts the samples of kept (padded) regions;
+    ``on_region(start, end)``, if given, is called with each kept region (samples) as it
+    closes. ``detector`` decides the frames (default: the one ``config`` names; a two-pass
+    detector must have observed the whole stream first); 'fixed' needs none.
     """
 
-    def __init__(self, config: SegmentConfig, sample_rate: int, threshold_db: float = 0.0) -> None:
+    def __init__(self, config: SegmentConfig, sample_rate: int, detector: FrameDetector | None = None,
+                 on_region: Callable[[int, int], object] | None = None) -> None:
         c = self.config = config
         self.sample_rate = sample_rate
-        self.threshold_db = threshold_db
-        self.fixed = c.segmentation == "fixed"
-        self._framer = _Framer(max(1, int(round(c.frame_s * sample_rate))))
-        fl = self._framer.frame_len
-        self._min_silence = int(np.ceil(c.min_silence_s * sample_rate / fl))  # frames
-        self._min_region = int(np.ceil(c.min_region_s * sample_rate / fl))    # frames
+        self.fixed = c.detector is None
+        self.detector = None if self.fixed else (detector or make_detector(c, sample_rate))
+        self.on_region = on_region
+        frame_s = self.detector.frame_s if self.detector is not None else c.frame_s
+        self._min_silence = _frames(c.min_silence_s, frame_s)
+        self._min_region = _frames(c.min_region_s, frame_s)
         self._pad = int(round(c.pad_s * sample_rate))                          # samples
         self._window = int(round(c.window_s * sample_rate))
         self._hop = int(round(c.hop_s * sample_rate))
@@ -179,27 +166,31 @@ class Segmenter:
         if self.fixed:
             out += self._emit_ready(self.n_samples)
         else:
-            frames = self._framer.frames(block)
-            speech = frame_db(frames) > self.threshold_db
-            for s, e in _runs(speech):
-                self._on_run(self._frames_done + s, self._frames_done + e, out)
-            self._frames_done += len(frames)
-            if self._run_start is not None:
-                if self._frames_done - self._run_end >= self._min_silence:
-                    self._close(out)
-                else:
-                    out += self._emit_ready(self._region_end_so_far())
+            self._advance(self.detector.decide(block), out)
         self._trim()
         return out
 
     def flush(self) -> list[Window]:
         out: list[Window] = []
+        if not self.fixed:
+            self._advance(self.detector.finish(), out)
         if self._run_start is not None:
             self._close(out)
         self._buf = np.zeros(0, dtype=np.float32)
         return out
 
     # -- regions -------------------------------------------------------------------------
+    def _advance(self, speech: np.ndarray, out: list[Window]) -> None:
+        """Take the next frames' decisions."""
+        for s, e in _runs(speech):
+            self._on_run(self._frames_done + s, self._frames_done + e, out)
+        self._frames_done += len(speech)
+        if self._run_start is not None:
+            if self._frames_done - self._run_end >= self._min_silence:
+                self._close(out)
+            else:
+                out += self._emit_ready(self._region_end_so_far())
+
     def _on_run(self, s: int, e: int, out: list[Window]) -> None:
         if self._run_start is not None and s - self._run_end < self._min_silence:
             self._run_end = e
@@ -213,12 +204,12 @@ class Segmenter:
     def _region_start(self) -> int:
         if self.fixed:
             return 0
-        start = self._run_start * self._framer.frame_len - self._pad
+        start = self.detector.frame_start(self._run_start) - self._pad
         return max(start, self._last_end, 0)
 
     def _region_end_so_far(self) -> int:
         """The open region reaches at least here (samples), given what has been seen."""
-        return min(self._run_end * self._framer.frame_len + self._pad, self.n_samples)
+        return min(self.detector.frame_start(self._run_end) + self._pad, self.n_samples)
 
     def _kept(self) -> bool:
         return self.fixed or self._run_end - self._run_start >= self._min_region
@@ -249,6 +240,8 @@ class Segmenter:
                     out.append(self._window_at(b - self._window, b))
             self.speech_samples += length
             self._last_end = b
+            if self.on_region is not None and length > 0:
+                self.on_region(a, b)
         self._run_start = None
 
     # -- sample buffer -------------------------------------------------------------------
@@ -266,10 +259,15 @@ class Segmenter:
         elif self._run_start is not None:
             keep = self._region_start()
         else:
-            keep = self._frames_done * self._framer.frame_len - self._pad
+            keep = self.detector.frame_start(self._frames_done) - self._pad
         keep = max(self._buf_start, min(keep, self.n_samples))
         self._buf = self._buf[keep - self._buf_start:]
         self._buf_start = keep
+
+
+def _frames(seconds: float, frame_s: float) -> int:
+    """Whole frames needed to last ``seconds`` (tolerant of float error: 0.3 s of 10 ms is 30)."""
+    return int(np.ceil(seconds / frame_s - 1e-9))
 
 
 def _runs(mask: np.ndarray) -> Iterator[tuple[int, int]]:
@@ -280,17 +278,22 @@ def _runs(mask: np.ndarray) -> Iterator[tuple[int, int]]:
 
 
 def segment_channel(samples: np.ndarray, sample_rate: int, config: SegmentConfig,
-                    block_len: int | None = None) -> tuple[list[Window], int]:
-    """Both passes over a whole in-memory channel: (windows, speech samples).
+                    block_len: int | None = None,
+                    on_region: Callable[[int, int], object] | None = None) -> tuple[list[Window], int]:
+    """Every pass over a whole in-memory channel: (windows, speech samples).
 
-    The streaming classes are the real interface; this is for tests and the plain loop.
+    The features stage cuts training clips with this, exactly as labelling cuts calls.
+    The streaming classes are the real interface; this is for clips, tests and the plain loop.
     """
     samples = np.asarray(samples, dtype=np.float32)
     step = block_len or max(1, len(samples))
     blocks = [samples[i:i + step] for i in range(0, len(samples), step)] or [samples]
-    hist = EnergyHistogram(config, sample_rate)
-    for b in blocks:
-        hist.update(b)
-    seg = Segmenter(config, sample_rate, hist.threshold_db())
+    detector = make_detector(config, sample_rate)
+    seg = Segmenter(config, sample_rate, detector, on_region)
+    if detector is not None and detector.two_pass:
+        for b in blocks:
+            if detector.observed_enough:
+                break
+            detector.observe(b)
     windows = [w for b in blocks for w in seg.feed(b)] + seg.flush()
     return windows, seg.speech_samples

@@ -6,15 +6,18 @@ Plain Python (no Beam): the labelling pipeline calls it from a DoFn, and any oth
 1. the header: sample rate, channels, length; the streams to label: one mixed-down
    stream (``channels='mix'``) or every channel, named by ``roles`` when the file has
    exactly that many channels (else ch0, ch1, ...);
-2. pass 1 over the audio, block by block (``block_s``, resampled to the feature rate):
-   each stream's frame-energy histogram (constant memory) -> its speech threshold;
-3. pass 2: speech regions -> windows -> features, spilled to a local temporary file
+2. for the energy detector only, pass 1 over the audio, block by block (``block_s``,
+   resampled to the feature rate), until each stream's noise floor is known (usually the
+   first block; constant memory), read in the same opening of the file as the header;
+3. pass 2 (the only decoding pass for the webrtc and silero detectors and for fixed
+   windows): speech regions -> windows -> features, spilled to a local temporary file
    while each stream's feature statistics accumulate (what ``speaker`` normalisation
    needs before any window is labelled);
 4. reading back (:class:`FileWindows` iterated): each window as
    (:class:`SegmentKey`, :class:`SegmentExample`), with its stream's statistics.
 
-Memory holds one block and the spill's index, however long the recording. A failure
+No file is opened or decoded more than twice. Memory holds one block and the spill's
+index, however long the recording. A failure
 raises :class:`~ser_core.errors.FileError` naming the stage (``decode``, ``features``,
 ``spill``). Audio on a URL (gs://, ...) is opened through :mod:`ser_core.storage`.
 """
@@ -31,7 +34,7 @@ from ser_core import audio
 from ser_core.errors import FileError
 from ser_core.features import FeatureConfig, make_extractor, warm_up
 from ser_core.inference import MIX_CHANNEL, MIX_ROLE
-from ser_core.inference.segment import EnergyHistogram, SegmentConfig, Segmenter, Window
+from ser_core.inference.segment import SegmentConfig, Segmenter, Window, make_detector
 from ser_core.normalisation import RunningStats
 from ser_core.storage import open_audio
 
@@ -153,6 +156,7 @@ class Windower:
         self.speaker_stats = speaker_stats
         warm_up(feature_config)
         self._extract = make_extractor(feature_config)
+        make_detector(segment_config, feature_config.sample_rate)  # a missing package fails here, once
 
     def open(self, path: str) -> FileWindows:
         """Passes 1 and 2 over ``path``; the caller iterates the result, then closes it.
@@ -162,23 +166,29 @@ class Windower:
         try:
             with open_audio(path) as source:
                 header = audio.info(source)
-            streams = channel_roles(header.channels, self.channels, self.roles)
-            # pass 1: each stream's speech threshold
-            hists = [EnergyHistogram(self.segment_config, sr) for _ in streams]
-            for block in self._blocks(path):
-                for hist, samples in zip(hists, block):
-                    hist.update(samples)
-            # pass 2: speech -> windows -> features, spilled; statistics accumulate
-            segs = [Segmenter(self.segment_config, sr, h.threshold_db()) for h in hists]
+                streams = channel_roles(header.channels, self.channels, self.roles)
+                detectors = [make_detector(self.segment_config, sr) for _ in streams]
+                if any(d is not None and d.two_pass for d in detectors):
+                    # pass 1 (energy detector): each stream's noise floor, in the same opening
+                    for block in self._blocks(source):
+                        for detector, samples in zip(detectors, block):
+                            if not detector.observed_enough:
+                                detector.observe(samples)
+                        if all(d.observed_enough for d in detectors):
+                            break  # the floors are known: the rest of the file can wait
+            # pass 2 (the only one for other detectors): speech -> windows -> features,
+            # spilled; statistics accumulate
+            segs = [Segmenter(self.segment_config, sr, d) for d in detectors]
             spill = _Spill(len(streams), fc.n_dims)
             n_samples = 0
-            for block in self._blocks(path):
-                n_samples += block.shape[1]
-                for i, (seg, samples) in enumerate(zip(segs, block)):
-                    windows = seg.feed(samples)
-                    stage = "features"
-                    self._add(spill, i, windows)
-                    stage = "decode"
+            with open_audio(path) as source:
+                for block in self._blocks(source):
+                    n_samples += block.shape[1]
+                    for i, (seg, samples) in enumerate(zip(segs, block)):
+                        windows = seg.feed(samples)
+                        stage = "features"
+                        self._add(spill, i, windows)
+                        stage = "decode"
             for i, seg in enumerate(segs):
                 windows = seg.flush()
                 stage = "features"
@@ -194,13 +204,14 @@ class Windower:
                         per_channel)
         return FileWindows(info, streams, spill, sr, self.speaker_stats)
 
-    def _blocks(self, path: str) -> Iterator[np.ndarray]:
-        """The file's blocks as (streams, samples) arrays at the feature rate."""
+    def _blocks(self, source: Any) -> Iterator[np.ndarray]:
+        """An opened file's blocks as (streams, samples) arrays at the feature rate."""
         fc = self.feature_config
-        with open_audio(path) as source:
-            for block in audio.iter_blocks(source, self.block_s, fc.sample_rate,
-                                           channels=self.channels, quality=fc.resample_quality):
-                yield block[None, :] if block.ndim == 1 else block
+        if hasattr(source, "seek"):  # a URL's handle, read a second time in this opening
+            source.seek(0)
+        for block in audio.iter_blocks(source, self.block_s, fc.sample_rate,
+                                       channels=self.channels, quality=fc.resample_quality):
+            yield block[None, :] if block.ndim == 1 else block
 
     def _add(self, spill: _Spill, stream: int, windows: Sequence[Window]) -> None:
         for w in windows:

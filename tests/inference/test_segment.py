@@ -1,11 +1,14 @@
-"""The speech detector and windowing: exact regions on hand-built signals, block invariance,
-bounded buffering."""
+"""Windowing: exact regions on hand-built signals (energy detector), block invariance for
+every detector, bounded buffering, settings."""
 
 import numpy as np
 import pytest
+import soxr
 
-from ser_core.inference.segment import EnergyHistogram, SegmentConfig, Segmenter, segment_channel
+from ser_core.inference.segment import (EnergyDetector, EnergyHistogram, SegmentConfig, Segmenter,
+                                        segment_channel)
 from tests.inference.tiny_model import bursts
+from tests.synth_audio import line_noise, speech
 
 SR = 8000
 
@@ -59,16 +62,19 @@ def test_fixed_windows_cover_the_channel():
 
 @pytest.mark.parametrize("n", [0, 1, 800])  # empty, one sample, 0.1 s
 def test_tiny_inputs_give_no_windows(n):
-    for mode in ("vad", "fixed"):
+    for mode in ("energy", "webrtc", "silero", "fixed"):
         windows, _ = segment_channel(bursts([(0, 1)], 1.0)[:n], SR, SegmentConfig(segmentation=mode))
         assert windows == []
 
 
 def test_threshold_is_noise_floor_plus_margin_and_silence_is_not_speech():
-    hist = EnergyHistogram(SegmentConfig(), SR)
+    cfg = SegmentConfig(min_db=-80.0)
+    hist = EnergyHistogram(cfg, SR)
     hist.update(bursts([], 5.0))  # noise only, std 0.001 -> -60 dBFS
     assert hist.percentile(10) == pytest.approx(-60.5, abs=1.0)
-    assert hist.threshold_db() == pytest.approx(hist.percentile(10) + 12)
+    assert hist.floor_db() == pytest.approx(-60.0, abs=0.5)  # the steady chunks' level
+    assert hist.threshold_db() == pytest.approx(hist.floor_db() + cfg.margin_db)
+    assert EnergyHistogram(SegmentConfig(), SR).threshold_db() == SegmentConfig().min_db  # no floor yet
     windows, speech = segment_channel(np.zeros(5 * SR, np.float32), SR, SegmentConfig())
     assert windows == [] and speech == 0
 
@@ -76,7 +82,7 @@ def test_threshold_is_noise_floor_plus_margin_and_silence_is_not_speech():
 def test_buffer_stays_bounded_on_long_continuous_speech():
     cfg = SegmentConfig()
     block = bursts([(0, 1.0)], 1.0, seed=1)
-    seg = Segmenter(cfg, SR, threshold_db=-40.0)
+    seg = Segmenter(cfg, SR, EnergyDetector(cfg, SR, threshold_db=-40.0))
     n_windows, peak = 0, 0
     for _ in range(600):  # ten minutes without a pause
         n_windows += len(seg.feed(block))
@@ -86,8 +92,44 @@ def test_buffer_stays_bounded_on_long_continuous_speech():
     assert peak <= (cfg.window_s + cfg.hop_s + 1.0) * SR
 
 
+# A channel of real-looking traffic: speech, pauses of line noise, a quiet stretch.
+CALL = np.concatenate([line_noise(1.3, SR, seed=1), speech(6.0, SR, seed=2), line_noise(0.9, SR, seed=3),
+                       speech(4.0, SR, seed=4, emotion="sad", gain_db=-12), line_noise(1.7, SR, seed=5)])
+
+
+@pytest.mark.parametrize("rate", [SR, 22050, 48000])
+@pytest.mark.parametrize("detector", ["energy", "webrtc", "silero"])
+@pytest.mark.parametrize("block_len", [317, 4567])
+def test_every_detector_is_block_size_independent(detector, rate, block_len):
+    """Same windows (and samples) whatever the blocks, also where the detector resamples."""
+    x = CALL if rate == SR else soxr.resample(CALL, SR, rate)
+    cfg = SegmentConfig(segmentation=detector)
+    whole, speech_whole = segment_channel(x, rate, cfg)
+    blocked, speech_blocked = segment_channel(x, rate, cfg, block_len=block_len * rate // SR)
+    assert whole, "the call's speech must be found"
+    assert spans(blocked) == spans(whole) and speech_blocked == speech_whole
+    for a, b in zip(whole, blocked):
+        np.testing.assert_array_equal(a.samples, b.samples)
+
+
+def test_vad_is_the_old_name_of_the_energy_detector():
+    old = SegmentConfig(segmentation="vad")
+    assert old.segmentation == "energy" and old == SegmentConfig(segmentation="energy")
+    assert spans(segment_channel(SIGNAL, SR, old)[0]) == spans(segment_channel(SIGNAL, SR, SegmentConfig())[0])
+
+
+def test_regions_are_reported_as_they_close():
+    regions = []
+    _, speech = segment_channel(SIGNAL, SR, SegmentConfig(), on_region=lambda a, b: regions.append((a, b)))
+    assert regions == at((0.9, 4.1), (7.9, 12.1))
+    assert sum(b - a for a, b in regions) == speech
+
+
 @pytest.mark.parametrize("kwargs", [dict(hop_s=4.0), dict(pad_s=0.5), dict(segmentation="x"),
-                                    dict(window_s=0), dict(min_speech_s=5.0)])
+                                    dict(window_s=0), dict(min_speech_s=5.0),
+                                    dict(segmentation="webrtc", frame_s=0.025), dict(webrtc_mode=4),
+                                    dict(silero_threshold=1.0), dict(floor_chunk_s=0.03),
+                                    dict(stationary_db=0), dict(floor_track_s=-1)])
 def test_bad_configs_are_refused(kwargs):
     with pytest.raises(ValueError):
         SegmentConfig(**kwargs)

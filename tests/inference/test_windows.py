@@ -11,7 +11,7 @@ from ser_core.inference.windows import SegmentKey, Windower, channel_roles
 from ser_core.normalisation import frame_stats
 from tests.inference import tiny_model
 from tests.inference.tiny_model import bursts
-from tests.synth_audio import write_audio
+from tests.synth_audio import line_noise, speech, write_audio
 
 SR = 8000
 
@@ -62,3 +62,71 @@ def test_a_bad_file_raises_with_its_path_and_stage(tmp_path):
         windower.open(str(tmp_path / "notes.wav"))
     assert caught.value.path == str(tmp_path / "notes.wav") and caught.value.stage == "decode"
     assert "not a readable audio file" in caught.value.reason
+
+
+@pytest.mark.parametrize("detector, decodes", [("energy", 2), ("webrtc", 1), ("silero", 1), ("fixed", 1)])
+def test_a_file_is_opened_and_decoded_at_most_twice(tmp_path, monkeypatch, detector, decodes):
+    """The energy detector reads the file twice (its floor, then the windows), in two
+    openings; the others decode it once. Counted at the decoder and at the opener."""
+    from ser_core import audio
+    from ser_core.inference import windows as windows_module
+
+    calls = {"decode": 0, "open": 0}
+    real_blocks, real_open = audio.iter_blocks, windows_module.open_audio
+
+    def counting_blocks(*args, **kwargs):
+        calls["decode"] += 1
+        return real_blocks(*args, **kwargs)
+
+    def counting_open(path):
+        calls["open"] += 1
+        return real_open(path)
+
+    monkeypatch.setattr(audio, "iter_blocks", counting_blocks)
+    monkeypatch.setattr(windows_module, "open_audio", counting_open)
+    data = np.stack([speech(6.0, SR, seed=0), speech(6.0, SR, seed=1)], axis=1)
+    path = str(write_audio(tmp_path / "call.wav", sample_rate=SR, data=data))
+    with Windower(tiny_model.FEATURES, SegmentConfig(segmentation=detector), block_s=0.5).open(path) as windows:
+        assert len(list(windows)) > 0
+    assert calls == {"decode": decodes, "open": 2}
+
+
+@pytest.mark.parametrize("detector", ["webrtc", "silero"])
+def test_one_pass_detectors_give_the_windows_of_the_whole_signal(tmp_path, detector):
+    data = np.stack([speech(9.0, SR, seed=0), speech(9.0, SR, seed=1, gender="male")], axis=1)
+    data[: 2 * SR] = 0.0  # the call opens silent
+    path = str(write_audio(tmp_path / "call.wav", sample_rate=SR, data=data, subtype="FLOAT"))
+    seg = SegmentConfig(segmentation=detector)
+    with Windower(tiny_model.FEATURES, seg, block_s=0.7).open(path) as windows:
+        got = [(key.channel, key.start_s, key.end_s) for key, _ in windows]
+        info = windows.info
+    expected = []
+    for channel in range(2):
+        cut, speech_samples = segment_channel(data[:, channel], SR, seg)
+        expected += [(channel, w.start / SR, w.end / SR) for w in cut]
+        assert info.per_channel[channel]["speech_s"] == speech_samples / SR
+    assert sorted(got) == sorted(expected) and expected
+
+
+def test_the_energy_detectors_first_pass_stops_once_the_floor_is_known(tmp_path, monkeypatch):
+    """A minute of call that opens with 5 s of line: pass 1 reads the first 4 s (the floor
+    starts from floor_track_s of line), pass 2 the whole minute; the windows are unchanged."""
+    from ser_core import audio
+
+    blocks_read: list[int] = []
+    real_blocks = audio.iter_blocks
+
+    def counting_blocks(*args, **kwargs):
+        blocks_read.append(0)
+        for block in real_blocks(*args, **kwargs):
+            blocks_read[-1] += 1
+            yield block
+
+    x = np.concatenate([line_noise(5.0, SR, seed=1), speech(55.0, SR, seed=2) + line_noise(55.0, SR, seed=3)])
+    path = str(write_audio(tmp_path / "call.wav", sample_rate=SR, data=x, subtype="FLOAT"))
+    seg = SegmentConfig(segmentation="energy")
+    monkeypatch.setattr(audio, "iter_blocks", counting_blocks)
+    with Windower(tiny_model.FEATURES, seg, block_s=1.0).open(path) as windows:
+        got = [(key.start_s, key.end_s) for key, _ in windows]
+    assert blocks_read == [int(seg.floor_track_s), 60]
+    assert got == [(w.start / SR, w.end / SR) for w in segment_channel(x, SR, seg)[0]] and got

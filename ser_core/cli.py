@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str | None, str, str]] = {
               "train ResLSTM-SA under a speaker-independent protocol (DVC stage)"),
     "tune": ("ser_core.training.tune", "add_arguments", "main",
              "choose a training recipe on validation speakers only (test speakers removed)"),
+    "results": ("ser_core.training.results", "add_arguments", "main",
+                "docs/RESULTS.md generated from training runs, tuning trials and cross-corpus scores"),
     "evaluate": ("ser_core.training.evaluate", "add_arguments", "main",
                  "pooled out-of-fold metrics, confusion matrix, plots (DVC stage)"),
     "label": ("pipelines.label", None, "run",

@@ -155,3 +155,34 @@ def test_seed_ensemble_and_calibration_are_reported_beside(tmp_path):
     assert metrics["ece"] == pytest.approx(expected_calibration_error(probs, y))
     assert metrics["ece_calibrated"] == pytest.approx(expected_calibration_error(apply_temperature(probs, 2.0), y))
     assert metrics["ece_calibrated"] != metrics["ece"]
+
+
+def test_results_page_is_rebuilt_from_the_runs_and_trials(tmp_path, features_dir):
+    """RESULTS.md is reproducible: rebuilt from the same runs it is byte-identical, and its
+    figures are the ones compute_metrics gives for the runs' predictions."""
+    import yaml
+
+    from ser_core.cli import main as ser
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": {"epochs": 2, "hidden": 4, "batch_size": 32, "seeds": [0, 1]},
+                                      "tune": {"seeds": [3], "candidates": {"paper": {}, "mix": {"mixup_alpha": 0.4}}}}))
+    run = tmp_path / "run"
+    assert ser(["train", "--features", str(features_dir), "--output", str(run), "--params", str(params),
+                "--no-progress"]) == 0
+    assert ser(["tune", "--features", str(features_dir), "--output", str(tmp_path / "tune"),
+                "--params", str(params)]) == 0
+    args = ["results", "--run", f"tiny={run}", "--trials", str(tmp_path / "tune" / "trials.json"),
+            "--output", str(tmp_path / "RESULTS.md")]
+    assert ser(args) == 0
+    first = (tmp_path / "RESULTS.md").read_text()
+    assert ser(args) == 0 and (tmp_path / "RESULTS.md").read_text() == first
+    metrics, runs, _ = compute_metrics(read_predictions(run / "predictions.csv"))
+    row = next(line for line in first.splitlines() if line.startswith("| tiny |"))
+    assert f"{metrics['uar_mean']:.4f} ± {metrics['uar_std']:.4f}" in row and f"{metrics['wa']:.4f}" in row
+    trials = json.loads((tmp_path / "tune" / "trials.json").read_text())
+    for t in trials.values():
+        assert f"| {t['name']} |" in first and f"{t['val_uar']:.4f}" in first
+    with pytest.raises(FileNotFoundError, match="run.json"):
+        from ser_core.training.results import render
+        render([("missing", tmp_path / "nowhere")], [], [])

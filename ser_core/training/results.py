@@ -1,0 +1,145 @@
+"""``ser results``: docs/RESULTS.md, generated from training runs and tuning trials.
+
+Nothing in the page is typed by hand: every figure is recomputed here from what the
+stages wrote, so the page can be rebuilt (and checked) from them at any time:
+
+- ``--run NAME=TRAIN_DIR``: a ``ser train`` output (``predictions.csv`` + ``run.json``).
+  Its pooled out-of-fold UAR per seed, mean +- std (ddof=1), max, accuracy, seed ensemble,
+  trainable parameters (rebuilt from the run's config) and wall time per run.
+- ``--trials TRIALS_JSON``: ``ser tune`` records; every trial with its validation UAR.
+- ``--cross NAME=EVAL_DIR``: ``ser evaluate --model --features`` outputs (cross-corpus).
+
+The paper's published figures (PAPER.md) stand beside ours; ours never choose anything on
+test folds (trials are scored on validation speakers with test speakers removed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ser_core.model import ModelConfig, SERModel, count_parameters
+from ser_core.training.evaluate import PAPER_UAR, compute_metrics, read_predictions
+
+ARCH_NAMES = {"reslstm": "ResLSTM-SA", "lstm": "LSTM-SA"}
+
+
+def _pairs(values: Sequence[str] | None, flag: str) -> list[tuple[str, Path]]:
+    out = []
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"{flag} takes NAME=PATH, got {value!r}")
+        out.append((name, Path(path)))
+    return out
+
+
+def run_row(name: str, train_dir: Path) -> dict:
+    """One table row from a training run's predictions and run info."""
+    info_path, predictions = train_dir / "run.json", train_dir / "predictions.csv"
+    for path in (info_path, predictions):
+        if not path.is_file():
+            raise FileNotFoundError(f"{name}: {path} not found (a `ser train` output folder?)")
+    info = json.loads(info_path.read_text())
+    cfg = info["config"]
+    metrics, runs, _ = compute_metrics(read_predictions(predictions))
+    n_dims = int(info["feature_config"].get("n_dims", 46))
+    model = SERModel(ModelConfig(n_dims=n_dims, n_classes=len(cfg["labels"]), hidden=cfg["hidden"],
+                                 arch=cfg["arch"], dropout=cfg["dropout"], mask_padding=cfg["mask_padding"]))
+    return {"name": name, "arch": cfg["arch"], "hidden": cfg["hidden"], "seeds": [r["seed"] for r in runs],
+            "uars": [r["uar"] for r in runs], "metrics": metrics, "params": count_parameters(model),
+            "seconds_per_run": info["seconds"] / max(1, len(runs)), "config": cfg,
+            "rows": info.get("n_utterances")}
+
+
+def _f(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def runs_table(rows: Sequence[dict]) -> list[str]:
+    lines = ["| run | model | trainable params | seeds | pooled UAR mean ± std (ddof=1) | max | accuracy | "
+             "seed ensemble UAR | ECE before / after temperature | wall time per run | paper (mean ± std ddof=0, max) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m = r["metrics"]
+        paper = PAPER_UAR.get((r["arch"], r["hidden"]))
+        lines.append(
+            f"| {r['name']} | {ARCH_NAMES.get(r['arch'], r['arch'])}-h{r['hidden']} | {r['params']:,} | "
+            f"{len(r['seeds'])} | {_f(m['uar_mean'])} ± {_f(m['uar_std'])} | {_f(m['uar_max'])} | {_f(m['wa'])} | "
+            f"{_f(m.get('ensemble_uar'))} | {_f(m.get('ece'), 3)} / {_f(m.get('ece_calibrated'), 3)} | "
+            f"{r['seconds_per_run'] / 60:.1f} min | "
+            + (f"{paper[0]:.4f} ± {paper[1]:.4f}, {paper[2]:.4f}" if paper else "-") + " |")
+    return lines
+
+
+def recipe_of(cfg: dict) -> str:
+    keys = ("mixup_alpha", "augment", "patience", "class_weights", "label_smoothing", "time_masks",
+            "time_mask_frames", "freq_masks", "freq_mask_dims", "dropout", "normalisation")
+    return ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
+
+
+def trials_table(paths: Sequence[Path]) -> list[str]:
+    lines = ["| trial | changes from the base recipe | pooled validation UAR | per seed | mean best epoch | seconds |",
+             "|---|---|---|---|---|---|"]
+    trials = []
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"trials file not found: {path}")
+        trials += list(json.loads(path.read_text()).values())
+    for t in sorted(trials, key=lambda t: -t["val_uar"]):
+        changes = json.dumps(t["overrides"], sort_keys=True) if t["overrides"] else "(base: the paper's training)"
+        lines.append(f"| {t['name']} | `{changes}` | {t['val_uar']:.4f} | "
+                     f"{' '.join(f'{v:.4f}' for v in t['val_uar_per_seed'])} | {t['mean_best_epoch']} | {t['seconds']} |")
+    return lines
+
+
+def cross_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
+    lines = ["| scored | UAR over shared labels | accuracy | clips | shared labels | dropped (labels the model lacks) |",
+             "|---|---|---|---|---|---|"]
+    for name, folder in pairs:
+        m = json.loads((folder / "metrics.json").read_text())
+        cc = m.get("cross_corpus")
+        if cc is None:
+            raise ValueError(f"{folder}/metrics.json is not a cross-corpus evaluation (ser evaluate --model)")
+        lines.append(f"| {name} | {m['uar']:.4f} | {m['wa']:.4f} | {m['n_test']} | {', '.join(cc['shared_labels'])} | "
+                     f"{cc['n_dropped']} {json.dumps(cc['dropped'])} |")
+    return lines
+
+
+def render(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Sequence[tuple[str, Path]],
+           preface: str = "") -> str:
+    rows = [run_row(name, path) for name, path in runs]
+    out = ["# Results", "", "Generated by `ser results` from the training runs' predictions and the tuning "
+           "records; do not edit by hand.", ""]
+    if preface:
+        out += [preface.strip(), ""]
+    if rows:
+        out += ["## Runs: pooled out-of-fold UAR on the paper's five folds", ""] + runs_table(rows) + [""]
+        out += ["Recipes:", ""] + [f"- {r['name']}: {recipe_of(r['config'])}; seeds {r['seeds']}, "
+                                   f"per-seed UAR {' '.join(f'{u:.4f}' for u in r['uars'])}" for r in rows] + [""]
+    if trials:
+        out += ["## Every recipe tried, scored on validation speakers only", ""] + trials_table(trials) + [""]
+    if cross:
+        out += ["## Cross-corpus", ""] + cross_table(cross) + [""]
+    return "\n".join(out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", action="append", help="NAME=TRAIN_DIR (a ser train output); repeat")
+    parser.add_argument("--trials", action="append", type=Path, help="a ser tune trials.json; repeat")
+    parser.add_argument("--cross", action="append", help="NAME=EVAL_DIR (ser evaluate --model ...); repeat")
+    parser.add_argument("--preface", type=Path, help="a markdown file placed under the title")
+    parser.add_argument("--output", required=True, type=Path, help="the page to write, e.g. docs/RESULTS.md")
+
+
+def main(args: argparse.Namespace) -> int:
+    preface = args.preface.read_text() if args.preface else ""
+    text = render(_pairs(args.run, "--run"), args.trials or [], _pairs(args.cross, "--cross"), preface)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"wrote {args.output}")
+    return 0

@@ -46,13 +46,20 @@ def run_row(name: str, train_dir: Path) -> dict:
             raise FileNotFoundError(f"{name}: {path} not found (a `ser train` output folder?)")
     info = json.loads(info_path.read_text())
     cfg = info["config"]
+    timing_path = train_dir / "timing.json"
+    if timing_path.is_file():  # the folds' own training times (restarts do not distort them)
+        folds = json.loads(timing_path.read_text())["fold_seconds"]
+        cv = [v for k, v in folds.items() if k != "final" and v is not None]
+        per_run = sum(cv) / max(1, len({k.split("/")[0] for k in folds if k != "final"}))
+    else:  # runs written before timing.json: the whole call, final model included
+        per_run = info["seconds"] / max(1, len(info["config"]["seeds"]))
     metrics, runs, _ = compute_metrics(read_predictions(predictions))
     n_dims = int(info["feature_config"].get("n_dims", 46))
     model = SERModel(ModelConfig(n_dims=n_dims, n_classes=len(cfg["labels"]), hidden=cfg["hidden"],
                                  arch=cfg["arch"], dropout=cfg["dropout"], mask_padding=cfg["mask_padding"]))
     return {"name": name, "arch": cfg["arch"], "hidden": cfg["hidden"], "seeds": [r["seed"] for r in runs],
             "uars": [r["uar"] for r in runs], "metrics": metrics, "params": count_parameters(model),
-            "seconds_per_run": info["seconds"] / max(1, len(runs)), "config": cfg,
+            "seconds_per_run": per_run, "config": cfg,
             "rows": info.get("n_utterances")}
 
 

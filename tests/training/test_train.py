@@ -101,8 +101,11 @@ def test_fold_checkpoint_reproduces_its_predictions(trained, features_dir):
 
 def test_training_is_deterministic_and_restartable(trained, features_dir, tmp_path, monkeypatch):
     again = train(features_dir, tmp_path / "again", tmp_path)
-    for name in ("predictions.csv", "history.csv"):
+    for name in ("predictions.csv", "history.csv", "run.json"):  # run.json holds no wall time
         assert (again / name).read_text() == (trained / name).read_text()
+    timing = json.loads((again / "timing.json").read_text())["fold_seconds"]  # times live apart
+    assert sorted(timing) == sorted([f"seed{s}/fold{f}" for s in (0, 1) for f in range(5)] + ["final"])
+    assert all(v >= 0 for v in timing.values())
     a, b = (torch.load(p / "final.pt", weights_only=True)["state_dict"] for p in (trained, again))
     assert all(torch.equal(a[k], b[k]) for k in a)
 

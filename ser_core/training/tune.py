@@ -103,6 +103,9 @@ class TuneConfig:
 
     candidates: dict[str, dict[str, Any]] = dataclasses.field(default_factory=lambda: {"paper": {}})
     seeds: list[int] = dataclasses.field(default_factory=lambda: [100])
+    # overrides of `train` under every candidate: params.yaml resets the chosen recipe to
+    # the paper's training here, so each candidate lists its changes from the paper
+    base: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.candidates:
@@ -113,14 +116,18 @@ class TuneConfig:
         self.seeds = [int(s) for s in ([self.seeds] if isinstance(self.seeds, int) else self.seeds)]
 
 
-def run_tuning(data: FeatureSet, base: Mapping[str, Any], tune: TuneConfig, output: Path) -> dict[str, Any]:
-    """Every candidate (resuming finished ones); writes trials.csv/json and best.json."""
+def run_tuning(data: FeatureSet, base: Mapping[str, Any], tune: TuneConfig, output: Path,
+               only: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every candidate (or ``only`` these; finished ones resume); writes trials.csv/json and
+    best.json over every trial recorded in ``output`` (one per candidate name)."""
     output.mkdir(parents=True, exist_ok=True)
     store = output / "trials.json"
     trials: dict[str, dict] = json.loads(store.read_text()) if store.is_file() else {}
     fingerprint, code = data.fingerprint(), code_fingerprint()
     for name, overrides in tune.candidates.items():
-        cfg = build_config(TrainConfig, base, overrides, {"seeds": tune.seeds})
+        if only and name not in only:
+            continue
+        cfg = build_config(TrainConfig, base, tune.base, overrides, {"seeds": tune.seeds})
         folds = make_folds(cfg.split, data.speaker_genders(), k=cfg.k, n_val=cfg.n_val, seed=cfg.split_seed)
         key = trial_key(overrides, cfg, fingerprint, code)
         if trials.get(name, {}).get("key") == key:
@@ -131,7 +138,7 @@ def run_tuning(data: FeatureSet, base: Mapping[str, Any], tune: TuneConfig, outp
         log.info("trial %s: validation UAR %.4f in %.0f s", name, trials[name]["val_uar"],
                  trials[name]["seconds"])
         store.write_text(json.dumps(trials, indent=2) + "\n")
-    done = [trials[n] for n in tune.candidates]
+    done = [trials[n] for n in tune.candidates if n in trials]
     rows = [{"name": t["name"], "val_uar": round(t["val_uar"], 4),
              "val_uar_per_seed": " ".join(map(str, t["val_uar_per_seed"])),
              "mean_best_epoch": t["mean_best_epoch"], "seconds": t["seconds"],
@@ -160,10 +167,9 @@ def main(args: argparse.Namespace) -> int:
         unknown = sorted(set(args.only) - set(tune.candidates))
         if unknown:
             raise ParamsError(f"unknown candidate(s) {unknown}; known: {sorted(tune.candidates)}")
-        tune.candidates = {n: tune.candidates[n] for n in args.only}
     torch.set_num_threads(max(1, args.threads))
     data = load_features(args.features, build_config(TrainConfig, base).labels)
-    best = run_tuning(data, base, tune, Path(args.output))
+    best = run_tuning(data, base, tune, Path(args.output), args.only)
     print(f"best recipe on validation speakers: {best['name']} (UAR {best['val_uar']:.4f}); "
           f"every trial in {Path(args.output) / 'trials.csv'}")
     return 0

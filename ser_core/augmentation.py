@@ -11,6 +11,10 @@ speakers are never read by a fold: :mod:`ser_core.training.data`). Names:
   RMS), seeded by the utterance id;
 - ``telephone``: what a call line does: resampled to 8 kHz, band-limited to 300-3400 Hz,
   G.711 mu-law companded, and back to the clip's rate.
+- ``hiss``: a call line's steady noise: white noise at an absolute level drawn per clip
+  (seeded by its id) between ``HISS_DBFS`` -65 and -45 dBFS RMS, whatever the clip's own
+  level (a quiet speaker is not given a quieter line). Studio corpora have none, and
+  measured on real-speech calls its absence is what hurt most (README, labelling).
 
 The seed of every random draw is derived from the utterance id and the name, so the rows
 are the same in every run, on every worker.
@@ -30,6 +34,8 @@ ORIGINAL = ""  # the variant name of an unaugmented row
 _SPEED = re.compile(r"^speed(\d+(?:\.\d+)?)$")
 _NOISE = re.compile(r"^noise(-?\d+(?:\.\d+)?)$")
 TELEPHONE = "telephone"
+HISS = "hiss"
+HISS_DBFS = (-65.0, -45.0)
 MU = 255.0
 
 
@@ -40,9 +46,9 @@ def check_names(names: Sequence[str]) -> list[str]:
         speed = _SPEED.match(name)
         if speed and not 0.5 <= float(speed.group(1)) <= 2.0:
             raise ValueError(f"augmentation {name!r}: speed factor must be within 0.5-2.0")
-        if not (speed or _NOISE.match(name) or name == TELEPHONE):
+        if not (speed or _NOISE.match(name) or name in (TELEPHONE, HISS)):
             raise ValueError(f"unknown augmentation {name!r}; use speedF (e.g. speed0.9), noiseN "
-                             f"(SNR in dB, e.g. noise20) or {TELEPHONE}")
+                             f"(SNR in dB, e.g. noise20), {HISS} or {TELEPHONE}")
     if len(set(names)) != len(names):
         raise ValueError(f"augmentations listed twice: {names}")
     return names
@@ -63,6 +69,13 @@ def add_noise(y: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
         return y.copy()
     noise = np.random.default_rng(seed).standard_normal(y.shape[0])
     noise *= rms / 10 ** (snr_db / 20)
+    return np.clip(y + noise, -1.0, 1.0).astype(np.float32)
+
+
+def add_hiss(y: np.ndarray, seed: int, levels_dbfs: tuple[float, float] = HISS_DBFS) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(*levels_dbfs)
+    noise = rng.standard_normal(y.shape[0]) * 10 ** (level / 20)
     return np.clip(y + noise, -1.0, 1.0).astype(np.float32)
 
 
@@ -92,6 +105,8 @@ def transform(name: str) -> Callable[[np.ndarray, int, str], np.ndarray]:
     if noise_match:
         snr = float(noise_match.group(1))
         return lambda y, sr, uid: add_noise(y, snr, seed_of(uid, name))
+    if name == HISS:
+        return lambda y, sr, uid: add_hiss(y, seed_of(uid, name))
     return lambda y, sr, uid: telephone(y, sr)
 
 

@@ -43,3 +43,15 @@ def test_telephone_removes_what_a_line_does_not_pass():
     assert len(line) == len(y)
     assert spectrum[6000] < 0.01 * spectrum[1000]  # 6 kHz is above the 3.4 kHz band edge
     assert augmentation.variant_id("x", "") == "x" and augmentation.variant_id("x", "telephone") == "x@telephone"
+
+
+def test_hiss_is_at_an_absolute_line_level_whatever_the_clip_level():
+    quiet = signal(2.0, 8000) * 0.01
+    loud = signal(2.0, 8000)
+    for y in (quiet, loud):
+        noisy = augmentation.transform("hiss")(y, 8000, "same-id")
+        level = 10 * np.log10(np.mean((noisy - y).astype(np.float64) ** 2))
+        assert -65.5 < level < -44.5
+    a = augmentation.transform("hiss")(quiet, 8000, "same-id") - quiet
+    b = augmentation.transform("hiss")(loud, 8000, "same-id") - loud
+    np.testing.assert_allclose(a, b, atol=1e-6)  # the line's noise depends on the id, not the speech

@@ -285,7 +285,7 @@ def cross_corpus_predictions(model: str | Path, features_dir: str | Path) -> tup
         idx = data.indices([speaker])
         # raw probabilities (T = 1) with the temperature beside them, as ser train writes them
         probs = apply_temperature(ckpt.predict_proba([data.features[i] for i in idx]), 1.0 / ckpt.temperature)
-        for group in data.clips(range(len(idx)), positions=True):
+        for group in data.clips(idx, positions=True):
             i, p = idx[group[0]], probs[group].mean(axis=0)
             row = {"utterance_id": data.sources[i], "speaker": speaker, "gender": data.genders[i], "fold": -1,
                    "seed": seed, "label": data.labels[data.y[i]], "predicted": data.labels[int(p.argmax())],

@@ -274,6 +274,7 @@ class ExtractFn(beam.DoFn):
         warm_up(self._config)
         self._extract = make_extractor(self._config)
         self._transforms = {name: augmentation.transform(name) for name in self._rows.augment}
+        self._no_speech_copies = counter("augmented_copies_without_speech")
 
     def teardown(self) -> None:
         if self._blas_limits is not None:
@@ -284,7 +285,16 @@ class ExtractFn(beam.DoFn):
         windows = self._rows.segmentation == "windows"
         for variant in self._rows.variants:
             y = decoded.audio if variant == augmentation.ORIGINAL else self._transforms[variant](decoded.audio, sr, uid)
-            for k, (start, end) in enumerate(cut_clip(y, sr, self._rows)):
+            try:
+                spans = cut_clip(y, sr, self._rows)
+            except FeatureError:
+                if variant == augmentation.ORIGINAL:
+                    raise  # the clip itself: its error row
+                # an augmented copy in which no speech is left (a quiet clip under line hiss):
+                # the clip keeps its other rows; counted, as training simply has one copy less
+                self._no_speech_copies.inc()
+                continue
+            for k, (start, end) in enumerate(spans):
                 rows.append(feature_row(decoded.row, self._extract(y[start:end]), sr, variant,
                                         (start / sr, end / sr), k if windows else None))
         yield from rows
@@ -418,7 +428,10 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     summary = Summary(args.output, manifest_rows, rows, count_rows(args.output, ERRORS_PREFIX),
                       None if audio_ms is None else audio_ms / 1000, wall, len(rows_config.variants), sources)
     print(summary.format())
-    whole = rows_config.segmentation != "windows"
+    whole = rows_config.segmentation == "none"  # else a copy may be left without speech, or cut in windows
+    dropped = counter_value(result, "augmented_copies_without_speech")
+    if dropped:
+        print(f"  {dropped} augmented copies had no speech left to cut (their clips keep their other rows)")
     if summary.utterances + summary.errors != manifest_rows or (whole and rows != sources * summary.variants):
         raise RuntimeError(f"row accounting broken: {rows} rows from {sources} utterances ({summary.variants} "
                            f"variant(s) each) + {summary.errors} errors != {manifest_rows} manifest rows "

@@ -195,6 +195,9 @@ def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tenso
     total, pred = 0.0, np.empty(len(y), dtype=np.int64)
     aug = objective.augment
     for idx in batches:
+        if len(idx) < 2:  # BatchNorm cannot train on one example; it sits this epoch out
+            pred[idx] = -1
+            continue
         x, lengths = collate(tensors, idx)
         if aug.masking:
             x = mask_batch(x, lengths, aug, objective.gen)

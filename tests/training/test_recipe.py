@@ -160,3 +160,20 @@ def test_poisoned_augmented_rows_of_other_speakers_are_never_trained_on(augmente
     result = train_fold(data, fold, cfg, seed=0, progress=False)
     assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"]) for h in result.history)
     assert np.isfinite(result.test_probs).all()
+
+
+def test_a_batch_of_one_sits_the_epoch_out(features_dir):
+    """BatchNorm cannot train on a single example: such a batch (windowed rows make any
+    remainder possible) is skipped for that epoch instead of failing the run."""
+    from ser_core.model import SERModel
+
+    data = load_features(features_dir, TrainConfig().labels)
+    cfg = TrainConfig(**TINY)
+    model = SERModel(cfg.model_config(data.n_dims))
+    tensors = [torch.from_numpy(x) for x in data.features[:3]]
+    y = torch.from_numpy(data.y[:3])
+    objective = train_module.Objective(None, 0.0, cfg.batch_augment(), torch.Generator().manual_seed(0),
+                                       np.random.default_rng(0))
+    optimizer = torch.optim.Adam(model.parameters())
+    loss, pred = train_module.train_epoch(model, tensors, y, [np.array([0, 1]), np.array([2])], optimizer, objective)
+    assert np.isfinite(loss) and pred[2] == -1 and (pred[:2] >= 0).all()

@@ -90,7 +90,7 @@ def recipe_of(cfg: dict) -> str:
 
 
 def trials_table(paths: Sequence[Path]) -> list[str]:
-    lines = ["| trial | changes from the base recipe | pooled validation UAR | per seed | mean best epoch | seconds |",
+    lines = ["| trial | changes from the paper's training | pooled validation UAR | per seed | mean best epoch | seconds |",
              "|---|---|---|---|---|---|"]
     trials = []
     for path in paths:

@@ -188,7 +188,7 @@ def summarise_file(path: str, segments: Iterable[Mapping[str, Any]], labels: Seq
     ``channels`` lists the file's labelled (channel, role) pairs, so a channel without a
     segment still gets a row (0 s of speech); by default the channels its segments name.
     ``duration_s`` (for the thirds) defaults to the end of the last segment. ``detected_s``
-    (channel -> the detector's speech seconds) fills ``detected_s`` (else null).
+    (channel -> the detector's speech seconds) fills ``detected_s`` (null where not given).
     """
     segments = list(segments)
     strays = sorted({str(s["path"]) for s in segments} - {path})
@@ -207,7 +207,7 @@ def summarise_file(path: str, segments: Iterable[Mapping[str, Any]], labels: Seq
         seconds = _seconds(rows, pieces)
         row: dict[str, Any] = {"path": path, "channel": ch, "role": roles[ch], "duration_s": float(duration_s),
                                "speech_s": sum(b - a for a, b, _ in pieces),
-                               "detected_s": None if detected_s is None else float(detected_s[ch]),
+                               "detected_s": None if detected_s is None or ch not in detected_s else float(detected_s[ch]),
                                "n_segments": len(rows), "dominant_emotion": dominant(seconds, labels),
                                **shares(seconds, labels), f"share_{UNCERTAIN}": uncertain_share(seconds)}
         for part in range(N_PARTS):

@@ -58,10 +58,12 @@ from ser_core import audio
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, FileError, ParamsError, StageError, error_row
 from ser_core.features import FeatureConfig
 from ser_core.inference import UNCERTAIN
-from ser_core.inference.engine import ENGINES, engine_for, load_model, model_windows, segmentation_warnings
+from ser_core.inference.engine import (ENGINES, check_model, engine_for, load_model, model_windows,
+                                      segmentation_warnings)
 from ser_core.inference.handler import SERModelHandler
-from ser_core.inference.outputs import (FILES_PREFIX, SEGMENTS_PREFIX, TIMELINE_PREFIX, files_schema, finish_file,
-                                        label_metadata, segment_row, segments_schema, timeline_schema)
+from ser_core.inference.outputs import (FILES_PREFIX, SEGMENTS_PREFIX, TIMELINE_PREFIX, check_min_confidence,
+                                        files_schema, finish_file, label_metadata, segment_row, segments_schema,
+                                        timeline_schema)
 from ser_core.inference.segment import SEGMENTATIONS, SegmentConfig
 from ser_core.inference.windows import Windower
 from ser_core.params import build_config, flags, load_section
@@ -101,8 +103,6 @@ class LabelConfig:
                 raise ParamsError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.engine is not None and self.engine not in ENGINES:
             raise ParamsError(f"engine must be one of {ENGINES}, got {self.engine!r}")
-        if not 0.0 <= float(self.min_confidence) <= 1.0:
-            raise ParamsError(f"min_confidence must be in [0, 1], got {self.min_confidence!r}")
         for name in ("model", "input", "output"):
             if not getattr(self, name):
                 raise ParamsError(f"--{name} is required (or params.yaml label.{name})")
@@ -344,15 +344,10 @@ def plan(args: argparse.Namespace) -> Plan:
         cfg = label_config(args)
         engine = engine_for(cfg.model, cfg.engine)
         model = load_model(cfg.model, engine, threads=None)
+        check_model(model, cfg.model)
         seg = segment_config(args, model_windows(model.segmentation))
-        feature_config = FeatureConfig.from_dict(model.feature_config)
-        if feature_config.n_dims != model.model_config.n_dims:
-            raise ValueError(f"{cfg.model}: features have {feature_config.n_dims} dims, "
-                             f"the model takes {model.model_config.n_dims}")
         labels, mode = list(model.labels), model.normalisation["mode"]
-        if cfg.min_confidence > 0 and UNCERTAIN in labels:
-            raise ParamsError(f"{cfg.model} has a label {UNCERTAIN!r}: --min-confidence cannot mark "
-                              f"segments {UNCERTAIN!r}")
+        check_min_confidence(cfg.min_confidence, labels)
         inputs = match_inputs(cfg.input)
         if not inputs:
             raise FileNotFoundError(f"no input files match {cfg.input}")

@@ -17,7 +17,8 @@ INFERENCE = sorted("ser_core.inference." + p.stem for p in (ROOT / "ser_core" / 
                    if p.stem != "__init__")
 LABELLING = ["pipelines.label", "pipelines.resume", "ser_core.inference", *INFERENCE]
 # What a plain-Python caller of the labelling code needs, and must get without Beam.
-BEAM_FREE = ["ser_core.inference.windows", "ser_core.inference.outputs", "ser_core.checkpoint",
+BEAM_FREE = ["ser_core.inference.windows", "ser_core.inference.outputs", "ser_core.inference.engine",
+             "ser_core.inference.labeller", "ser_core.checkpoint", "ser_core.onnx_model",
              "ser_core.storage", "ser_core.normalisation", "ser_core.batching", "ser_core.metrics",
              "ser_core.errors"]
 
@@ -47,6 +48,20 @@ def test_the_beam_free_pieces_load_without_beam():
     loaded = loaded_after_import(BEAM_FREE)
     assert "ser_core.inference.windows" in loaded
     assert [m for m in loaded if m.split(".")[0] == "apache_beam" or m.startswith("ser_core.training")] == []
+
+
+def test_the_package_is_light_until_the_labeller_is_used():
+    """``import ser_core`` (every ``ser`` command, ``--help`` included) loads neither the
+    labelling API nor torch or numpy; ``from ser_core import Labeller`` loads it, without Beam."""
+    code = ("import json, sys\nimport ser_core\nbefore = sorted(sys.modules)\n"
+            "from ser_core import Labeller\nprint(json.dumps([before, sorted(sys.modules), Labeller.__module__]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after, module = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [m for m in before if m.split(".")[0] in ("torch", "numpy", "apache_beam")
+            or m.startswith("ser_core.inference")] == []
+    assert module == "ser_core.inference.labeller" and "ser_core.inference.labeller" in after
+    assert [m for m in after if m.split(".")[0] == "apache_beam"] == []
 
 
 @pytest.mark.parametrize("module", LABELLING)

@@ -25,13 +25,16 @@ import contextlib
 import os
 import shutil
 import tempfile
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from ser_core.inference.segment import SegmentConfig
 from ser_core.inference.windows import SegmentExample
 from ser_core.storage import is_url, open_binary
+
+if TYPE_CHECKING:
+    from ser_core.model import ModelConfig
 
 ENGINES = ("torch", "onnx")
 ONNX_SUFFIX = ".onnx"
@@ -44,6 +47,7 @@ class LabellingModel(Protocol):
     feature_config: dict
     normalisation: dict
     segmentation: dict
+    model_config: "ModelConfig"
 
     def normalise(self, features: Sequence[np.ndarray],
                   stats: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]: ...
@@ -99,6 +103,15 @@ def load_model(path: str, engine: str | None = None, threads: int | None = 1) ->
         if threads:
             torch.set_num_threads(threads)
         return load_checkpoint(local)
+
+
+def check_model(model: LabellingModel, path: str) -> None:
+    """The model takes the features its front-end makes (ValueError naming the file)."""
+    from ser_core.features import FeatureConfig
+
+    n_dims = FeatureConfig.from_dict(model.feature_config).n_dims
+    if n_dims != model.model_config.n_dims:
+        raise ValueError(f"{path}: features have {n_dims} dims, the model takes {model.model_config.n_dims}")
 
 
 def label_examples(model: LabellingModel, examples: Sequence[SegmentExample], batch_size: int = 64) -> np.ndarray:

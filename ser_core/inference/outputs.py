@@ -64,6 +64,16 @@ def label_metadata(model: str, model_sha256: str, labels: Sequence[str], feature
     return {METADATA_KEY: json.dumps(info, sort_keys=True).encode()}
 
 
+def check_min_confidence(min_confidence: float, labels: Sequence[str]) -> float:
+    """A confidence threshold that can be applied to these labels (ValueError otherwise)."""
+    value = float(min_confidence)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
+    if value > 0 and UNCERTAIN in labels:
+        raise ValueError(f"the model has a label {UNCERTAIN!r}: --min-confidence cannot mark segments {UNCERTAIN!r}")
+    return value
+
+
 def segments_schema(labels: Sequence[str], metadata: Mapping[bytes, bytes] | None = None) -> pa.Schema:
     fields = [pa.field("path", pa.string()), pa.field("channel", pa.int32()),
               pa.field("role", pa.string()), pa.field("start_s", pa.float64()),

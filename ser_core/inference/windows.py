@@ -159,7 +159,7 @@ class Windower:
         self.block_s = block_s
         self.speaker_stats = speaker_stats
         warm_up(feature_config)
-        self._extract = make_extractor(feature_config)
+        self.extract = make_extractor(feature_config)  # (samples,) -> (T, D); shared by Labeller.predict_clip
         make_detector(segment_config, feature_config.sample_rate)  # a missing package fails here, once
 
     def open(self, path: str) -> FileWindows:
@@ -219,4 +219,4 @@ class Windower:
 
     def _add(self, spill: _Spill, stream: int, windows: Sequence[Window]) -> None:
         for w in windows:
-            spill.add(stream, w.start, w.end, self._extract(w.samples))  # (T, D)
+            spill.add(stream, w.start, w.end, self.extract(w.samples))  # (T, D)

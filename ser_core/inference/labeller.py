@@ -27,6 +27,7 @@ warnings (and kept in :attr:`Labeller.warnings`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from itertools import islice
@@ -34,6 +35,7 @@ from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
 from ser_core import audio
 from ser_core.errors import FileError
@@ -79,6 +81,7 @@ class Labeller:
     min_confidence: float = 0.0
     block_s: float = 30.0
     batch_size: int = 64
+    threads: int | None = 1  # BLAS threads while labelling (None: as they are)
     source: str = "model"  # where the model came from, for messages
     labels: list[str] = field(init=False)
     windower: Windower = field(init=False)
@@ -104,17 +107,22 @@ class Labeller:
         :class:`~ser_core.inference.segment.SegmentConfig` field (``segmentation``,
         ``window_s``, ``hop_s``, ``min_speech_s``, ...) over the defaults, which are the
         model's own windows when it was trained on windows. ``threads`` caps the engine's
-        threads (None: torch's default)."""
+        and, while labelling, BLAS's threads (None: as they are); on a busy machine a BLAS
+        pool makes the front-end's small matrix products many times slower."""
         model = load_model(path, engine, threads)
         segment_config = SegmentConfig(**{**model_windows(model.segmentation), **segmentation})
-        return cls(model, segment_config, channels, list(roles), min_confidence, block_s, batch_size, source=path)
+        return cls(model, segment_config, channels, list(roles), min_confidence, block_s, batch_size, threads,
+                   source=path)
+
+    def _blas_limit(self) -> contextlib.AbstractContextManager:
+        return threadpool_limits(limits=self.threads, user_api="blas") if self.threads else contextlib.nullcontext()
 
     def label_file(self, path: str) -> FileLabels:
         """Label one recording (any format libsndfile reads, local or a URL): its segments,
         per-role summaries, timeline and files row. Raises
         :class:`~ser_core.errors.FileError` naming the path and the stage that failed."""
         rows = []
-        with self.windower.open(path) as windows:
+        with self._blas_limit(), self.windower.open(path) as windows:
             for chunk in _chunks(windows, self.batch_size):
                 probs = label_examples(self.model, [example for _, example in chunk], self.batch_size)
                 rows += [segment_row(key, p, self.labels, self.min_confidence) for (key, _), p in zip(chunk, probs)]
@@ -140,10 +148,11 @@ class Labeller:
         except (OSError, ValueError) as exc:
             raise FileError(path, "decode", f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}") from exc
         cut = SegmentConfig.from_dict(self.model.segmentation.get("segment_config") or {})
-        try:
-            spans = cut_clip(y, sr, self.model.segmentation.get("mode", "none"), cut)
-            features = [self.windower.extract(y[start:end]) for start, end in spans]
-        except FeatureError as exc:
-            raise FileError(path, "features", str(exc)) from exc
-        probs = self.model.predict_proba(features, stats, self.batch_size).mean(axis=0)
+        with self._blas_limit():
+            try:
+                spans = cut_clip(y, sr, self.model.segmentation.get("mode", "none"), cut)
+                features = [self.windower.extract(y[start:end]) for start, end in spans]
+            except FeatureError as exc:
+                raise FileError(path, "features", str(exc)) from exc
+            probs = self.model.predict_proba(features, stats, self.batch_size).mean(axis=0)
         return {label: float(p) for label, p in zip(self.labels, probs)}

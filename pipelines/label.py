@@ -108,8 +108,6 @@ class LabelConfig:
                 raise ParamsError(f"--{name} is required (or params.yaml label.{name})")
 
 
-
-
 def label_section(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
     """params.yaml ``label`` (unknown keys refused) and the names of SegmentConfig's keys."""
     section = load_section(args.params, "label")

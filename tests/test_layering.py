@@ -85,6 +85,22 @@ def test_the_static_check_sees_imports_at_any_depth(tmp_path):
     assert imported_modules(tmp_path / "ser_core" / "inference" / "bad.py", root=tmp_path) == {"ser_core.helper"}
 
 
+def test_a_modules_lazy_attributes_are_not_its_imports(tmp_path):
+    """Imports in a module-level __getattr__ run when the attribute is asked for, not when
+    the module is imported: the package's closure leaves them out (training's fingerprint
+    must not change with the labelling API that ``ser_core.Labeller`` loads)."""
+    for pkg in ("ser_core", "ser_core/inference"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "ser_core" / "inference" / "api.py").write_text("X = 1\n")
+    (tmp_path / "ser_core" / "inference" / "other.py").write_text("X = 2\n")
+    (tmp_path / "ser_core" / "__init__.py").write_text(
+        "def __getattr__(name):\n    from ser_core.inference import api\n    return api\n"
+        "def helper():\n    import ser_core.inference.other\n")
+    assert imported_modules(tmp_path / "ser_core" / "__init__.py", root=tmp_path) == {"ser_core.inference.other"}
+    assert "ser_core.inference.labeller" not in import_closure("ser_core.model")
+
+
 def _exits_inside_run_or_main(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text())):

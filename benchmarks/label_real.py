@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     whole = clip_level(args.model, args.features, speakers, None)
     grouped = clip_level(args.model, args.features, speakers, per_channel)
     print(f"\nspeakers {speakers}, {args.calls} calls x {args.turns} turns, line hiss {args.noise_db} dBFS")
-    print(f"| measure | value |\n|---|---|")
+    print("| measure | value |\n|---|---|")
     print(f"| clip-level UAR, each speaker normalised over all its clips | {whole:.4f} |")
     print(f"| clip-level UAR, normalised over {per_channel} clips (one call channel's worth) | {grouped:.4f} |")
     print(f"| segment UAR of the labelled calls (ser score) | {score['uar']:.4f} |")

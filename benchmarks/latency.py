@@ -2,7 +2,7 @@
 file sizes, and whole-file labelling throughput per engine on one core.
 
     python benchmarks/latency.py [--checkpoint CKPT] [--runs 300] [--hours 1] [--call-minutes 10]
-                                 [--oof TRAIN_DIR FEATURES_DIR] [--out benchmarks/out/latency]
+                                 [--workers 2] [--oof TRAIN_DIR FEATURES_DIR] [--out benchmarks/out/latency]
 
 1. Model: ``--checkpoint``, or a ResLSTM-SA-h64 with random weights, the paper's front-end
    at 8 kHz and speaker normalisation (speed only: the work per window is a trained
@@ -15,13 +15,14 @@ file sizes, and whole-file labelling throughput per engine on one core.
    ``predict_proba([x], stats)`` of each engine on its features (normalisation included,
    as the labelling code calls it). Median and p95 over ``--runs`` timed calls after 20
    untimed ones.
-4. Whole files: ``--hours`` of stereo 8 kHz demo calls (``ser demo-archive``), each file as
-   the labelling pipeline treats it (``pipelines/label.py``): pass 1 streams the blocks
-   into each channel's energy histogram, pass 2 streams them again through the
-   ``Segmenter``, features per window, each channel's frame statistics, then the engine's
-   ``predict_proba`` over the channel's windows (batches of 64). Audio-hours per
-   wall-hour per engine, and the share of the time spent in the model. The pipeline on
-   two workers is ``benchmarks/label.py``'s figure.
+4. Whole files: ``--hours`` of stereo 8 kHz demo calls (``ser demo-archive``), labelled
+   per engine on one core by ``ser_core.Labeller.label_file`` (the pipeline's own code:
+   streamed decoding, the speech detector, windows, features, each channel's statistics,
+   the engine in batches of 64, the output rows), after the model is loaded; audio-hours
+   per wall-hour and the share of the time spent in the model. Then ``ser label`` itself
+   per engine, DirectRunner ``multi_processing`` on ``--workers`` workers, timed from
+   launch to exit (Beam's start-up included, as a user waits for it): audio-hours per
+   wall-hour (``benchmarks/label.py`` compares it with the single-process loops).
 5. ``--oof TRAIN_DIR FEATURES_DIR`` (a ``ser train`` output and the features it was trained
    on): every ``TRAIN_DIR/runs/seed<S>/fold<F>/checkpoint.pt`` is exported to fp32 and int8
    and predicts its fold's test speakers (provenance ``test_speakers``, each speaker
@@ -36,6 +37,8 @@ import argparse
 import csv
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,10 +47,10 @@ from typing import Callable, Sequence
 import numpy as np
 import soundfile as sf
 
-from ser_core import audio
+from ser_core import Labeller, audio
 from ser_core.export import export_onnx
 from ser_core.features import FeatureConfig, make_extractor, warm_up
-from ser_core.inference.segment import EnergyHistogram, SegmentConfig, Segmenter, segment_channel
+from ser_core.inference.segment import SegmentConfig, segment_channel
 from ser_core.onnx_model import OnnxModel
 from ser_core.checkpoint import load_checkpoint
 from ser_core.normalisation import frame_stats
@@ -128,48 +131,53 @@ def timings(fn: Callable[[], object], runs: int) -> dict:
 # ---------------------------------------------------------------- whole files
 
 
-def label_file(path: Path, engine, fc: FeatureConfig, extract, seg: SegmentConfig) -> tuple[float, int, float]:
-    """(seconds of audio, windows, seconds in the model) for one file, as the pipeline does it."""
-    def blocks():
-        for block in audio.iter_blocks(path, BLOCK_S, fc.sample_rate, channels="separate",
-                                       quality=fc.resample_quality):
-            yield block[None, :] if block.ndim == 1 else block
+class TimedModel:
+    """An engine whose calls to the model are timed (every other attribute passes through)."""
 
-    hists = None
-    for block in blocks():  # pass 1: each channel's speech threshold
-        hists = hists or [EnergyHistogram(seg, fc.sample_rate) for _ in block]
-        for hist, samples in zip(hists, block):
-            hist.update(samples)
-    segs = [Segmenter(seg, fc.sample_rate, h.threshold_db()) for h in hists]
-    feats: list[list[np.ndarray]] = [[] for _ in segs]
-    n_samples = 0
-    for block in blocks():  # pass 2: windows -> features
-        n_samples += block.shape[1]
-        for i, (s, samples) in enumerate(zip(segs, block)):
-            feats[i] += [extract(w.samples) for w in s.feed(samples)]
-    for i, s in enumerate(segs):
-        feats[i] += [extract(w.samples) for w in s.flush()]
-    speaker = engine.normalisation["mode"] == "speaker"
-    model_s = 0.0
-    for channel in feats:
-        if channel:
-            start = time.perf_counter()
-            engine.predict_proba(channel, frame_stats(channel) if speaker else None, BATCH_SIZE)
-            model_s += time.perf_counter() - start
-    return n_samples / fc.sample_rate, sum(len(c) for c in feats), model_s
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self.model_s = 0.0
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def predict_normalised(self, features, batch_size: int = BATCH_SIZE):
+        start = time.perf_counter()
+        try:
+            return self._engine.predict_normalised(features, batch_size)
+        finally:
+            self.model_s += time.perf_counter() - start
 
 
-def throughput(paths: Sequence[Path], engine, fc: FeatureConfig) -> dict:
-    extract, seg = make_extractor(fc), SegmentConfig()
+def throughput(paths: Sequence[Path], engine) -> dict:
+    """Whole files on one core through ``Labeller.label_file`` (the pipeline's code)."""
+    timed = TimedModel(engine)
+    labeller = Labeller(timed, roles=["agent", "customer"], batch_size=BATCH_SIZE, block_s=BLOCK_S, threads=1)
     start = time.perf_counter()
-    audio_s = model_s = 0.0
-    windows = 0
+    audio_s, windows = 0.0, 0
     for path in paths:
-        seconds, n, m = label_file(path, engine, fc, extract, seg)
-        audio_s, windows, model_s = audio_s + seconds, windows + n, model_s + m
+        result = labeller.label_file(str(path))
+        audio_s += result.file["duration_s"]
+        windows += result.segments.num_rows
     wall = time.perf_counter() - start
-    return {"audio_h": audio_s / 3600, "wall_s": wall, "windows": windows, "model_s": model_s,
+    return {"audio_h": audio_s / 3600, "wall_s": wall, "windows": windows, "model_s": timed.model_s,
             "audio_h_per_wall_h": audio_s / wall}
+
+
+def pipeline_throughput(model: Path, paths: Sequence[Path], workers: int, out: Path) -> dict:
+    """``ser label`` on ``workers`` DirectRunner workers, launch to exit."""
+    output = out / f"labels-{model.name}"
+    shutil.rmtree(output, ignore_errors=True)
+    cmd = [sys.executable, "-m", "pipelines.label", "--model", str(model), "--output", str(output),
+           "--input", str(paths[0].parent / "call_*.wav"), "--roles", "agent,customer",
+           "--direct_running_mode", "multi_processing", "--direct_num_workers", str(workers)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    audio_s = sum(sf.info(str(p)).duration for p in paths)
+    return {"wall_s": wall, "audio_h_per_wall_h": audio_s / wall}
 
 
 # ---------------------------------------------------------------- out-of-fold UAR
@@ -242,6 +250,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300, help="timed calls per per-window figure")
     parser.add_argument("--hours", type=float, default=1.0, help="archive length for the throughput")
     parser.add_argument("--call-minutes", dest="call_minutes", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2, help="workers of the pipeline's throughput run")
     parser.add_argument("--oof", nargs=2, metavar=("TRAIN_DIR", "FEATURES_DIR"),
                         help="also: pooled out-of-fold UAR of a ser train output, torch vs fp32 vs int8")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "latency"))
@@ -277,19 +286,23 @@ def main() -> None:
         results[name] = timings(lambda e=engine: e.predict_proba([x], stats), args.runs)
         results[name]["size_kb"] = files[name].stat().st_size / 1024
     for name, engine in engines.items():
-        results[name]["files"] = throughput(calls, engine, fc)
+        results[name]["files"] = throughput(calls, engine)
+    for name in engines:
+        results[name]["pipeline"] = pipeline_throughput(files[name], calls, args.workers, out)
 
     fe = results["front_end"]
-    rows = [["", "per 3-s window: median ms", "p95 ms", "file KB", "whole files: audio-h / wall-h",
-             "model share of time"],
-            ["decode + features", f"{fe['median_ms']:.2f}", f"{fe['p95_ms']:.2f}", "", "", ""]]
+    rows = [["", "per 3-s window: median ms", "p95 ms", "file KB", "whole files, 1 core: audio-h / wall-h",
+             "model share of time", f"ser label, {args.workers} workers: audio-h / wall-h"],
+            ["decode + features", f"{fe['median_ms']:.2f}", f"{fe['p95_ms']:.2f}", "", "", "", ""]]
     for name in engines:
         r, f = results[name], results[name]["files"]
         rows.append([f"model, {name}", f"{r['median_ms']:.3f}", f"{r['p95_ms']:.3f}", f"{r['size_kb']:.1f}",
-                     f"{f['audio_h_per_wall_h']:.0f}", f"{100 * f['model_s'] / f['wall_s']:.1f}%"])
+                     f"{f['audio_h_per_wall_h']:.0f}", f"{100 * f['model_s'] / f['wall_s']:.1f}%",
+                     f"{r['pipeline']['audio_h_per_wall_h']:.0f}"])
     f = results["PyTorch"]["files"]
     print(f"\n{x.shape[0]} frames per window; whole files: {f['audio_h']:.2f} h of stereo calls, "
-          f"{f['windows']} windows, one process, one thread\n")
+          f"{f['windows']} windows, one process, one thread (Labeller); ser label from launch to exit, "
+          f"Beam's start-up included\n")
     print(table(rows))
     if args.oof:
         o = results["oof"] = out_of_fold(Path(args.oof[0]), Path(args.oof[1]), out)

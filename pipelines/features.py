@@ -56,7 +56,7 @@ from ser_core import __version__, audio, augmentation
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, StageError
 from ser_core.features import (EXTRACTORS, FEATURES_PREFIX, METADATA_KEY, RESAMPLE_QUALITIES, ROWS_METADATA_KEY,
                                FeatureConfig, FeatureError, make_extractor, warm_up)
-from ser_core.inference.segment import SegmentConfig, segment_channel
+from ser_core.inference.segment import CLIP_SEGMENTATIONS, SegmentConfig, cut_clip
 from ser_core.params import build_config, flags, load_section
 from ser_core.records import MANIFEST_COLUMNS, MANIFEST_SCHEMA, ManifestLocator, manifest_locator
 from ser_core.storage import count_rows, exists, open_audio, open_binary, read_schema, read_shards
@@ -95,7 +95,9 @@ class RowConfig:
     included) or ``windows`` (the labelling windows over that speech, one row each, every
     one carrying its clip's emotion, speaker and ``source_id``). ``segment_config`` is how
     ``ser label`` cuts calls (the ``label`` section of the same params file), so a model
-    meant for labelling is trained on the audio it will see.
+    meant for labelling is trained on the audio it will see. The cutting itself is
+    :func:`ser_core.inference.segment.cut_clip` (``Labeller.predict_clip`` cuts a clip
+    with it too).
     """
 
     augment: tuple[str, ...] = ()
@@ -120,22 +122,9 @@ class RowConfig:
                 "segmentation": {"mode": self.segmentation, "segment_config": cut}}
 
 
-SEGMENTATIONS = ("none", "speech", "windows")
+SEGMENTATIONS = CLIP_SEGMENTATIONS
 ROW_KEYS = ("augment", "segmentation")
 
-
-def cut_clip(y: np.ndarray, sample_rate: int, rows: RowConfig) -> list[tuple[int, int]]:
-    """The (start, end) sample spans of a clip that become rows (see :class:`RowConfig`).
-    A clip in which the detector finds no speech is an error, never silently dropped."""
-    if rows.segmentation == "none":
-        return [(0, len(y))]
-    windows, _ = segment_channel(y, sample_rate, rows.segment_config)
-    if not windows:
-        raise FeatureError(f"no speech detected to cut ({rows.segmentation} segmentation, "
-                           f"{rows.segment_config.segmentation} detector, {len(y) / sample_rate:.2f} s clip)")
-    if rows.segmentation == "speech":
-        return [(min(w.start for w in windows), max(w.end for w in windows))]
-    return [(w.start, w.end) for w in windows]
 
 def features_schema(config: FeatureConfig, provenance: Mapping[str, Any],
                     rows: RowConfig = RowConfig()) -> pa.Schema:
@@ -286,7 +275,7 @@ class ExtractFn(beam.DoFn):
         for variant in self._rows.variants:
             y = decoded.audio if variant == augmentation.ORIGINAL else self._transforms[variant](decoded.audio, sr, uid)
             try:
-                spans = cut_clip(y, sr, self._rows)
+                spans = cut_clip(y, sr, self._rows.segmentation, self._rows.segment_config)
             except FeatureError:
                 if variant == augmentation.ORIGINAL:
                     raise  # the clip itself: its error row

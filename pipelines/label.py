@@ -1,22 +1,33 @@
 """Beam pipeline: label audio archives with a trained checkpoint, resumably.
 
-    ser label --model MODEL.pt --input 'calls/**.wav' [--input ...] --output labels/
-              [--params params.yaml] [--channels mix|separate] [--roles agent,customer]
-              [--segmentation energy|webrtc|silero|fixed] [--window-s 3] [--hop-s 1.5] [--min-speech-s 1]
-              [--block-s 30] [--batch-size 64] [--chunk-files 1000] [Beam options]
+    ser label --model MODEL.pt|MODEL.onnx --input 'calls/**.wav' [--input ...] --output labels/
+              [--params params.yaml] [--engine torch|onnx] [--channels mix|separate]
+              [--roles agent,customer] [--segmentation energy|webrtc|silero|fixed] [--window-s 3]
+              [--hop-s 1.5] [--min-speech-s 1] [--min-confidence 0] [--block-s 30] [--batch-size 64]
+              [--chunk-files 1000] [Beam options]
 
 Inputs are globs on any Beam filesystem (local paths, gs://, s3://; ``**`` crosses
 folders) in any format libsndfile reads (WAV PCM, mu-law/A-law, FLAC, OGG Vorbis/Opus,
 MP3). Per file, one worker streams the audio block by block, finds speech, cuts it into
 windows and computes their features (:mod:`ser_core.inference.windows`: memory does not
 grow with the recording's length); RunInference with a ``KeyedModelHandler``
-(:mod:`ser_core.inference.handler`) labels batches of windows; the results are grouped
-per file into segment and file rows (:mod:`ser_core.inference.outputs`).
+(:mod:`ser_core.inference.handler`) labels batches of windows with the checkpoint in
+PyTorch or an exported ONNX model in onnxruntime (``--engine``, by default the model
+file's extension decides); the results are grouped per file into segment, files and
+timeline rows (:mod:`ser_core.inference.outputs`). :class:`ser_core.Labeller` runs the
+same library functions on one file without Beam.
 
 Outputs in ``--output``: ``segments-*.parquet``, ``files-*.parquet`` (one row per input
-file) and ``errors-*.parquet`` (one row per file that could not be labelled, with the
-stage and reason), so files rows + error rows = input files. A file without speech has a
-files row with 0 segments.
+file, in seconds per role), ``timeline-*.parquet`` (each channel's merged turns) and
+``errors-*.parquet`` (one row per file that could not be labelled, with the stage and
+reason), so files rows + error rows = input files. A file without speech has a files row
+with 0 segments. Segments whose confidence is below ``--min-confidence`` are labelled
+``uncertain`` (kept).
+
+How the model was trained decides the defaults: a model trained on labelling windows
+(checkpoint ``segmentation.mode`` windows) labels windows of its own ``window_s`` and
+``hop_s`` unless params or flags set them; a whole-clip model, or settings that differ
+from the model's, are logged as warnings and recorded in the ``ser.label`` metadata.
 
 Resuming (:mod:`pipelines.resume`): files already in the output are skipped and the
 rest is labelled in chunks of ``--chunk-files``, one Beam pipeline per chunk, each
@@ -34,7 +45,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
@@ -46,9 +57,13 @@ from pipelines.resume import (check_same_settings, commit, completed_paths, mark
 from ser_core import audio
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, FileError, ParamsError, StageError, error_row
 from ser_core.features import FeatureConfig
-from ser_core.inference.handler import SERModelHandler, open_checkpoint
-from ser_core.inference.outputs import (FILES_PREFIX, SEGMENTS_PREFIX, files_schema, finish_file, label_metadata,
-                                        segment_row, segments_schema)
+from ser_core.inference import UNCERTAIN
+from ser_core.inference.engine import (ENGINES, check_model, engine_for, load_model, model_windows,
+                                      segmentation_warnings)
+from ser_core.inference.handler import SERModelHandler
+from ser_core.inference.outputs import (FILES_PREFIX, SEGMENTS_PREFIX, TIMELINE_PREFIX, check_min_confidence,
+                                        files_schema, finish_file, label_metadata, segment_row, segments_schema,
+                                        timeline_schema)
 from ser_core.inference.segment import SEGMENTATIONS, SegmentConfig
 from ser_core.inference.windows import Windower
 from ser_core.params import build_config, flags, load_section
@@ -67,6 +82,8 @@ class LabelConfig:
     model: str | None = None
     input: list[str] | str | None = None
     output: str | None = None
+    engine: str | None = None        # torch | onnx; None: by the model file's extension
+    min_confidence: float = 0.0      # segments less confident than this are 'uncertain' (0: off)
     channels: str = "separate"       # 'mix' | 'separate'
     roles: list[str] | str = field(default_factory=list)  # names of channels 0, 1, ...
     block_s: float = 30.0            # decoding block
@@ -84,28 +101,47 @@ class LabelConfig:
         for name in ("block_s", "batch_size", "chunk_files", "threads"):
             if not getattr(self, name) > 0:
                 raise ParamsError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.engine is not None and self.engine not in ENGINES:
+            raise ParamsError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         for name in ("model", "input", "output"):
             if not getattr(self, name):
                 raise ParamsError(f"--{name} is required (or params.yaml label.{name})")
 
 
-def resolve_configs(args: argparse.Namespace) -> tuple[LabelConfig, SegmentConfig]:
-    """Defaults <- params.yaml ``label`` <- flags, split between the two configs."""
+def label_section(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
+    """params.yaml ``label`` (unknown keys refused) and the names of SegmentConfig's keys."""
     section = load_section(args.params, "label")
     seg_names = {f.name for f in dataclasses.fields(SegmentConfig)}
     known = seg_names | {f.name for f in dataclasses.fields(LabelConfig)}
     unknown = sorted(set(section) - known)
     if unknown:
         raise ParamsError(f"unknown label parameter(s) {unknown}; known: {sorted(known)}")
-    seg_flags = flags(args, "segmentation", "window_s", "hop_s", "min_speech_s")
-    label_flags = flags(args, "model", "input", "output", "channels", "roles", "block_s",
-                        "batch_size", "chunk_files", "threads")
+    return section, seg_names
+
+
+def label_config(args: argparse.Namespace) -> LabelConfig:
+    """Defaults <- params.yaml ``label`` <- flags: what to label with what, and how to run."""
+    section, seg_names = label_section(args)
+    label_flags = flags(args, "model", "input", "output", "engine", "channels", "roles", "min_confidence",
+                        "block_s", "batch_size", "chunk_files", "threads")
+    return build_config(LabelConfig, {k: v for k, v in section.items() if k not in seg_names}, label_flags)
+
+
+def segment_config(args: argparse.Namespace, model_defaults: Mapping[str, Any] | None = None) -> SegmentConfig:
+    """Defaults <- ``model_defaults`` (the windows a windows-trained model saw,
+    :func:`~ser_core.inference.engine.model_windows`) <- params.yaml ``label`` <- flags."""
+    section, seg_names = label_section(args)
+    values = {**(model_defaults or {}), **{k: v for k, v in section.items() if k in seg_names}}
     try:
-        seg = build_config(SegmentConfig, {k: v for k, v in section.items() if k in seg_names}, seg_flags)
+        return build_config(SegmentConfig, values, flags(args, "segmentation", "window_s", "hop_s", "min_speech_s"))
     except ValueError as exc:
         raise ParamsError(str(exc)) from exc
-    cfg = build_config(LabelConfig, {k: v for k, v in section.items() if k not in seg_names}, label_flags)
-    return cfg, seg
+
+
+def resolve_configs(args: argparse.Namespace,
+                    model_defaults: Mapping[str, Any] | None = None) -> tuple[LabelConfig, SegmentConfig]:
+    """Both configs (see :func:`label_config` and :func:`segment_config`)."""
+    return label_config(args), segment_config(args, model_defaults)
 
 
 # ---------------------------------------------------------------- typed pure helpers
@@ -159,39 +195,55 @@ class SegmentFileFn(beam.DoFn):
 
 
 class FinishFileFn(beam.DoFn):
-    """(path, {info, segments, errors}) -> files row (main), ``segments`` rows, ``errors`` row."""
+    """(path, {info, segments, errors}) -> files row (main), ``segments`` and ``timeline``
+    rows, or one ``errors`` row."""
 
-    def __init__(self, labels: Sequence[str]):
+    def __init__(self, labels: Sequence[str], max_gap_s: float):
         self._labels = list(labels)
+        self._max_gap_s = max_gap_s
 
     def process(self, element: tuple[str, Mapping[str, Iterable]]) -> Iterator[Any]:
         path, grouped = element
-        row, segments, error = finish_file(path, list(grouped["info"]), list(grouped["segments"]),
-                                           list(grouped["errors"]), self._labels)
+        rows, error = finish_file(path, list(grouped["info"]), list(grouped["segments"]),
+                                  list(grouped["errors"]), self._labels, self._max_gap_s)
         if error is not None:
             yield beam.pvalue.TaggedOutput("errors", error)
             return
-        for s in segments:
+        for s in rows.segments:
             yield beam.pvalue.TaggedOutput("segments", s)
-        yield row
+        for turn in rows.timeline:
+            yield beam.pvalue.TaggedOutput("timeline", turn)
+        yield rows.files_row
+
+
+class LabelOutputs(NamedTuple):
+    """What :class:`LabelFiles` gives: one PCollection of rows per output."""
+
+    files: beam.PCollection
+    segments: beam.PCollection
+    errors: beam.PCollection
+    timeline: beam.PCollection
 
 
 class LabelFiles(beam.PTransform):
-    """PCollection of audio paths -> (files rows, segment rows, error rows)."""
+    """PCollection of audio paths -> :class:`LabelOutputs` (files, segment, error and
+    timeline rows)."""
 
     def __init__(self, model: str, labels: Sequence[str], feature_config: Mapping[str, Any],
                  normalisation: str, seg: SegmentConfig, channels: str = "separate",
                  roles: Sequence[str] = (), block_s: float = 30.0, batch_size: int = 64,
-                 threads: int | None = 1):
+                 threads: int | None = 1, engine: str | None = None, min_confidence: float = 0.0):
         super().__init__()
         self._labels = list(labels)
+        self._min_confidence = float(min_confidence)
+        self._max_gap_s = seg.hop_s
         self._segment_fn = SegmentFileFn(feature_config, seg, channels, roles, block_s,
                                          speaker_stats=normalisation == "speaker", threads=threads)
-        self._handler = KeyedModelHandler(SERModelHandler(model, batch_size=batch_size,
-                                                          torch_threads=threads))
+        self._handler = KeyedModelHandler(SERModelHandler(model, engine=engine, batch_size=batch_size,
+                                                          threads=threads))
 
-    def expand(self, paths: beam.PCollection):
-        labels = self._labels
+    def expand(self, paths: beam.PCollection) -> LabelOutputs:
+        labels, min_confidence = self._labels, self._min_confidence
         parts = (paths
                  | "Redistribute" >> beam.Reshuffle()
                  | "DecodeSegmentFeatures" >> beam.ParDo(self._segment_fn).with_outputs(
@@ -199,23 +251,25 @@ class LabelFiles(beam.PTransform):
         results, dlq = (parts.windows
                         | "Label" >> RunInference(self._handler).with_exception_handling())
         segments = results | "SegmentRows" >> beam.MapTuple(
-            lambda key, result: (key.path, segment_row(key, result.inference, labels)))
+            lambda key, result: (key.path, segment_row(key, result.inference, labels, min_confidence)))
         failed = dlq.failed_inferences | "InferenceErrors" >> beam.FlatMap(inference_errors)
         errors = (parts.errors, failed) | "AllErrors" >> beam.Flatten()
         out = ({"info": parts.info, "segments": segments, "errors": errors}
                | "GroupPerFile" >> beam.CoGroupByKey()
-               | "Aggregate" >> beam.ParDo(FinishFileFn(labels)).with_outputs(
-                   "segments", "errors", main="files"))
-        return out.files, out.segments, out.errors
+               | "Aggregate" >> beam.ParDo(FinishFileFn(labels, self._max_gap_s)).with_outputs(
+                   "segments", "timeline", "errors", main="files"))
+        return LabelOutputs(out.files, out.segments, out.errors, out.timeline)
 
 
-def write_outputs(outputs, staging: str, tag: str, labels: Sequence[str],
+def write_outputs(outputs: LabelOutputs, staging: str, tag: str, labels: Sequence[str],
                   metadata: Mapping[bytes, bytes]) -> None:
-    files, segments, errors = outputs
-    _ = files | "WriteFiles" >> WriteShards(staging, f"{FILES_PREFIX}-{tag}", files_schema(labels, metadata))
-    _ = segments | "WriteSegments" >> WriteShards(staging, f"{SEGMENTS_PREFIX}-{tag}",
-                                                 segments_schema(labels, metadata))
-    _ = errors | "WriteErrors" >> WriteShards(staging, f"{ERRORS_PREFIX}-{tag}", ERRORS_SCHEMA)
+    _ = outputs.files | "WriteFiles" >> WriteShards(staging, f"{FILES_PREFIX}-{tag}",
+                                                    files_schema(labels, metadata))
+    _ = outputs.segments | "WriteSegments" >> WriteShards(staging, f"{SEGMENTS_PREFIX}-{tag}",
+                                                          segments_schema(labels, metadata))
+    _ = outputs.timeline | "WriteTimeline" >> WriteShards(staging, f"{TIMELINE_PREFIX}-{tag}",
+                                                          timeline_schema(metadata))
+    _ = outputs.errors | "WriteErrors" >> WriteShards(staging, f"{ERRORS_PREFIX}-{tag}", ERRORS_SCHEMA)
 
 
 # ---------------------------------------------------------------- pipeline
@@ -229,12 +283,16 @@ def _defaults() -> dict[str, Any]:
 def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """Our options; everything else is left for Beam's PipelineOptions."""
     parser = pipeline_parser("ser label", "Beam pipeline: label audio archives with a trained checkpoint (resumable).")
-    parser.add_argument("--model", help="checkpoint (ser train), local or on a Beam filesystem")
+    parser.add_argument("--model", help="checkpoint (ser train) or ONNX model (ser export), local or on a "
+                                        "Beam filesystem")
     parser.add_argument("--input", action="append", help="audio glob; repeat for more (gs:// too)")
     parser.add_argument("--output", help="output folder; files already labelled there are skipped")
     parser.add_argument("--params", help="params.yaml to read the `label` section from")
     g = parser.add_argument_group("overrides of params.yaml `label` (defaults in brackets)")
     d = _defaults()
+    g.add_argument("--engine", choices=ENGINES,
+                   help="run the model in PyTorch (a checkpoint) or onnxruntime (an ONNX model from ser "
+                        "export) [by the model file's extension: .onnx -> onnx]")
     g.add_argument("--channels", choices=audio.CHANNEL_MODES,
                    help=f"mix down to mono, or label each channel [{d['channels']}]")
     g.add_argument("--roles", help="comma-separated names of channels 0, 1, ... (used for files with "
@@ -242,10 +300,15 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
     g.add_argument("--segmentation", choices=SEGMENTATIONS,
                    help=f"speech detector (energy, webrtc, silero; vad = energy), or fixed windows over "
                         f"the whole channel [{d['segmentation']}]")
-    g.add_argument("--window-s", dest="window_s", type=float, help=f"window length, s [{d['window_s']}]")
-    g.add_argument("--hop-s", dest="hop_s", type=float, help=f"step between windows, s [{d['hop_s']}]")
+    g.add_argument("--window-s", dest="window_s", type=float,
+                   help=f"window length, s [the model's own if it was trained on windows, else {d['window_s']}]")
+    g.add_argument("--hop-s", dest="hop_s", type=float,
+                   help=f"step between windows, s [the model's own if it was trained on windows, else {d['hop_s']}]")
     g.add_argument("--min-speech-s", dest="min_speech_s", type=float,
                    help=f"shortest speech region labelled, s [{d['min_speech_s']}]")
+    g.add_argument("--min-confidence", dest="min_confidence", type=float,
+                   help=f"segments whose calibrated top probability is below this are labelled "
+                        f"{UNCERTAIN!r} (kept) [{d['min_confidence']}: off]")
     g.add_argument("--block-s", dest="block_s", type=float, help=f"decoding block, s [{d['block_s']}]")
     g.add_argument("--batch-size", dest="batch_size", type=int,
                    help=f"windows per model call [{d['batch_size']}]")
@@ -265,32 +328,38 @@ class Plan:
     labels: list[str]
     feature_config: dict
     normalisation: str
+    engine: str
     metadata: dict[bytes, bytes]
     inputs: list[str]
     todo: list[str]
 
 
 def plan(args: argparse.Namespace) -> Plan:
-    """Check settings, checkpoint and inputs, recover an interrupted run, find what is left;
-    raises :class:`StageError` (naming what is wrong) before any work."""
+    """Check settings, model and inputs, recover an interrupted run, find what is left;
+    raises :class:`StageError` (naming what is wrong) before any work. Warns (and records
+    in the metadata) where the model was trained on audio cut unlike the labelling windows."""
     try:
-        cfg, seg = resolve_configs(args)
-        checkpoint = open_checkpoint(cfg.model)
-        feature_config = FeatureConfig.from_dict(checkpoint.feature_config)
-        if feature_config.n_dims != checkpoint.model_config.n_dims:
-            raise ValueError(f"{cfg.model}: features have {feature_config.n_dims} dims, "
-                             f"the model takes {checkpoint.model_config.n_dims}")
+        cfg = label_config(args)
+        engine = engine_for(cfg.model, cfg.engine)
+        model = load_model(cfg.model, engine, threads=None)
+        check_model(model, cfg.model)
+        seg = segment_config(args, model_windows(model.segmentation))
+        labels, mode = list(model.labels), model.normalisation["mode"]
+        check_min_confidence(cfg.min_confidence, labels)
         inputs = match_inputs(cfg.input)
         if not inputs:
             raise FileNotFoundError(f"no input files match {cfg.input}")
-        labels, mode = list(checkpoint.labels), checkpoint.normalisation["mode"]
-        metadata = label_metadata(cfg.model, sha256(cfg.model), labels, checkpoint.feature_config,
-                                  mode, seg, cfg.channels, cfg.roles)
+        warnings = segmentation_warnings(model.segmentation, seg)
+        for warning in warnings:
+            LOGGER.warning("%s: %s", cfg.model, warning)
+        metadata = label_metadata(cfg.model, sha256(cfg.model), labels, model.feature_config, mode, seg,
+                                  cfg.channels, cfg.roles, engine=engine, min_confidence=cfg.min_confidence,
+                                  model_segmentation=model.segmentation, warnings=warnings)
         prepare_output(cfg.output)
     except (ValueError, OSError) as exc:  # ParamsError included
         raise StageError(str(exc)) from exc
     check_same_settings(cfg.output, metadata)
-    return Plan(cfg, seg, labels, checkpoint.feature_config, mode, metadata, inputs,
+    return Plan(cfg, seg, labels, model.feature_config, mode, engine, metadata, inputs,
                 pending(inputs, cfg.output))
 
 
@@ -324,9 +393,9 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     cfg, todo = job.cfg, job.todo
     size = len(todo) if test_pipeline is not None else cfg.chunk_files
     chunks = [todo[i:i + size] for i in range(0, len(todo), size)] if todo else []
-    LOGGER.info("%d input files: %d already done, %d to label in %d chunk(s); model %s (%s, %s "
+    LOGGER.info("%d input files: %d already done, %d to label in %d chunk(s); model %s (%s engine, %s, %s "
                 "normalisation)", len(job.inputs), len(job.inputs) - len(todo), len(todo), len(chunks),
-                cfg.model, job.labels, job.normalisation)
+                cfg.model, job.engine, job.labels, job.normalisation)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     start, audio_s = time.perf_counter(), 0.0
     for n, chunk in enumerate(chunks):
@@ -337,7 +406,7 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
                    | "Inputs" >> beam.Create(chunk)
                    | "LabelFiles" >> LabelFiles(cfg.model, job.labels, job.feature_config, job.normalisation, job.seg,
                                                 cfg.channels, cfg.roles, cfg.block_s, cfg.batch_size,
-                                                cfg.threads))
+                                                cfg.threads, job.engine, cfg.min_confidence))
         write_outputs(outputs, staging, tag, job.labels, job.metadata)
         result = pipeline.run()
         result.wait_until_finish()

@@ -6,13 +6,16 @@ finished files and cut chunks). Files already present in the output's files or e
 shards are skipped (paths compared by :func:`ser_core.storage.path_key`), and the rest is
 labelled in chunks, one Beam pipeline per chunk.
 
-A chunk writes into ``OUTPUT/_staging/<run>-<chunk>/``, marks it ``_SUCCESS`` when its
-pipeline has finished (:func:`mark_done`), then :func:`commit` moves its shards into
-OUTPUT. At start, :func:`recover` moves in a staging folder with the mark (the move was
+A chunk writes its shards (segments, timeline, files, errors) into
+``OUTPUT/_staging/<run>-<chunk>/``, marks it ``_SUCCESS`` when its pipeline has finished
+(:func:`mark_done`), then :func:`commit` moves its shards into OUTPUT, files shards last.
+At start, :func:`recover` moves in a staging folder with the mark (the move was
 interrupted) and deletes one without (the chunk was interrupted). A run killed at any
 moment therefore loses at most its unfinished chunk, and a re-run labels every file
-exactly once. (To retry files that failed, delete the errors shard that lists them.) Do
-not run two jobs on one output. :func:`check_same_settings` refuses to add labels made
+exactly once: files rows + error rows = inputs, and a file's segments and timeline rows
+are committed with its files row (timeline rows are extra rows, not counted against the
+inputs). (To retry files that failed, delete the errors shard that lists them.) Do not
+run two jobs on one output. :func:`check_same_settings` refuses to add labels made
 by another model or with other settings to an output.
 
 Works on local folders and on any Beam filesystem (gs://, s3://, ...).
@@ -29,7 +32,7 @@ from typing import Mapping, Sequence
 from apache_beam.io.filesystems import FileSystems
 
 from ser_core.errors import ERRORS_PREFIX, StageError
-from ser_core.inference.outputs import FILES_PREFIX, METADATA_KEY, SEGMENTS_PREFIX
+from ser_core.inference.outputs import FILES_PREFIX, METADATA_KEY, SEGMENTS_PREFIX, TIMELINE_PREFIX
 from ser_core.storage import is_url, num_rows, path_key, read_schema, read_shards, shard_paths
 
 LOGGER = logging.getLogger(__name__)
@@ -114,7 +117,7 @@ def commit(staging: str, output: str) -> int:
     """Move a finished chunk's non-empty shards into ``output`` (idempotent: a shard already
     moved is no longer in ``staging``), then delete ``staging``; returns how many moved."""
     moved = 0
-    for prefix in (SEGMENTS_PREFIX, ERRORS_PREFIX, FILES_PREFIX):
+    for prefix in (SEGMENTS_PREFIX, TIMELINE_PREFIX, ERRORS_PREFIX, FILES_PREFIX):
         for src in shard_paths(staging, prefix):
             if num_rows(src):
                 FileSystems.rename([src], [FileSystems.join(output, FileSystems.split(src)[1])])

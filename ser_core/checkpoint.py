@@ -100,7 +100,15 @@ class Checkpoint:
         """Class probabilities (N, C), columns in ``labels`` order, for (T, D) raw features."""
         if len(features) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        tensors = [torch.from_numpy(x) for x in self.normalise(features, stats)]
+        return self.predict_normalised(self.normalise(features, stats), batch_size)
+
+    def predict_normalised(self, features: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Calibrated probabilities (N, C) for features already normalised: labelling
+        normalises each window with its own channel's statistics, then batches windows of
+        several channels together."""
+        if len(features) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        tensors = [torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in features]
         logits = predict_logits(self.model, tensors, batch_size) / self.temperature  # calibrated
         return torch.softmax(logits, dim=1).numpy()
 

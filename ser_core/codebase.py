@@ -4,7 +4,9 @@ Two uses: the training fingerprint hashes exactly the code ``ser train`` runs (t
 modules ``ser_core.training.train`` imports, directly or through each other), so editing
 ``ser evaluate``'s report wording retrains nothing; and the layering test checks that the
 labelling side never reaches ``ser_core.training``. Every ``import``/``from ... import``
-statement counts, including those inside functions (a lazy import still runs).
+statement counts, including those inside functions (a lazy import still runs), except in
+a module-level ``__getattr__`` (PEP 562): those run only when a caller asks the module
+for that attribute (``from ser_core import Labeller``), not when the module is imported.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ def module_file(name: str, root: Path = ROOT) -> Path | None:
 def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
     """The project modules one file imports (``from pkg import submodule`` included)."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    lazy = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"]
+    tree.body = [n for n in tree.body if not any(n is f for f in lazy)]
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

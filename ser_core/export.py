@@ -6,8 +6,8 @@ dynamic batch and time axes: ``features`` (B, T, D) normalised and zero-padded, 
 (B,) int64, so padded frames are masked exactly as in PyTorch; outputs ``probabilities``
 = softmax(logits / T), T the checkpoint's optional ``calibration.temperature`` (1.0 when
 absent), and ``logits``. Normalisation, labels, feature and model configuration,
-calibration, provenance and training params travel in the file's metadata, with the
-checkpoint's SHA-256 (see :mod:`ser_core.onnx_model`).
+calibration, segmentation (how the training clips were cut), provenance and training
+params travel in the file's metadata, with the checkpoint's SHA-256 (see :mod:`ser_core.onnx_model`).
 
 Exporter: PyTorch's TorchScript-based exporter (``dynamo=False``). In torch 2.13 the default
 dynamo exporter also exports the model, but it keeps PyTorch's LSTM weights and reorders
@@ -111,7 +111,7 @@ def metadata(checkpoint: Checkpoint, calibration: Mapping[str, Any], precision: 
         "feature_config": checkpoint.feature_config, "normalisation": checkpoint.normalisation,
         "calibration": dict(calibration), "model_config": checkpoint.model_config.to_dict(),
         "provenance": checkpoint.provenance, "train_params": checkpoint.train_params,
-        "source_sha256": source_sha256,
+        "source_sha256": source_sha256, "segmentation": checkpoint.segmentation,
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__,
                      "onnxruntime": onnxruntime.__version__, "opset": OPSET},
     }

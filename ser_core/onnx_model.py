@@ -5,7 +5,9 @@ The file is self-describing (``metadata_props``, each value JSON; written by
 :mod:`ser_core.export`): ``ser.format``, ``ser.precision`` (fp32 | int8), ``ser.labels``,
 ``ser.feature_config``, ``ser.normalisation``, ``ser.calibration``, ``ser.model_config``,
 ``ser.provenance``, ``ser.train_params``, ``ser.source_sha256`` (the checkpoint it came
-from) and ``ser.exporter`` (library versions).
+from) and ``ser.exporter`` (library versions); optional, ``ser.segmentation`` (how the
+training clips were cut, as the checkpoint's entry; a file without it was exported
+before it existed and reads as whole clips, like such a checkpoint).
 
 The graph takes NORMALISED, zero-padded features ``features`` (B, T, D) float32 and the
 valid ``lengths`` (B,) int64, and returns ``probabilities`` (B, C) = softmax(logits / T),
@@ -19,15 +21,16 @@ length-bucketed batches, so the two engines are interchangeable in the labelling
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
-from ser_core.model import ModelConfig
 from ser_core.batching import length_batches
+from ser_core.checkpoint import WHOLE_CLIPS
+from ser_core.model import ModelConfig
 from ser_core.normalisation import normalise_for_model
 
 FORMAT = "ser-onnx/1"
@@ -38,6 +41,7 @@ METADATA_TYPES: dict[str, type] = {
     "calibration": dict, "model_config": dict, "provenance": dict, "train_params": dict,
     "source_sha256": str, "exporter": dict,
 }
+OPTIONAL_METADATA_TYPES: dict[str, type] = {"segmentation": dict}
 INPUT_FEATURES, INPUT_LENGTHS = "features", "lengths"
 OUTPUT_PROBABILITIES, OUTPUT_LOGITS = "probabilities", "logits"
 PRECISIONS = ("fp32", "int8")
@@ -57,6 +61,18 @@ def pad_batch(features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return batch, lengths
 
 
+def _decode(path: str | Path, raw: dict[str, str], key: str, kind: type) -> Any:
+    """One ``ser.<key>`` entry decoded from JSON and checked to be a ``kind``."""
+    try:
+        value = json.loads(raw[PREFIX + key])
+    except json.JSONDecodeError as exc:
+        raise OnnxModelError(f"{path}: metadata {PREFIX}{key} is not JSON ({exc})") from exc
+    if not isinstance(value, kind):
+        raise OnnxModelError(f"{path}: metadata {PREFIX}{key} should be a {kind.__name__}, "
+                             f"got {type(value).__name__}")
+    return value
+
+
 def read_metadata(path: str | Path, raw: dict[str, str]) -> dict[str, Any]:
     """The ``ser.*`` entries of ``raw`` (metadata_props) decoded and checked."""
     if raw.get(PREFIX + "format") is None:
@@ -65,16 +81,9 @@ def read_metadata(path: str | Path, raw: dict[str, str]) -> dict[str, Any]:
     missing = [PREFIX + k for k in METADATA_TYPES if PREFIX + k not in raw]
     if missing:
         raise OnnxModelError(f"{path}: ONNX model lacks the metadata {missing}")
-    meta = {}
-    for key, kind in METADATA_TYPES.items():
-        try:
-            value = json.loads(raw[PREFIX + key])
-        except json.JSONDecodeError as exc:
-            raise OnnxModelError(f"{path}: metadata {PREFIX}{key} is not JSON ({exc})") from exc
-        if not isinstance(value, kind):
-            raise OnnxModelError(f"{path}: metadata {PREFIX}{key} should be a {kind.__name__}, "
-                                 f"got {type(value).__name__}")
-        meta[key] = value
+    meta = {key: _decode(path, raw, key, kind) for key, kind in METADATA_TYPES.items()}
+    meta.update({key: _decode(path, raw, key, kind) for key, kind in OPTIONAL_METADATA_TYPES.items()
+                 if PREFIX + key in raw})
     if meta["format"] != FORMAT:
         raise OnnxModelError(f"{path}: format {meta['format']!r}; this code reads {FORMAT!r}")
     if meta["precision"] not in PRECISIONS:
@@ -97,6 +106,7 @@ class OnnxModel:
     train_params: dict
     precision: str
     source_sha256: str
+    segmentation: dict = field(default_factory=lambda: dict(WHOLE_CLIPS))
 
     @classmethod
     def load(cls, path: str | Path, threads: int = 1) -> "OnnxModel":
@@ -128,7 +138,8 @@ class OnnxModel:
                    feature_config=meta["feature_config"], normalisation=meta["normalisation"],
                    calibration=meta["calibration"], model_config=config, provenance=meta["provenance"],
                    train_params=meta["train_params"], precision=meta["precision"],
-                   source_sha256=meta["source_sha256"])
+                   source_sha256=meta["source_sha256"],
+                   segmentation=dict(meta.get("segmentation") or WHOLE_CLIPS))
 
     @property
     def temperature(self) -> float:
@@ -152,11 +163,15 @@ class OnnxModel:
                       stats: tuple[np.ndarray, np.ndarray] | None = None,
                       batch_size: int = 64) -> np.ndarray:
         """Class probabilities (N, C), columns in ``labels`` order, for (T, D) raw features."""
-        out = np.zeros((len(features), len(self.labels)), dtype=np.float32)
         if len(features) == 0:
-            return out
-        tensors = self.normalise(features, stats)
-        lengths = np.array([x.shape[0] for x in tensors])
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.predict_normalised(self.normalise(features, stats), batch_size)
+
+    def predict_normalised(self, features: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """As ``Checkpoint.predict_normalised``: probabilities (N, C) for normalised features,
+        in length-bucketed padded batches."""
+        out = np.zeros((len(features), len(self.labels)), dtype=np.float32)
+        lengths = np.array([x.shape[0] for x in features])
         for idx in length_batches(lengths, batch_size):
-            out[idx] = self.run(*pad_batch([tensors[i] for i in idx]))[0]
+            out[idx] = self.run(*pad_batch([features[i] for i in idx]))[0]
         return out

@@ -51,10 +51,11 @@ def hand_set_batchnorm(model: SERModel, seed: int = 1) -> None:
 
 def make_checkpoint(path: Path, *, hidden: int = 64, arch: str = "reslstm", mask_padding: bool = True,
                     batchnorm: str = "default", mode: str = "speaker", calibration: dict | None = None,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, segmentation: dict | None = None) -> Path:
     """A random-init 8-class checkpoint on the paper's 46 features; ``batchnorm='hand-set'``
     gives it non-trivial BatchNorm statistics; ``calibration`` is stored as training's
-    calibration step would store it."""
+    calibration step would store it; ``segmentation`` as training records how its clips
+    were cut (default: whole clips)."""
     torch.manual_seed(seed)
     model = SERModel(ModelConfig(n_dims=PAPER.n_dims, n_classes=len(RAVDESS_LABELS), hidden=hidden,
                                  arch=arch, mask_padding=mask_padding))
@@ -65,7 +66,8 @@ def make_checkpoint(path: Path, *, hidden: int = 64, arch: str = "reslstm", mask
                      "std": rng.uniform(1, 20, PAPER.n_dims).tolist(), "std_floor": 1e-4}
     save_checkpoint(path, model, feature_config=PAPER.to_dict(), labels=RAVDESS_LABELS,
                     normalisation=normalisation, train_params={"lr": 3e-4, "hidden": hidden},
-                    provenance={"fold": 0, "seed": seed, "test_speakers": ["ravdess:02"]})
+                    provenance={"fold": 0, "seed": seed, "test_speakers": ["ravdess:02"]},
+                    segmentation=segmentation)
     if calibration is not None:
         data = torch.load(path, weights_only=True)
         data["calibration"] = calibration

@@ -17,7 +17,8 @@ INFERENCE = sorted("ser_core.inference." + p.stem for p in (ROOT / "ser_core" / 
                    if p.stem != "__init__")
 LABELLING = ["pipelines.label", "pipelines.resume", "ser_core.inference", *INFERENCE]
 # What a plain-Python caller of the labelling code needs, and must get without Beam.
-BEAM_FREE = ["ser_core.inference.windows", "ser_core.inference.outputs", "ser_core.checkpoint",
+BEAM_FREE = ["ser_core.inference.windows", "ser_core.inference.outputs", "ser_core.inference.engine",
+             "ser_core.inference.labeller", "ser_core.checkpoint", "ser_core.onnx_model",
              "ser_core.storage", "ser_core.normalisation", "ser_core.batching", "ser_core.metrics",
              "ser_core.errors"]
 
@@ -49,6 +50,20 @@ def test_the_beam_free_pieces_load_without_beam():
     assert [m for m in loaded if m.split(".")[0] == "apache_beam" or m.startswith("ser_core.training")] == []
 
 
+def test_the_package_is_light_until_the_labeller_is_used():
+    """``import ser_core`` (every ``ser`` command, ``--help`` included) loads neither the
+    labelling API nor torch or numpy; ``from ser_core import Labeller`` loads it, without Beam."""
+    code = ("import json, sys\nimport ser_core\nbefore = sorted(sys.modules)\n"
+            "from ser_core import Labeller\nprint(json.dumps([before, sorted(sys.modules), Labeller.__module__]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after, module = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [m for m in before if m.split(".")[0] in ("torch", "numpy", "apache_beam")
+            or m.startswith("ser_core.inference")] == []
+    assert module == "ser_core.inference.labeller" and "ser_core.inference.labeller" in after
+    assert [m for m in after if m.split(".")[0] == "apache_beam"] == []
+
+
 @pytest.mark.parametrize("module", LABELLING)
 def test_no_import_statement_reaches_training(module):
     closure = import_closure(module)
@@ -68,6 +83,22 @@ def test_the_static_check_sees_imports_at_any_depth(tmp_path):
     closure = import_closure("ser_core.inference.bad", root=tmp_path)
     assert "ser_core.training.train" in closure and "ser_core.helper" in closure
     assert imported_modules(tmp_path / "ser_core" / "inference" / "bad.py", root=tmp_path) == {"ser_core.helper"}
+
+
+def test_a_modules_lazy_attributes_are_not_its_imports(tmp_path):
+    """Imports in a module-level __getattr__ run when the attribute is asked for, not when
+    the module is imported: the package's closure leaves them out (training's fingerprint
+    must not change with the labelling API that ``ser_core.Labeller`` loads)."""
+    for pkg in ("ser_core", "ser_core/inference"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "ser_core" / "inference" / "api.py").write_text("X = 1\n")
+    (tmp_path / "ser_core" / "inference" / "other.py").write_text("X = 2\n")
+    (tmp_path / "ser_core" / "__init__.py").write_text(
+        "def __getattr__(name):\n    from ser_core.inference import api\n    return api\n"
+        "def helper():\n    import ser_core.inference.other\n")
+    assert imported_modules(tmp_path / "ser_core" / "__init__.py", root=tmp_path) == {"ser_core.inference.other"}
+    assert "ser_core.inference.labeller" not in import_closure("ser_core.model")
 
 
 def _exits_inside_run_or_main(path: Path) -> list[str]:

@@ -1,4 +1,5 @@
-"""A Beam ``ModelHandler`` for self-describing SER checkpoints (docs/CONTRACTS.md).
+"""A Beam ``ModelHandler`` for SER models: checkpoints (PyTorch) and ``ser export`` files
+(onnxruntime), see :mod:`ser_core.inference.engine`.
 
 RunInference calls :meth:`SERModelHandler.load_model` once per worker process (Beam's
 ``shared.Shared`` hands the one loaded model to every thread of that process) and
@@ -7,9 +8,10 @@ each segment's key (path, channel, times) rides through inference untouched.
 
 Batches hold windows of different lengths: they are sorted by length and zero-padded per
 sub-batch with valid lengths passed along (the model masks the padding), so a window's
-probabilities do not depend on what it was batched with.
+probabilities do not depend on what it was batched with. Probabilities are calibrated
+(the model's temperature), as :meth:`Checkpoint.predict_proba` gives them.
 
-Normalisation comes from the checkpoint. ``global``: the training speakers' mean/std.
+Normalisation comes from the model. ``global``: the training speakers' mean/std.
 ``speaker``: each call channel is a speaker and is normalised with its own statistics,
 which the caller computes over all of that channel's windows before any of them reaches
 inference (:mod:`ser_core.inference.windows` does it while it cuts the file into
@@ -19,70 +21,45 @@ windows) and attaches to every example as ``stats``.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from typing import Any, Iterable, Optional, Sequence
 
-import torch
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from ser_core.batching import predict_logits
-from ser_core.checkpoint import Checkpoint, load_checkpoint
+from ser_core.inference.engine import LabellingModel, engine_for, label_examples, load_model
 from ser_core.inference.windows import SegmentExample
 
 log = logging.getLogger(__name__)
 
 
-def open_checkpoint(path: str) -> Checkpoint:
-    """:func:`load_checkpoint` for a local path or any Beam filesystem URL (gs://, s3://)."""
-    if FileSystems.get_scheme(path) in (None, "file"):
-        return load_checkpoint(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = os.path.join(tmp, "model.pt")
-        with FileSystems.open(path) as src, open(local, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        return load_checkpoint(local)
+class SERModelHandler(ModelHandler[SegmentExample, PredictionResult, LabellingModel]):
+    """Loads a model and returns class probabilities (C,) for each :class:`SegmentExample`.
 
-
-class SERModelHandler(ModelHandler[SegmentExample, PredictionResult, Checkpoint]):
-    """Loads a checkpoint and returns class probabilities (C,) for each :class:`SegmentExample`.
-
-    ``torch_threads`` caps intra-op threads per worker process (None leaves torch's
-    default): with one worker process per core, more threads only contend.
+    ``engine``: ``torch`` or ``onnx`` (default: by the file's extension). ``threads`` caps
+    the engine's intra-op threads per worker process (None leaves torch's default): with
+    one worker process per core, more threads only contend.
     """
 
-    def __init__(self, model_path: str, *, batch_size: int = 64,
-                 torch_threads: int | None = 1) -> None:
+    def __init__(self, model_path: str, *, engine: str | None = None, batch_size: int = 64,
+                 threads: int | None = 1) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         # Fixed-size batches: windows are cheap to hold, and adaptive sizing would start
         # at one window per call.
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self.model_path = model_path
+        self.engine = engine_for(model_path, engine)
         self.batch_size = batch_size
-        self.torch_threads = torch_threads
+        self.threads = threads
 
-    def load_model(self) -> Checkpoint:
-        if self.torch_threads:
-            torch.set_num_threads(self.torch_threads)
-        checkpoint = open_checkpoint(self.model_path)
-        log.info("loaded %s: %s, labels %s, %s normalisation", self.model_path,
-                 checkpoint.model_config, checkpoint.labels, checkpoint.normalisation["mode"])
-        return checkpoint
+    def load_model(self) -> LabellingModel:
+        model = load_model(self.model_path, self.engine, self.threads)
+        log.info("loaded %s (%s engine): labels %s, %s normalisation", self.model_path, self.engine,
+                 model.labels, model.normalisation["mode"])
+        return model
 
-    def run_inference(self, batch: Sequence[SegmentExample], model: Checkpoint,
+    def run_inference(self, batch: Sequence[SegmentExample], model: LabellingModel,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
-        speaker = model.normalisation["mode"] == "speaker"
-        tensors = []
-        for example in batch:
-            if speaker and example.stats is None:
-                raise ValueError("this checkpoint normalises per speaker: every example needs "
-                                 "its channel's stats")
-            (x,) = model.normalise([example.features], example.stats if speaker else None)
-            tensors.append(torch.from_numpy(x))
-        probs = torch.softmax(predict_logits(model.model, tensors, self.batch_size), dim=1).numpy()
+        probs = label_examples(model, batch, self.batch_size)
         return [PredictionResult(example, p, self.model_path) for example, p in zip(batch, probs)]
 
     def get_num_bytes(self, batch: Sequence[SegmentExample]) -> int:

@@ -1,8 +1,9 @@
 """``ser report LABELS_DIR --output report.html``: one page a call-centre team can read.
 
-Reads the ``segments-*``, ``files-*`` and ``errors-*`` shards of a ``ser label`` output
-folder (local) and writes ONE self-contained HTML file (plots are PNG data URIs, no
-external assets, no scripts) with:
+Reads the ``segments-*``, ``files-*``, ``timeline-*`` (when present; older outputs have
+none, and their turns are merged here from the segments) and ``errors-*`` shards of a
+``ser label`` output folder (local) and writes ONE self-contained HTML file (plots are PNG
+data URIs, no external assets, no scripts) with:
 
 - an overview: files, labelled files, errors, hours of audio and of labelled speech;
 - the emotion distribution per role across the archive, in seconds (plot and table);
@@ -13,6 +14,8 @@ external assets, no scripts) with:
   shares and the dominant emotion per third of the call.
 
 Every number comes from :mod:`ser_core.inference.summary` (seconds, not window counts).
+Seconds of ``uncertain`` segments (``--min-confidence``) are shown as their own grey
+category wherever there are any.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from ser_core.inference import UNCERTAIN  # noqa: E402
 from ser_core.inference.outputs import METADATA_KEY as LABEL_METADATA_KEY  # noqa: E402
+from ser_core.inference.outputs import TIMELINE_PREFIX  # noqa: E402
 from ser_core.inference.summary import DEFAULT_MAX_GAP_S, N_PARTS, summarise_file  # noqa: E402
 from ser_core.metrics import PROB_PREFIX  # noqa: E402
 from ser_core.storage import read_schema, read_shards, shard_paths  # noqa: E402
@@ -44,7 +49,8 @@ DPI = 100
 FIG_WIDTH_IN = 10.0  # every plot is 1000 px wide
 MAX_TABLE_CALLS = 1000
 COLOURS = {"neutral": "#9e9e9e", "calm": "#80cbc4", "happy": "#fdd835", "sad": "#1e88e5",
-           "angry": "#e53935", "fearful": "#8e24aa", "disgust": "#43a047", "surprised": "#fb8c00"}
+           "angry": "#e53935", "fearful": "#8e24aa", "disgust": "#43a047", "surprised": "#fb8c00",
+           UNCERTAIN: "#cfd8dc"}
 EXTRA_COLOURS = ("#6d4c41", "#f06292", "#00acc1", "#c0ca33", "#5c6bc0", "#ffb300")
 _MORE_ERRORS = re.compile(r" \(and \d+ more error\(s\)\)$")
 
@@ -94,7 +100,8 @@ def read_labels(root: str | Path, n_calls: int = 10) -> LabelsOutput:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"not a folder: {root}")
-    segments, files, errors = (_read(root, p) for p in ("segments", "files", "errors"))
+    segments, files, errors, stored_turns = (_read(root, p) for p in ("segments", "files", "errors",
+                                                                        TIMELINE_PREFIX))
     if segments is None and files is None and errors is None:
         raise FileNotFoundError(f"no segments-, files- or errors-*.parquet shards in {root} "
                                 f"(expected the --output folder of ser label)")
@@ -111,18 +118,27 @@ def read_labels(root: str | Path, n_calls: int = 10) -> LabelsOutput:
         cols = ["path", "channel", "role", "start_s", "end_s", "emotion", "confidence"]
         for row in segments.select(cols).to_pylist():
             by_path[row["path"]].append(row)
+    turns_by_path: dict[str, list[dict[str, Any]]] | None = None
+    if stored_turns is not None:  # the pipeline's own timeline (ser label writes it)
+        turns_by_path = defaultdict(list)
+        for turn in stored_turns.to_pylist():
+            turns_by_path[turn["path"]].append(turn)
     paths = sorted(set(info) | set(by_path))
     out.n_files = len(paths)
     first = set(paths[:n_calls])
     for path in paths:
         meta = info.get(path, {})
-        channels = [(int(c["channel"]), c["role"]) for c in meta.get("per_channel") or []] or None
+        per_channel = meta.get("per_channel") or []
+        channels = [(int(c["channel"]), c["role"]) for c in per_channel] or None
+        detected = {int(c["channel"]): c["detected_s"] for c in per_channel if c.get("detected_s") is not None}
         roles, turns = summarise_file(path, by_path.get(path, []), out.labels, duration_s=meta.get("duration_s"),
-                                      channels=channels, max_gap_s=max_gap)
+                                      channels=channels, max_gap_s=max_gap, detected_s=detected or None)
         out.role_rows += roles
         out.audio_s += roles[0]["duration_s"] if roles else 0.0
         if path in first:
-            out.timelines[path] = turns
+            stored = None if turns_by_path is None else turns_by_path.get(path, [])
+            out.timelines[path] = turns if stored is None else sorted(
+                stored, key=lambda t: (t["channel"], t["turn"]))
     if errors is not None:
         out.errors = errors.to_pylist()
     return out
@@ -150,11 +166,18 @@ def error_counts(errors: Sequence[dict[str, Any]]) -> list[tuple[str, str, int, 
 
 def role_seconds(role_rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, dict[str, float]]:
     """Seconds per emotion per role, across the archive."""
-    out: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(labels, 0.0))
+    names = [*labels, UNCERTAIN]
+    out: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(names, 0.0))
     for row in role_rows:
-        for label in labels:
-            out[row["role"]][label] += row[f"share_{label}"] * row["speech_s"]
+        for label in names:
+            out[row["role"]][label] += row.get(f"share_{label}", 0.0) * row["speech_s"]
     return dict(out)
+
+
+def shown_labels(labels: Sequence[str], seconds: dict[str, dict[str, float]]) -> list[str]:
+    """The model's labels, then ``uncertain`` when any second is."""
+    uncertain = any(by_label.get(UNCERTAIN, 0.0) > 0 for by_label in seconds.values())
+    return [*labels, UNCERTAIN] if uncertain else list(labels)
 
 
 # ---------------------------------------------------------------- plots
@@ -271,13 +294,14 @@ def render_html(out: LabelsOutput) -> str:
         + "</section>")
 
     seconds = role_seconds(rows, labels)
+    categories = shown_labels(labels, seconds)
     parts.append('<section id="distribution"><h2>Emotion distribution per role (seconds)</h2>')
     if seconds and labels:
-        parts.append(_img(distribution_plot(seconds, labels), "emotion distribution per role"))
+        parts.append(_img(distribution_plot(seconds, categories), "emotion distribution per role"))
         totals = {role: max(sum(by_label.values()), 1e-9) for role, by_label in seconds.items()}
-        table_rows = [[role] + [f"{seconds[role][lab]:.1f} ({seconds[role][lab] / totals[role]:.0%})" for lab in labels]
-                      for role in sorted(seconds)]
-        parts.append(_table(["role", *labels], table_rows, tuple(range(1, len(labels) + 1))))
+        table_rows = [[role] + [f"{seconds[role][lab]:.1f} ({seconds[role][lab] / totals[role]:.0%})"
+                                for lab in categories] for role in sorted(seconds)]
+        parts.append(_table(["role", *categories], table_rows, tuple(range(1, len(categories) + 1))))
     else:
         parts.append('<p class="note">no labelled speech</p>')
     parts.append("</section>")
@@ -289,7 +313,7 @@ def render_html(out: LabelsOutput) -> str:
     for path, turns in out.timelines.items():
         lanes = [(r["channel"], r["role"]) for r in by_path[path]]
         duration = by_path[path][0]["duration_s"] if by_path[path] else 0.0
-        uri = timeline_plot(path, turns, lanes, duration, labels)
+        uri = timeline_plot(path, turns, lanes, duration, [*labels, UNCERTAIN])
         parts.append(f"<figure>{_img(uri, 'timeline of ' + path)}<figcaption>{html.escape(path)}: "
                      f"{len(turns)} turns</figcaption></figure>")
     parts.append("</section>")
@@ -309,7 +333,7 @@ def render_html(out: LabelsOutput) -> str:
     header = ["call", "role", "duration (s)", "speech (s)", "segments", "dominant", "main emotions",
               *(f"third {i + 1}" for i in range(N_PARTS))]
     table_rows = [[Path(p).name, r["role"], f"{r['duration_s']:.1f}", f"{r['speech_s']:.1f}", r["n_segments"],
-                   r["dominant_emotion"] or "-", _top_shares(r, labels),
+                   r["dominant_emotion"] or "-", _top_shares(r, categories),
                    *((r[f"dominant_emotion_third_{i + 1}"] or "-") for i in range(N_PARTS))]
                   for p in shown for r in by_path[p]]
     parts.append(_table(header, table_rows, (2, 3, 4)) + "</section></body></html>\n")

@@ -15,9 +15,17 @@ some segment overlaps, measures the speech detector's recall); so are segments w
 emotion is not one of the model's labels (dropped and counted, never relabelled). UAR averages recall over the classes
 present among the scored truths, as ``ser evaluate`` does.
 
+Segments labelled ``uncertain`` (``ser label --min-confidence``) are scored as WRONG
+predictions in ``uar``, ``wa`` and ``per_class_recall``: abstaining is not a hit. Beside
+them: ``coverage``, the share of scored segments that are not uncertain, and
+``uar_confident`` / ``wa_confident``, the same measures over those confident segments
+only; ``uncertain_per_class`` counts the uncertain ones by true class, and ``confusion``
+holds the confident ones (without a threshold, all of them).
+
 Writes ``--output`` (metrics JSON: ``uar``, ``wa`` (accuracy), ``per_class_recall``,
-``confusion``, counts) and optionally ``--confusion`` (actual,predicted per scored segment,
-for ``dvc plots``' confusion template).
+``confusion``, the coverage figures, counts) and optionally ``--confusion``
+(actual,predicted per scored segment, predicted ``uncertain`` included, for ``dvc
+plots``' confusion template).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from ser_core.inference import MIX_CHANNEL
+from ser_core.inference import MIX_CHANNEL, UNCERTAIN
 from ser_core.inference.outputs import SEGMENTS_PREFIX
 from ser_core.metrics import PROB_PREFIX, confusion_matrix, recall_per_class, uar
 from ser_core.params import build_config, flags, load_section
@@ -148,32 +156,45 @@ def score(table: pa.Table, labels: Sequence[str], turns: Sequence[Turn]) -> tupl
     cols = table.select(["path", "channel", "start_s", "end_s", "emotion"]).to_pydict()
     truths, counts = truth_of_segments(cols["path"], cols["channel"], cols["start_s"],
                                        cols["end_s"], turns)
+    n = len(labels)
     index = {label: i for i, label in enumerate(labels)}
+    index.setdefault(UNCERTAIN, n)  # never equal to a true class: a wrong prediction
+    names = [*labels, UNCERTAIN]
     outside: dict[str, int] = defaultdict(int)
     y, pred = [], []
     for truth, predicted in zip(truths, cols["emotion"]):
         if truth is None:
             continue
-        if truth not in index:
+        if truth not in index or index[truth] == n:
             outside[truth] += 1
             continue
+        if predicted not in index:
+            raise ValueError(f"a segment's emotion {predicted!r} is neither one of the labels {list(labels)} "
+                             f"nor {UNCERTAIN!r}")
         y.append(index[truth])
         pred.append(index[predicted])
     y_arr, pred_arr = np.array(y, dtype=np.int64), np.array(pred, dtype=np.int64)
-    recalls = recall_per_class(y_arr, pred_arr, len(labels))
+    sure = pred_arr != n
+    recalls = recall_per_class(y_arr, pred_arr, n)
     metrics = {
-        "uar": uar(y_arr, pred_arr, len(labels)) if y else None,
+        "uar": uar(y_arr, pred_arr, n) if y else None,
         "wa": float((y_arr == pred_arr).mean()) if y else None,
         "per_class_recall": {lab: float(r) for lab, r in zip(labels, recalls) if not np.isnan(r)},
         "n_segments": len(truths),
         "n_scored": len(y),
+        "n_uncertain": int((~sure).sum()),
+        "coverage": float(sure.mean()) if y else None,
+        "uar_confident": uar(y_arr[sure], pred_arr[sure], n) if sure.any() else None,
+        "wa_confident": float((y_arr[sure] == pred_arr[sure]).mean()) if sure.any() else None,
+        "uncertain_per_class": {lab: int(((y_arr == i) & ~sure).sum()) for i, lab in enumerate(labels)
+                                if ((y_arr == i) & ~sure).any()},
         **counts,
         "n_segments_truth_outside_labels": sum(outside.values()),
         "truth_outside_labels": dict(sorted(outside.items())),
         "labels": list(labels),
-        "confusion": confusion_matrix(y_arr, pred_arr, len(labels)).tolist(),
+        "confusion": confusion_matrix(y_arr[sure], pred_arr[sure], n).tolist(),
     }
-    rows = [{"actual": labels[a], "predicted": labels[b]} for a, b in zip(y, pred)]
+    rows = [{"actual": names[a], "predicted": names[b]} for a, b in zip(y, pred)]
     return metrics, rows
 
 
@@ -203,4 +224,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"UAR {fmt(metrics['uar'])}, accuracy {fmt(metrics['wa'])} over {metrics['n_scored']} of "
           f"{metrics['n_segments']} segments ({metrics['n_segments_no_turn']} overlap no turn, "
           f"{metrics['n_segments_unknown_file']} in files without ground truth) -> {out}")
+    if metrics["n_uncertain"]:
+        print(f"  {metrics['n_uncertain']} uncertain segments scored as wrong; coverage {fmt(metrics['coverage'])}, "
+              f"UAR {fmt(metrics['uar_confident'])} and accuracy {fmt(metrics['wa_confident'])} over the confident ones")
     return 0

@@ -33,13 +33,18 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
+from ser_core.features import FeatureError
 from ser_core.inference.vad import (DETECTORS, WEBRTC_FRAMES_S, EnergyDetector, EnergyHistogram,
                                     FrameDetector, frame_db, make_detector)
 
 SEGMENTATIONS = (*DETECTORS, "fixed", "vad")  # 'vad': the old name of 'energy'
+# How a training clip is cut (features.segmentation; a checkpoint's segmentation.mode):
+# whole, trimmed to its speech, or into the labelling windows.
+CLIP_SEGMENTATIONS = ("none", "speech", "windows")
 ALIASES = {"vad": "energy"}
 
-__all__ = ["SEGMENTATIONS", "SegmentConfig", "Window", "Segmenter", "segment_channel",
+__all__ = ["SEGMENTATIONS", "CLIP_SEGMENTATIONS", "SegmentConfig", "Window", "Segmenter", "segment_channel",
+           "cut_clip",
            "EnergyDetector", "EnergyHistogram", "FrameDetector", "frame_db", "make_detector"]
 
 
@@ -297,3 +302,21 @@ def segment_channel(samples: np.ndarray, sample_rate: int, config: SegmentConfig
             detector.observe(b)
     windows = [w for b in blocks for w in seg.feed(b)] + seg.flush()
     return windows, seg.speech_samples
+
+
+def cut_clip(y: np.ndarray, sample_rate: int, mode: str, config: SegmentConfig) -> list[tuple[int, int]]:
+    """The (start, end) sample spans of one clip that become feature rows, as the features
+    stage cuts training clips (``mode`` one of :data:`CLIP_SEGMENTATIONS`): the whole clip,
+    its first to last speech window, or each labelling window. A clip in which the detector
+    finds no speech raises :class:`~ser_core.features.FeatureError`: never silently dropped."""
+    if mode not in CLIP_SEGMENTATIONS:
+        raise ValueError(f"clip segmentation must be one of {CLIP_SEGMENTATIONS}, got {mode!r}")
+    if mode == "none":
+        return [(0, len(y))]
+    windows, _ = segment_channel(y, sample_rate, config)
+    if not windows:
+        raise FeatureError(f"no speech detected to cut ({mode} segmentation, "
+                           f"{config.segmentation} detector, {len(y) / sample_rate:.2f} s clip)")
+    if mode == "speech":
+        return [(min(w.start for w in windows), max(w.end for w in windows))]
+    return [(w.start, w.end) for w in windows]

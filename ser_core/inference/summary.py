@@ -10,11 +10,16 @@ Here every instant of a channel that some window covers belongs to exactly ONE w
 the covering window whose centre is nearest (ties: the earlier-starting one). These
 owned pieces tile the labelled time without overlap, so
 
-- ``speech_s`` is the labelled time (the union of the windows), and
+- ``speech_s`` is the labelled time (the union of the windows); ``detected_s``, when the
+  caller knows it, the speech the detector found (regions shorter than ``min_speech_s``
+  are found but not labelled, so it can be larger), and
 - the seconds of an emotion are the owned seconds of the windows labelled with it;
-  ``share_<label>`` divides them by ``speech_s`` (emotions outside ``labels`` count as
-  speech but in no share column), and the dominant emotion has the most seconds (ties:
-  earlier in ``labels``).
+  ``share_<label>`` divides them by ``speech_s``, and the dominant emotion has the most
+  seconds (ties: earlier in ``labels``). Windows below ``--min-confidence`` carry the
+  emotion :data:`~ser_core.inference.UNCERTAIN`: their seconds are speech, counted in
+  ``share_uncertain``, and never dominant (the dominant emotion is the most common of
+  the confident ones). Other emotions outside ``labels`` count as speech but in no share
+  column.
 
 **Course of the call.** The call (``duration_s``) is cut into thirds; per third and
 role: the labelled seconds in it and their dominant emotion.
@@ -36,6 +41,8 @@ from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
+
+from ser_core.inference import UNCERTAIN
 
 DEFAULT_MAX_GAP_S = 1.5  # the labelling hop: windows further apart belong to separate turns
 N_PARTS = 3              # the course of a call: thirds
@@ -114,12 +121,21 @@ def dominant(seconds: Mapping[str, float], labels: Sequence[str]) -> str | None:
     return best if best is not None and seconds.get(best, 0.0) > 0 else None
 
 
+def uncertain_share(seconds: Mapping[str, float]) -> float:
+    """``share_uncertain``: the seconds of windows below the confidence threshold over all
+    labelled seconds (0 without speech)."""
+    total = sum(seconds.values())
+    return seconds.get(UNCERTAIN, 0.0) / total if total > 0 else 0.0
+
+
 def role_schema(labels: Sequence[str]) -> pa.Schema:
     """Per-role summary rows: one per file and channel."""
     fields = [pa.field("path", pa.string()), pa.field("channel", pa.int32()), pa.field("role", pa.string()),
               pa.field("duration_s", pa.float64()), pa.field("speech_s", pa.float64()),
+              pa.field("detected_s", pa.float64()),  # null when not known
               pa.field("n_segments", pa.int32()), pa.field("dominant_emotion", pa.string())]
     fields += [pa.field(f"share_{label}", pa.float64()) for label in labels]
+    fields.append(pa.field(f"share_{UNCERTAIN}", pa.float64()))
     for part in range(1, N_PARTS + 1):
         fields += [pa.field(f"speech_s_third_{part}", pa.float64()),
                    pa.field(f"dominant_emotion_third_{part}", pa.string())]
@@ -165,12 +181,14 @@ def timeline(rows: Sequence[Mapping[str, Any]], pieces: Sequence[Piece],
 
 def summarise_file(path: str, segments: Iterable[Mapping[str, Any]], labels: Sequence[str], *,
                    duration_s: float | None = None, channels: Sequence[tuple[int, str]] | None = None,
-                   max_gap_s: float = DEFAULT_MAX_GAP_S) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                   max_gap_s: float = DEFAULT_MAX_GAP_S, detected_s: Mapping[int, float] | None = None,
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(per-role rows, timeline rows) of one file.
 
     ``channels`` lists the file's labelled (channel, role) pairs, so a channel without a
     segment still gets a row (0 s of speech); by default the channels its segments name.
-    ``duration_s`` (for the thirds) defaults to the end of the last segment.
+    ``duration_s`` (for the thirds) defaults to the end of the last segment. ``detected_s``
+    (channel -> the detector's speech seconds) fills ``detected_s`` (null where not given).
     """
     segments = list(segments)
     strays = sorted({str(s["path"]) for s in segments} - {path})
@@ -188,8 +206,10 @@ def summarise_file(path: str, segments: Iterable[Mapping[str, Any]], labels: Seq
         pieces = owned_pieces([r["start_s"] for r in rows], [r["end_s"] for r in rows])
         seconds = _seconds(rows, pieces)
         row: dict[str, Any] = {"path": path, "channel": ch, "role": roles[ch], "duration_s": float(duration_s),
-                               "speech_s": sum(b - a for a, b, _ in pieces), "n_segments": len(rows),
-                               "dominant_emotion": dominant(seconds, labels), **shares(seconds, labels)}
+                               "speech_s": sum(b - a for a, b, _ in pieces),
+                               "detected_s": None if detected_s is None or ch not in detected_s else float(detected_s[ch]),
+                               "n_segments": len(rows), "dominant_emotion": dominant(seconds, labels),
+                               **shares(seconds, labels), f"share_{UNCERTAIN}": uncertain_share(seconds)}
         for part in range(N_PARTS):
             span = (duration_s * part / N_PARTS, duration_s * (part + 1) / N_PARTS)
             if part == N_PARTS - 1:

@@ -108,24 +108,28 @@ class _Spill:
 
 
 class FileWindows:
-    """A file's windows after passes 1 and 2: :attr:`info` is known; iterating reads the
-    windows back in order; :meth:`close` (or ``with``) deletes the spill."""
+    """A file's windows after passes 1 and 2: :attr:`info` is known, and :attr:`stats`
+    (with ``speaker_stats``): per stream of :attr:`streams`, the (mean, std) over the
+    frames of all its windows, overlapping windows counted as they are (None for a stream
+    without windows), the statistics every window of that stream is normalised with.
+    Iterating reads the windows back in order; :meth:`close` (or ``with``) deletes the spill."""
 
     def __init__(self, info: FileInfo, streams: Sequence[tuple[int, str]], spill: _Spill,
                  sample_rate: int, speaker_stats: bool):
         self.info = info
-        self._streams = list(streams)
+        self.streams = list(streams)  # (channel, role) per stream
         self._spill = spill
         self._sr = sample_rate
-        self._stats = [s.result() if speaker_stats and s.n else None for s in spill.stats]
+        self.stats: list[tuple[np.ndarray, np.ndarray] | None] = [
+            s.result() if speaker_stats and s.n else None for s in spill.stats]
 
     def __iter__(self) -> Iterator[tuple[SegmentKey, SegmentExample]]:
         path = self.info.path
         try:
             for i, start, end, x in self._spill.read():
-                channel, role = self._streams[i]
+                channel, role = self.streams[i]
                 yield SegmentKey(path, channel, role, start / self._sr, end / self._sr), \
-                    SegmentExample(x, self._stats[i])
+                    SegmentExample(x, self.stats[i])
         except Exception as exc:
             raise FileError(path, "spill", _reason(exc)) from exc
 
@@ -155,7 +159,7 @@ class Windower:
         self.block_s = block_s
         self.speaker_stats = speaker_stats
         warm_up(feature_config)
-        self._extract = make_extractor(feature_config)
+        self.extract = make_extractor(feature_config)  # (samples,) -> (T, D); shared by Labeller.predict_clip
         make_detector(segment_config, feature_config.sample_rate)  # a missing package fails here, once
 
     def open(self, path: str) -> FileWindows:
@@ -215,4 +219,4 @@ class Windower:
 
     def _add(self, spill: _Spill, stream: int, windows: Sequence[Window]) -> None:
         for w in windows:
-            spill.add(stream, w.start, w.end, self._extract(w.samples))  # (T, D)
+            spill.add(stream, w.start, w.end, self.extract(w.samples))  # (T, D)

@@ -81,3 +81,23 @@ def test_running_stats_equal_pooled_frame_stats():
 def test_batch_size_must_be_positive():
     with pytest.raises(ValueError):
         SERModelHandler("model.pt", batch_size=0)
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_both_engines_give_the_calibrated_probabilities(tmp_path, engine):
+    """A checkpoint calibrated with T = 2 (and its ONNX export): the handler's
+    probabilities are softmax(logits / T), as Checkpoint.predict_proba gives them."""
+    path = str(tiny_model.make_checkpoint(tmp_path / "model.pt", temperature=2.0))
+    if engine == "onnx":
+        path = str(tiny_model.make_onnx(path, tmp_path / "model.onnx"))
+    handler = SERModelHandler(path, batch_size=3)
+    assert handler.engine == engine  # by the file's extension
+    data = examples()
+    expected = {k: tiny_model.expected_proba(x, temperature=2.0) for k, x in data}
+    assert max(abs(p[0] - tiny_model.expected_proba(x)[0]) for (_, x), p in zip(data, expected.values())) > 0.01
+    with BeamTestPipeline() as p:
+        out = (p
+               | beam.Create([(k, SegmentExample(x)) for k, x in data])
+               | RunInference(KeyedModelHandler(handler))
+               | beam.MapTuple(lambda k, r: (k, r.inference)))
+        assert_that(out, close_to(expected))

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from ser_core import cli
+from ser_core.inference.summary import TIMELINE_SCHEMA
 from ser_core.inference.report import DPI, FIG_WIDTH_IN, error_counts, error_reason, read_labels, write_report
 
 LABELS = ["neutral", "angry", "sad"]
@@ -168,3 +169,27 @@ def test_cli_and_a_folder_without_labels(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path / "empty"), "--output", str(tmp_path / "e.html")]) == 1
     assert "no segments-, files- or errors-*.parquet" in capsys.readouterr().err
     assert not (tmp_path / "e.html").exists()
+
+
+def test_the_pipelines_timeline_is_read_when_present_and_uncertain_is_its_own_category(tmp_path):
+    root = write_labels(tmp_path / "labels", n_calls=1)
+    shard = next(root.glob("segments-*00001-of-*.parquet"))  # c0's last two windows
+    table = pq.read_table(shard)
+    emotions = table.column("emotion").to_pylist()
+    emotions[0] = "uncertain"  # c0's agent window 3-6 s, neutral before
+    pq.write_table(table.set_column(table.schema.get_field_index("emotion"), "emotion", pa.array(emotions)), shard)
+    stored = [{"path": "/archive/c0.wav", "channel": 0, "role": "agent", "turn": 0, "start_s": 0.0, "end_s": 6.0,
+               "speech_s": 6.0, "emotion": "angry", "confidence": 0.5, "n_segments": 3}]
+    pq.write_table(pa.Table.from_pylist(stored, schema=TIMELINE_SCHEMA), root / "timeline-r1-00000-of-00001.parquet")
+    out = read_labels(root, n_calls=5)
+    assert out.timelines == {"/archive/c0.wav": stored, "/archive/quiet.wav": []}  # as stored, not recomputed
+    agent = next(r for r in out.role_rows if r["path"] == "/archive/c0.wav" and r["role"] == "agent")
+    assert agent["share_uncertain"] == pytest.approx(2.25 / 6.0) and agent["dominant_emotion"] == "angry"
+    assert agent["detected_s"] is None  # files rows of the old layout carry no detected_s
+    write_report(root, tmp_path / "r.html")
+    parser = Page()
+    parser.feed((tmp_path / "r.html").read_text(encoding="utf-8"))
+    tables = dict(parser.tables)
+    assert tables["distribution"][0] == ["role", *LABELS, "uncertain"]
+    assert dict((row[0], row[-1]) for row in tables["distribution"][1:]) == {"agent": "2.2 (38%)",
+                                                                            "customer": "0.0 (0%)"}

@@ -86,3 +86,29 @@ def test_missing_columns_are_refused(tmp_path):
     bad.write_text("path,start_s,end_s,emotion\na.wav,0,1,sad\n")
     with pytest.raises(ValueError, match="channel"):
         read_ground_truth(bad)
+
+
+def test_uncertain_segments_are_wrong_and_coverage_is_reported(tmp_path):
+    """The hand-made case with two right segments made uncertain (--min-confidence)."""
+    segdir, truth = write_case(tmp_path)
+    table = pq.read_table(next(segdir.glob("*.parquet")))
+    emotions = table.column("emotion").to_pylist()
+    emotions[0] = emotions[4] = "uncertain"  # a right neutral, the right sad
+    table = table.set_column(table.schema.get_field_index("emotion"), "emotion", pa.array(emotions))
+    metrics, rows = score(table, LABELS, read_ground_truth(truth))
+    assert metrics["n_scored"] == 6 and metrics["n_uncertain"] == 2
+    # uncertain = wrong: neutral 1/2, sad 0/1, angry 2/3
+    assert metrics["per_class_recall"] == pytest.approx({"angry": 2 / 3, "sad": 0.0, "neutral": 0.5})
+    assert metrics["uar"] == pytest.approx((2 / 3 + 0.0 + 0.5) / 3)
+    assert metrics["wa"] == pytest.approx(3 / 6)
+    # the confident four: neutral right, angry wrong (sad), angry right twice
+    assert metrics["coverage"] == pytest.approx(4 / 6)
+    assert metrics["wa_confident"] == pytest.approx(3 / 4)
+    assert metrics["uar_confident"] == pytest.approx((2 / 3 + 1.0) / 2)  # sad has no confident segment
+    assert metrics["uncertain_per_class"] == {"sad": 1, "neutral": 1}
+    assert metrics["confusion"] == [[2, 1, 0], [0, 0, 0], [0, 0, 1]]
+    assert [r["predicted"] for r in rows].count("uncertain") == 2
+    emotions[1] = "bored"
+    table = table.set_column(table.schema.get_field_index("emotion"), "emotion", pa.array(emotions))
+    with pytest.raises(ValueError, match="'bored' is neither one of the labels"):
+        score(table, LABELS, read_ground_truth(truth))

@@ -100,3 +100,19 @@ def test_without_segments_and_with_stray_rows():
     assert (roles[0]["channel"], roles[0]["speech_s"], turns) == (-1, 0, [])
     with pytest.raises(ValueError, match="other files.*other.wav"):
         summarise_file("call.wav", [seg(0, 3, "sad", path="other.wav")], LABELS)
+
+
+def test_uncertain_seconds_are_speech_in_their_own_share_and_never_dominant():
+    rows = [seg(0, 3, "uncertain"), seg(1.5, 4.5, "uncertain"), seg(3, 6, "sad"), seg(4, 7, "uncertain")]
+    roles, turns = summarise_file("call.wav", rows, LABELS, duration_s=7.0, detected_s={0: 7.4})
+    (agent,) = roles
+    # uncertain windows own 0-3.75 and 5-7 s (5.75 s), sad 3.75-5 s
+    assert agent["speech_s"] == pytest.approx(7.0) and agent["detected_s"] == 7.4
+    assert agent["share_uncertain"] == pytest.approx(5.75 / 7) and agent["share_sad"] == pytest.approx(1.25 / 7)
+    assert agent["dominant_emotion"] == "sad"  # the most common confident emotion
+    assert [(t["emotion"], t["start_s"], t["end_s"]) for t in turns] == [
+        ("uncertain", 0.0, 3.75), ("sad", 3.75, 5.0), ("uncertain", 5.0, 7.0)]
+    roles, _ = summarise_file("call.wav", [seg(0, 3, "uncertain")], LABELS)
+    assert roles[0]["dominant_emotion"] is None and roles[0]["share_uncertain"] == 1.0
+    assert roles[0]["detected_s"] is None  # not given
+    pa.Table.from_pylist(roles, schema=role_schema(LABELS))

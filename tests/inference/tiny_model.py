@@ -3,8 +3,9 @@
 The LSTM-SA model with H = 1 is set up so that h_t = tanh(tanh(W * x_t)) (input gate and
 output gate saturated open, forget gate shut, no recurrence), attention is uniform over
 the valid frames (u = 0), the output BatchNorm is the identity up to its eps, and the
-classifier gives logits (K z, -K z). So P(first label) = sigmoid(2 K z) with
-z = mean_t h_t / sqrt(1 + eps) over the normalised feature x.
+classifier gives logits (K z, -K z). So P(first label) = sigmoid(2 K z / T) with
+z = mean_t h_t / sqrt(1 + eps) over the normalised feature x, T the calibration
+temperature (1 unless set). :func:`make_onnx` exports it with ``ser export``.
 
 The feature is one log-mel band (dB): loud windows have high x and are "angry", quiet
 windows low x and are "sad".
@@ -41,7 +42,10 @@ def bursts(spans, total_s, sample_rate=8000, seed=0, noise=0.001, amp=0.3) -> np
     return x.astype(np.float32)
 
 
-def make_checkpoint(path: str | Path, mode: str = "global") -> Path:
+def make_checkpoint(path: str | Path, mode: str = "global", segmentation: dict | None = None,
+                    temperature: float = 1.0) -> Path:
+    """The hand-set model; ``segmentation`` as training records how its clips were cut
+    (default: whole clips), ``temperature`` its calibration."""
     model = SERModel(ModelConfig(n_dims=1, n_classes=2, hidden=1, arch="lstm", dropout=0.0))
     state = model.state_dict()
     state["lstm2.weight_ih_l0"] = torch.tensor([[0.0], [0.0], [W], [0.0]])  # gates i, f, g, o
@@ -59,12 +63,21 @@ def make_checkpoint(path: str | Path, mode: str = "global") -> Path:
     return save_checkpoint(
         path, model, feature_config=FEATURES.to_dict(), labels=LABELS,
         normalisation={"mode": mode, "mean": [GLOBAL_MEAN], "std": [GLOBAL_STD]},
-        train_params={"note": "hand-set test model"}, provenance={"test": True})
+        train_params={"note": "hand-set test model"}, provenance={"test": True},
+        calibration={"temperature": temperature}, segmentation=segmentation)
 
 
-def expected_proba(features: np.ndarray, mean: float = GLOBAL_MEAN, std: float = GLOBAL_STD) -> np.ndarray:
+def expected_proba(features: np.ndarray, mean: float = GLOBAL_MEAN, std: float = GLOBAL_STD,
+                   temperature: float = 1.0) -> np.ndarray:
     """(P(angry), P(sad)) for raw features (T, 1), in closed form."""
     x = (np.asarray(features, dtype=np.float64)[:, 0] - mean) / std
     z = np.tanh(np.tanh(W * x)).mean() / np.sqrt(1 + BN_EPS)
-    p = 1.0 / (1.0 + np.exp(-2 * K * z))
+    p = 1.0 / (1.0 + np.exp(-2 * K * z / temperature))
     return np.array([p, 1 - p])
+
+
+def make_onnx(checkpoint: str | Path, path: str | Path) -> Path:
+    """The hand-set checkpoint as an fp32 ``ser export`` model (same closed form)."""
+    from ser_core.export import export_onnx
+
+    return export_onnx(checkpoint, path).path

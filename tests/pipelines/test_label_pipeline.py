@@ -3,6 +3,8 @@ detector, features, keyed RunInference, per-file rows), every kind of bad input 
 row, and a run killed midway then re-run labels every file exactly once."""
 
 import dataclasses
+import json
+import logging
 import os
 import re
 import signal
@@ -23,7 +25,6 @@ from apache_beam.testing.util import assert_that
 from pipelines import label, resume
 from ser_core.errors import StageError
 from ser_core.features import extract
-from ser_core.inference.outputs import dominant
 from ser_core.inference.segment import SegmentConfig, segment_channel
 from ser_core.normalisation import RunningStats
 from ser_core.storage import read_shards
@@ -44,7 +45,10 @@ def stereo_call(seed=0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    return {mode: str(tiny_model.make_checkpoint(root / f"{mode}.pt", mode)) for mode in ("global", "speaker")}
+    out = {mode: str(tiny_model.make_checkpoint(root / f"{mode}.pt", mode)) for mode in ("global", "speaker")}
+    out.update({f"{mode}.onnx": str(tiny_model.make_onnx(out[mode], root / f"{mode}.onnx"))
+                for mode in ("global", "speaker")})
+    return out
 
 
 def expected_segments(path, data, seg, mode):
@@ -66,9 +70,26 @@ def expected_segments(path, data, seg, mode):
     return out
 
 
-@pytest.mark.parametrize("normalisation,channels", [("global", "separate"), ("speaker", "separate"),
-                                                    ("global", "mix")])
-def test_labels_are_exact(models, tmp_path, normalisation, channels):
+def seconds_on_a_grid(windows, step=0.001):
+    """{channel: {emotion: seconds}} by brute force: every ``step`` of a channel that some
+    window (channel, start, end, emotion) covers goes to the covering window whose centre
+    is nearest (ties: the earlier one), the rule docs/CONTRACTS.md states."""
+    out = {}
+    for channel in {w[0] for w in windows}:
+        mine = sorted((s, e, emotion) for c, s, e, emotion in windows if c == channel)
+        seconds = out.setdefault(channel, Counter())
+        t_end = max(e for _, e, _ in mine)
+        for t in np.arange(step / 2, t_end, step):
+            covering = [(abs(t - (s + e) / 2), s, emotion) for s, e, emotion in mine if s <= t < e]
+            if covering:
+                seconds[min(covering)[2]] += step
+    return out
+
+
+@pytest.mark.parametrize("normalisation,channels,engine", [
+    ("global", "separate", "torch"), ("speaker", "separate", "torch"), ("global", "mix", "torch"),
+    ("speaker", "separate", "onnx")])
+def test_labels_are_exact(models, tmp_path, normalisation, channels, engine):
     data = stereo_call()
     path = str(write_audio(tmp_path / "call.wav", sample_rate=SR, data=data, subtype="FLOAT"))
     seg = SegmentConfig()
@@ -77,6 +98,8 @@ def test_labels_are_exact(models, tmp_path, normalisation, channels):
         assert {k[1]: p.argmax() for k, p in expected.items()} == {0: 0, 1: 1}
     # (speaker normalisation takes each channel's level away: what is left is the variation
     # inside the channel, so the quiet customer is not simply "sad" there)
+    labelled = [(k[1], k[3], k[4], tiny_model.LABELS[int(p.argmax())]) for k, p in expected.items()]
+    seconds = seconds_on_a_grid(labelled)  # {channel: {emotion: s}}, independent of summary.py
 
     def check_segments(rows):
         got = {(r["path"], r["channel"], r["role"], r["start_s"], r["end_s"]): r for r in rows}
@@ -89,27 +112,104 @@ def test_labels_are_exact(models, tmp_path, normalisation, channels):
 
     def check_files(rows):
         (row,) = rows
-        emotions = Counter(tiny_model.LABELS[int(p.argmax())] for p in expected.values())
+        total = Counter()
+        for by_emotion in seconds.values():
+            total.update(by_emotion)
+        speech = sum(total.values())
         assert row["path"] == path and row["duration_s"] == 12.0 and row["channels"] == 2
         assert row["n_segments"] == len(expected)
-        assert row["share_angry"] == pytest.approx(emotions["angry"] / len(expected))
-        assert row["dominant_emotion"] == emotions.most_common(1)[0][0]
+        assert row["speech_s"] == pytest.approx(speech, abs=0.01)
+        # shares are seconds, not window counts
+        assert row["share_angry"] == pytest.approx(total["angry"] / speech, abs=0.002)
+        assert row["share_sad"] == pytest.approx(total["sad"] / speech, abs=0.002)
+        assert row["share_uncertain"] == 0.0
+        assert row["dominant_emotion"] == max(tiny_model.LABELS, key=lambda e: total[e])
         streams = [(0, "agent"), (1, "customer")] if channels == "separate" else [(-1, "mix")]
         assert [(c["channel"], c["role"]) for c in row["per_channel"]] == streams
         for c in row["per_channel"]:
-            mine = Counter(tiny_model.LABELS[int(p.argmax())]
-                           for k, p in expected.items() if k[1] == c["channel"])
-            assert c["n_segments"] == sum(mine.values())
-            assert c["dominant_emotion"] == dominant(list(mine.elements()), tiny_model.LABELS)
+            mine = seconds[c["channel"]]
+            assert c["n_segments"] == sum(1 for k in expected if k[1] == c["channel"])
+            assert c["speech_s"] == pytest.approx(sum(mine.values()), abs=0.01)
+            assert c["detected_s"] >= c["speech_s"] - 1e-9
+            assert c["share_angry"] == pytest.approx(mine["angry"] / sum(mine.values()), abs=0.002)
+            assert c["dominant_emotion"] == max(tiny_model.LABELS, key=lambda e: mine[e])
+            thirds = [c[f"speech_s_third_{i}"] for i in (1, 2, 3)]
+            assert sum(thirds) == pytest.approx(c["speech_s"])
+            assert thirds[2] == 0.0 if channels == "separate" and c["channel"] == 1 else True  # 2-5.5 s
 
+    def check_timeline(rows):
+        by_channel = {}
+        for t in rows:
+            assert t["path"] == path
+            by_channel.setdefault(t["channel"], []).append(t)
+        assert sorted(by_channel) == sorted(seconds)
+        for channel, turns in by_channel.items():
+            turns.sort(key=lambda t: t["turn"])
+            assert [t["turn"] for t in turns] == list(range(len(turns)))
+            assert all(a["end_s"] <= b["start_s"] for a, b in zip(turns, turns[1:]))  # never overlap
+            got = Counter()
+            for t in turns:
+                got[t["emotion"]] += t["speech_s"]
+            assert dict(got) == pytest.approx(dict(seconds[channel]), abs=0.01)
+            assert sum(t["n_segments"] for t in turns) == sum(1 for k in expected if k[1] == channel)
+
+    model = models[f"{normalisation}.onnx" if engine == "onnx" else normalisation]
     with BeamTestPipeline() as p:
-        files, segments, errors = (
+        files, segments, errors, timeline = (
             p | beam.Create([path])
-            | label.LabelFiles(models[normalisation], tiny_model.LABELS, tiny_model.FEATURES.to_dict(),
+            | label.LabelFiles(model, tiny_model.LABELS, tiny_model.FEATURES.to_dict(),
                                normalisation, seg, channels, ["agent", "customer"], block_s=0.7))
         assert_that(segments, check_segments, label="segments")
         assert_that(files, check_files, label="files")
+        assert_that(timeline, check_timeline, label="timeline")
         assert_that(errors, lambda rows: rows == [] or pytest.fail(f"errors: {rows}"), label="errors")
+
+
+def test_min_confidence_marks_segments_uncertain_and_keeps_them(models, tmp_path):
+    data = stereo_call()
+    path = str(write_audio(tmp_path / "call.wav", sample_rate=SR, data=data, subtype="FLOAT"))
+    seg = SegmentConfig()
+    expected = expected_segments(path, data, seg, "speaker")
+    confidences = sorted(p.max() for p in expected.values())
+    # about half the windows fall below: halfway between two confidences far enough apart
+    # that float32 rounding cannot move a window across
+    gaps = [(b - a, (a + b) / 2) for a, b in zip(confidences, confidences[1:]) if b - a > 1e-3]
+    threshold = float(min(gaps, key=lambda g: abs(g[1] - np.median(confidences)))[1])
+    low = {k for k, p in expected.items() if p.max() < threshold}
+    assert 0 < len(low) < len(expected)
+    labelled = [(k[1], k[3], k[4], "uncertain" if k in low else tiny_model.LABELS[int(p.argmax())])
+                for k, p in expected.items()]
+    seconds = seconds_on_a_grid(labelled)
+
+    def check_segments(rows):
+        assert len(rows) == len(expected)  # kept, never dropped
+        for r in rows:
+            key = (r["path"], r["channel"], r["role"], r["start_s"], r["end_s"])
+            probs = expected[key]
+            np.testing.assert_allclose([r["prob_angry"], r["prob_sad"]], probs, atol=1e-5)  # unchanged
+            assert r["confidence"] == pytest.approx(probs.max(), abs=1e-5)
+            assert r["emotion"] == ("uncertain" if key in low else tiny_model.LABELS[int(probs.argmax())])
+
+    def check_files(rows):
+        (row,) = rows
+        total = Counter()
+        for by_emotion in seconds.values():
+            total.update(by_emotion)
+        speech = sum(total.values())
+        assert row["share_uncertain"] == pytest.approx(total["uncertain"] / speech, abs=0.002) and total["uncertain"]
+        assert row["share_angry"] + row["share_sad"] + row["share_uncertain"] == pytest.approx(1.0)
+        assert row["dominant_emotion"] in tiny_model.LABELS  # uncertain is never dominant
+        for c in row["per_channel"]:
+            mine = seconds[c["channel"]]
+            assert c["share_uncertain"] == pytest.approx(mine["uncertain"] / sum(mine.values()), abs=0.002)
+
+    with BeamTestPipeline() as p:
+        outputs = (p | beam.Create([path])
+                   | label.LabelFiles(models["speaker"], tiny_model.LABELS, tiny_model.FEATURES.to_dict(),
+                                      "speaker", seg, "separate", ["agent", "customer"],
+                                      min_confidence=threshold))
+        assert_that(outputs.segments, check_segments, label="segments")
+        assert_that(outputs.files, check_files, label="files")
 
 
 def write_inputs(root: Path) -> dict[str, str]:
@@ -217,10 +317,80 @@ def test_killed_run_resumes_and_labels_every_file_once(models, tmp_path):
     keys = [(s["path"], s["channel"], s["start_s"]) for s in segments]
     assert len(keys) == len(set(keys))  # no segment written twice
     assert Counter(s["path"] for s in segments) == {r["path"]: r["n_segments"] for r in files}
+    turns = read_shards(str(out), "timeline").to_pylist()  # committed with their files
+    turn_keys = [(t["path"], t["channel"], t["turn"]) for t in turns]
+    assert len(turn_keys) == len(set(turn_keys)) and {t["path"] for t in turns} == {s["path"] for s in segments}
     assert not (out / resume.STAGING).exists()
 
     again = label.run(argv)  # nothing left to do
     assert again.labelled == 0 and again.skipped == len(names)
+
+
+def test_the_onnx_engine_labels_as_the_torch_engine(models, tmp_path):
+    """``--engine onnx`` (and an .onnx model by default) through the whole run: the same
+    windows, the same labels, probabilities within 1e-5; the engine is recorded."""
+    inputs = tmp_path / "archive"
+    for i in range(3):
+        write_audio(inputs / f"call_{i}.wav", sample_rate=SR, data=stereo_call(seed=i))
+    outputs = {}
+    for name, model, extra in [("torch", models["speaker"], []), ("onnx", models["speaker.onnx"], ["--engine", "onnx"]),
+                               ("onnx-by-extension", models["speaker.onnx"], [])]:
+        label.run(["--model", model, "--input", str(inputs / "*.wav"), "--output", str(tmp_path / name),
+                   "--roles", "agent,customer", *extra])
+        table = read_shards(str(tmp_path / name), "segments").sort_by([("path", "ascending"), ("channel", "ascending"),
+                                                                      ("start_s", "ascending")])
+        outputs[name] = table.to_pylist()
+        meta = json.loads(pq.read_schema(next((tmp_path / name).glob("files-*.parquet"))).metadata[b"ser.label"])
+        assert meta["engine"] == ("torch" if name == "torch" else "onnx")
+    torch_rows = outputs["torch"]
+    assert len(torch_rows) > 10
+    for name in ("onnx", "onnx-by-extension"):
+        rows = outputs[name]
+        assert [(r["path"], r["channel"], r["start_s"], r["end_s"]) for r in rows] == \
+            [(r["path"], r["channel"], r["start_s"], r["end_s"]) for r in torch_rows]
+        assert [r["emotion"] for r in rows] == [r["emotion"] for r in torch_rows]
+        np.testing.assert_allclose([r["prob_angry"] for r in rows], [r["prob_angry"] for r in torch_rows], atol=1e-5)
+    with pytest.raises(StageError, match=r"--engine torch runs a checkpoint \(\.pt\), not an ONNX model"):
+        label.run(["--model", models["speaker.onnx"], "--input", str(inputs / "*.wav"),
+                   "--output", str(tmp_path / "bad"), "--engine", "torch"])
+    with pytest.raises(StageError, match="export the checkpoint first: ser export"):
+        label.run(["--model", models["speaker"], "--input", str(inputs / "*.wav"),
+                   "--output", str(tmp_path / "bad"), "--engine", "onnx"])
+
+
+def test_the_models_segmentation_sets_the_windows_and_mismatches_are_warned(tmp_path, caplog):
+    """A windows-trained model labels windows of its own length and hop unless told
+    otherwise; a whole-clip model, or other windows, are warned about and recorded."""
+    inputs = tmp_path / "archive"
+    write_audio(inputs / "call.wav", sample_rate=SR, data=stereo_call())
+    trained = SegmentConfig(window_s=2.0, hop_s=1.0).to_dict()
+    windows_model = str(tiny_model.make_checkpoint(tmp_path / "windows.pt", "speaker",
+                                                   segmentation={"mode": "windows", "segment_config": trained}))
+    whole_model = str(tiny_model.make_checkpoint(tmp_path / "whole.pt", "speaker"))
+
+    def run(model, out, *extra):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="pipelines.label"):
+            label.run(["--model", model, "--input", str(inputs / "*.wav"), "--output", str(tmp_path / out), *extra])
+        meta = json.loads(pq.read_schema(next((tmp_path / out).glob("segments-*.parquet"))).metadata[b"ser.label"])
+        segments = read_shards(str(tmp_path / out), "segments").to_pylist()
+        return meta, segments, [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    meta, segments, warned = run(windows_model, "own")
+    assert (meta["segment_config"]["window_s"], meta["segment_config"]["hop_s"]) == (2.0, 1.0)
+    assert max(s["end_s"] - s["start_s"] for s in segments) == pytest.approx(2.0)
+    assert meta["model_segmentation"]["mode"] == "windows" and meta["warnings"] == [] and warned == []
+
+    meta, segments, warned = run(windows_model, "other", "--window-s", "3", "--hop-s", "1.5")
+    assert max(s["end_s"] - s["start_s"] for s in segments) == pytest.approx(3.0)
+    assert meta["warnings"] == ["the model was trained on windows with window_s 2, labelling uses 3",
+                                "the model was trained on windows with hop_s 1, labelling uses 1.5"]
+    assert [w.split(": ", 1)[1] for w in warned] == meta["warnings"]
+
+    meta, _, warned = run(whole_model, "whole")
+    assert meta["segment_config"]["window_s"] == SegmentConfig().window_s  # nothing to take from the model
+    assert len(meta["warnings"]) == 1 and "trained on whole clips" in meta["warnings"][0]
+    assert len(warned) == 1 and "whole clips" in warned[0]
 
 
 def test_inference_failures_become_error_rows_and_drop_the_files_segments(models, tmp_path):
@@ -228,7 +398,7 @@ def test_inference_failures_become_error_rows_and_drop_the_files_segments(models
     silent = str(write_audio(tmp_path / "silent.wav", sample_rate=SR, data=np.zeros(SR, np.float32)))
     two_dims = dataclasses.replace(tiny_model.FEATURES, n_mels=2)  # the model takes 1 dim
     with BeamTestPipeline() as p:
-        files, segments, errors = (
+        files, segments, errors, _ = (
             p | beam.Create(calls + [silent])
             | label.LabelFiles(models["global"], tiny_model.LABELS, two_dims.to_dict(), "global",
                                SegmentConfig(), "separate", [], batch_size=4))

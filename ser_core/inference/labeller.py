@@ -1,0 +1,158 @@
+"""``Labeller``: ``ser label``'s labelling of one recording, from Python, without Beam.
+
+    from ser_core import Labeller
+    labeller = Labeller.load("models/telephone/final.pt")   # or an exported model.onnx
+    result = labeller.label_file("call.wav")
+    result.segments   # one row per labelled window (the segments-*.parquet schema)
+    result.roles      # per channel/role: speech seconds, shares, dominant emotion, thirds
+    result.timeline   # merged turns (the timeline-*.parquet schema)
+    result.file       # the files-*.parquet row, as a dict
+    labeller.predict_clip("clip.wav")   # {label: probability} for one clip
+
+The tables are ``pyarrow.Table`` (pyarrow is a dependency; pandas is not): call
+``.to_pandas()`` where pandas is installed, or ``.to_pylist()`` for dicts.
+
+One implementation with the pipeline: the windows come from
+:class:`~ser_core.inference.windows.Windower`, the probabilities from
+:func:`~ser_core.inference.engine.label_examples`, the rows from
+:func:`~ser_core.inference.outputs.segment_row` and
+:func:`~ser_core.inference.outputs.finish_file` (which summarises with
+:mod:`ser_core.inference.summary`): the DoFns of ``pipelines/label.py`` call the same
+functions, so a file labelled here and by ``ser label`` with the same settings gives the
+same rows. Settings are resolved as ``ser label`` resolves them: a model trained on
+labelling windows cuts windows of its own ``window_s``/``hop_s`` unless given others, and
+mismatches between the model's training audio and the labelling windows are logged as
+warnings (and kept in :attr:`Labeller.warnings`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
+
+import numpy as np
+import pyarrow as pa
+from threadpoolctl import threadpool_limits
+
+from ser_core import audio
+from ser_core.errors import FileError
+from ser_core.features import FeatureConfig, FeatureError
+from ser_core.inference.engine import (LabellingModel, check_model, label_examples, load_model, model_windows,
+                                       segmentation_warnings)
+from ser_core.inference.outputs import (check_min_confidence, finish_file, segment_row, segments_schema,
+                                        timeline_schema)
+from ser_core.inference.segment import SegmentConfig, cut_clip
+from ser_core.inference.summary import role_schema
+from ser_core.inference.windows import Windower
+from ser_core.storage import open_audio
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+@dataclass(frozen=True)
+class FileLabels:
+    """One labelled recording: the pipeline's rows for it, as tables (and its files row)."""
+
+    segments: pa.Table
+    roles: pa.Table
+    timeline: pa.Table
+    file: dict[str, Any]
+
+
+@dataclass
+class Labeller:
+    """A loaded model and the labelling settings; :meth:`label_file` labels one recording
+    as ``ser label`` would, :meth:`predict_clip` scores one clip as training saw clips."""
+
+    model: LabellingModel
+    segment_config: SegmentConfig = field(default_factory=SegmentConfig)
+    channels: str = "separate"
+    roles: Sequence[str] = ()
+    min_confidence: float = 0.0
+    block_s: float = 30.0
+    batch_size: int = 64
+    threads: int | None = 1  # BLAS threads while labelling (None: as they are)
+    source: str = "model"  # where the model came from, for messages
+    labels: list[str] = field(init=False)
+    windower: Windower = field(init=False)
+    warnings: list[str] = field(init=False)  # where the labelling windows differ from the training audio
+
+    def __post_init__(self) -> None:
+        check_model(self.model, self.source)
+        self.labels = list(self.model.labels)
+        self.min_confidence = check_min_confidence(self.min_confidence, self.labels)
+        self.windower = Windower(FeatureConfig.from_dict(self.model.feature_config), self.segment_config,
+                                 self.channels, self.roles, self.block_s,
+                                 speaker_stats=self.model.normalisation["mode"] == "speaker")
+        self.warnings = segmentation_warnings(self.model.segmentation, self.segment_config)
+        for warning in self.warnings:
+            log.warning("%s: %s", self.source, warning)
+
+    @classmethod
+    def load(cls, path: str, *, engine: str | None = None, threads: int | None = 1, channels: str = "separate",
+             roles: Sequence[str] = (), min_confidence: float = 0.0, block_s: float = 30.0, batch_size: int = 64,
+             **segmentation: Any) -> "Labeller":
+        """The model at ``path`` (a checkpoint, or an ``.onnx`` file from ``ser export``;
+        ``engine`` overrides the choice by extension). ``segmentation`` takes any
+        :class:`~ser_core.inference.segment.SegmentConfig` field (``segmentation``,
+        ``window_s``, ``hop_s``, ``min_speech_s``, ...) over the defaults, which are the
+        model's own windows when it was trained on windows. ``threads`` caps the engine's
+        and, while labelling, BLAS's threads (None: as they are); on a busy machine a BLAS
+        pool makes the front-end's small matrix products many times slower."""
+        model = load_model(path, engine, threads)
+        segment_config = SegmentConfig(**{**model_windows(model.segmentation), **segmentation})
+        return cls(model, segment_config, channels, list(roles), min_confidence, block_s, batch_size, threads,
+                   source=path)
+
+    def _blas_limit(self) -> contextlib.AbstractContextManager:
+        return threadpool_limits(limits=self.threads, user_api="blas") if self.threads else contextlib.nullcontext()
+
+    def label_file(self, path: str) -> FileLabels:
+        """Label one recording (any format libsndfile reads, local or a URL): its segments,
+        per-role summaries, timeline and files row. Raises
+        :class:`~ser_core.errors.FileError` naming the path and the stage that failed."""
+        rows = []
+        with self._blas_limit(), self.windower.open(path) as windows:
+            for chunk in _chunks(windows, self.batch_size):
+                probs = label_examples(self.model, [example for _, example in chunk], self.batch_size)
+                rows += [segment_row(key, p, self.labels, self.min_confidence) for (key, _), p in zip(chunk, probs)]
+            info = windows.info
+        result, error = finish_file(path, [info], rows, [], self.labels, self.segment_config.hop_s)
+        if error is not None:  # every window comes back here: a failure is a bug, not an input
+            raise FileError(path, error["stage"], error["error"])
+        return FileLabels(pa.Table.from_pylist(result.segments, schema=segments_schema(self.labels)),
+                          pa.Table.from_pylist(result.roles, schema=role_schema(self.labels)),
+                          pa.Table.from_pylist(result.timeline, schema=timeline_schema()), result.files_row)
+
+    def predict_clip(self, path: str, stats: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+        """One clip's class probabilities, the clip decoded (mono) and cut as the features
+        stage cut the model's training clips (checkpoint ``segmentation``): the whole clip,
+        its speech, or the labelling windows, whose probabilities are averaged. In
+        ``speaker`` normalisation the clip is normalised with ``stats`` if given (e.g.
+        :func:`~ser_core.normalisation.frame_stats` over that speaker's clips, as training
+        did), else with its own frames. Raises :class:`~ser_core.errors.FileError`."""
+        fc = self.windower.feature_config
+        try:
+            with open_audio(path) as source:
+                y, sr = audio.load(source, fc.sample_rate, quality=fc.resample_quality, min_duration_s=fc.window_s)
+        except (OSError, ValueError) as exc:
+            raise FileError(path, "decode", f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}") from exc
+        cut = SegmentConfig.from_dict(self.model.segmentation.get("segment_config") or {})
+        with self._blas_limit():
+            try:
+                spans = cut_clip(y, sr, self.model.segmentation.get("mode", "none"), cut)
+                features = [self.windower.extract(y[start:end]) for start, end in spans]
+            except FeatureError as exc:
+                raise FileError(path, "features", str(exc)) from exc
+            probs = self.model.predict_proba(features, stats, self.batch_size).mean(axis=0)
+        return {label: float(p) for label, p in zip(self.labels, probs)}

@@ -276,12 +276,14 @@ class _MergeShard(beam.DoFn):
     """(shard number, its temporary files) -> one Parquet file of their rows sorted by key
     (then the temporary files are deleted); yields its path."""
 
-    def __init__(self, path_prefix: str, schema: pa.Schema, num_shards: int, key: str, max_bytes: int):
+    def __init__(self, path_prefix: str, schema: pa.Schema, num_shards: int, key: str, max_bytes: int,
+                 order: Sequence[str] = ()):
         self._path_prefix = path_prefix
         self._schema = schema
         self._num_shards = num_shards
         self._key = key
         self._max_bytes = max_bytes
+        self._order = [(name, "ascending") for name in (order or (key,))]
 
     def process(self, element: tuple[int, Iterable[str | None]]) -> Iterator[str]:
         index, found = element
@@ -292,7 +294,7 @@ class _MergeShard(beam.DoFn):
                 tables.append(pq.read_table(handle, schema=self._schema))
         table = pa.concat_tables(tables) if tables else self._schema.empty_table()
         # One chunk, so that row groups depend on the rows, not on how bundles split them.
-        table = table.sort_by(self._key).combine_chunks()
+        table = table.sort_by(self._order).combine_chunks()
         row_bytes = max(1, table.nbytes // max(1, table.num_rows))
         path = f"{self._path_prefix}-{index:05d}-of-{self._num_shards:05d}.parquet"
         # Written in place (no temp file): a retried bundle writes the same bytes again.
@@ -320,7 +322,7 @@ class WriteSortedShards(beam.PTransform):
     """
 
     def __init__(self, output: str, prefix: str, schema: pa.Schema, num_shards: int, key: str = "utterance_id",
-                 written: str | None = None, max_bytes: int = ROW_GROUP_BYTES):
+                 written: str | None = None, max_bytes: int = ROW_GROUP_BYTES, order: Sequence[str] = ()):
         super().__init__()
         if num_shards < 1:
             raise ValueError(f"num_shards must be at least 1, got {num_shards}")
@@ -331,6 +333,7 @@ class WriteSortedShards(beam.PTransform):
         self._key = key
         self._written = written
         self._max_bytes = max_bytes
+        self._order = tuple(order)  # sort columns within a shard (default: the key alone)
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         n = self._num_shards
@@ -344,7 +347,7 @@ class WriteSortedShards(beam.PTransform):
             | "WithEveryShard" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             | "MergeShards" >> beam.ParDo(_MergeShard(self._path_prefix, self._schema, n, self._key,
-                                                      self._max_bytes)))
+                                                      self._max_bytes, self._order)))
 
 
 def clear_outputs(output: str, prefixes: Iterable[str], shards: bool = True) -> list[str]:

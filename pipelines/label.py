@@ -42,15 +42,17 @@ import argparse
 import dataclasses
 import logging
 import sys
+import hashlib
+import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from pipelines.common import (WriteShards, counter, counter_value, describe_failure, limit_blas_threads,
+from pipelines.common import (WriteSortedShards, counter, counter_value, describe_failure, limit_blas_threads,
                               pipeline_options, pipeline_parser)
 from pipelines.resume import (check_same_settings, commit, completed_paths, mark_done, match_inputs, pending,
                               prepare_output, staging_dir)
@@ -61,8 +63,8 @@ from ser_core.inference import UNCERTAIN
 from ser_core.inference.engine import (ENGINES, check_model, engine_for, load_model, model_windows,
                                       segmentation_warnings)
 from ser_core.inference.handler import SERModelHandler
-from ser_core.inference.outputs import (FILES_PREFIX, SEGMENTS_PREFIX, TIMELINE_PREFIX, check_min_confidence,
-                                        files_schema, finish_file, label_metadata, segment_row, segments_schema,
+from ser_core.inference.outputs import (FILES_PREFIX, METADATA_KEY, SEGMENTS_PREFIX, TIMELINE_PREFIX,
+                                        check_min_confidence, files_schema, finish_file, label_metadata, segment_row, segments_schema,
                                         timeline_schema)
 from ser_core.inference.segment import SEGMENTATIONS, SegmentConfig
 from ser_core.inference.windows import Windower
@@ -263,13 +265,17 @@ class LabelFiles(beam.PTransform):
 
 def write_outputs(outputs: LabelOutputs, staging: str, tag: str, labels: Sequence[str],
                   metadata: Mapping[bytes, bytes]) -> None:
-    _ = outputs.files | "WriteFiles" >> WriteShards(staging, f"{FILES_PREFIX}-{tag}",
-                                                    files_schema(labels, metadata))
-    _ = outputs.segments | "WriteSegments" >> WriteShards(staging, f"{SEGMENTS_PREFIX}-{tag}",
-                                                          segments_schema(labels, metadata))
-    _ = outputs.timeline | "WriteTimeline" >> WriteShards(staging, f"{TIMELINE_PREFIX}-{tag}",
-                                                          timeline_schema(metadata))
-    _ = outputs.errors | "WriteErrors" >> WriteShards(staging, f"{ERRORS_PREFIX}-{tag}", ERRORS_SCHEMA)
+    """One shard per output and chunk, rows sorted by file and time: the bytes depend on
+    the inputs alone (not on workers or bundles), so a DVC output of labels is reproducible."""
+    def write(name: str, schema: pa.Schema, order: Sequence[str]) -> WriteSortedShards:
+        return WriteSortedShards(staging, f"{name}-{tag}", schema, 1, key="path", order=order)
+
+    _ = outputs.files | "WriteFiles" >> write(FILES_PREFIX, files_schema(labels, metadata), ["path"])
+    _ = outputs.segments | "WriteSegments" >> write(SEGMENTS_PREFIX, segments_schema(labels, metadata),
+                                                    ["path", "channel", "start_s"])
+    _ = outputs.timeline | "WriteTimeline" >> write(TIMELINE_PREFIX, timeline_schema(metadata),
+                                                    ["path", "channel", "turn"])
+    _ = outputs.errors | "WriteErrors" >> write(ERRORS_PREFIX, ERRORS_SCHEMA, ["path"])
 
 
 # ---------------------------------------------------------------- pipeline
@@ -396,7 +402,8 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     LOGGER.info("%d input files: %d already done, %d to label in %d chunk(s); model %s (%s engine, %s, %s "
                 "normalisation)", len(job.inputs), len(job.inputs) - len(todo), len(todo), len(chunks),
                 cfg.model, job.engine, job.labels, job.normalisation)
-    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    # Named after what it labels (not the clock), so the same inputs give the same files.
+    run_id = hashlib.sha256(json.dumps([sorted(todo), job.metadata[METADATA_KEY].decode()]).encode()).hexdigest()[:12]
     start, audio_s = time.perf_counter(), 0.0
     for n, chunk in enumerate(chunks):
         tag = f"{run_id}-{n:04d}"

@@ -457,3 +457,21 @@ def test_the_command_line_prints_one_line_and_exits_2(models, tmp_path, command)
     said = [line for line in proc.stderr.splitlines() if line.startswith("ser label")]
     assert said == [f"ser label: error: no input files match [{missing!r}]"]
     assert proc.stderr.rstrip().splitlines()[-1] == said[0]
+
+
+def test_the_same_inputs_give_the_same_bytes(models, tmp_path):
+    """Shard names come from what is labelled (not the clock) and rows are sorted by file and
+    time, so labelling twice, in memory or on two worker processes, writes identical files:
+    a DVC output of labels hashes the same on every run."""
+    inputs = tmp_path / "archive"
+    for i in range(3):
+        write_audio(inputs / f"call{i}.wav", sample_rate=SR, data=stereo_call(seed=i), subtype="FLOAT")
+    outs = []
+    for name, extra in (("one", []), ("two", ["--direct_running_mode", "multi_processing",
+                                               "--direct_num_workers", "2"])):
+        out = tmp_path / name
+        label.run(["--model", models["global"], "--input", str(inputs / "*.wav"), "--output", str(out),
+                   "--roles", "agent,customer", *extra])
+        outs.append({p.name: p.read_bytes() for p in sorted(out.glob("*.parquet"))})
+    assert outs[0].keys() == outs[1].keys() and any(k.startswith("segments-") for k in outs[0])
+    assert outs[0] == outs[1]

@@ -21,7 +21,6 @@ from ser_core.corpora import prepare
 from ser_core.cli import main as ser_main
 from ser_core.errors import StageError
 from ser_core.features import FeatureConfig, extract, read_feature_config
-from ser_core.params import build_config, load_section
 from ser_core.records import Utterance, write_manifest
 from ser_core.storage import read_shards
 from tests.synth_audio import signal, touch_tree, write_audio
@@ -278,7 +277,10 @@ def test_dvc_stage_and_params_match_the_feature_config():
         assert fields <= params, f"missing dotted params {sorted(fields - params)}"
     assert {"pipelines/features.py", "pipelines/common.py", "ser_core/audio.py", "ser_core/features.py"} <= set(
         stage["deps"])
-    build_config(FeatureConfig, load_section(root / "params.yaml", "features"))
+    # the `features` section builds a valid front-end and row settings (augmentation, segmentation)
+    args, _ = pipeline.parse_known_args(["--manifest", "m", "--output", "o", "--params", str(root / "params.yaml")])
+    config, rows = pipeline.resolve_config(args)
+    assert isinstance(config, FeatureConfig) and rows.augment
 
 
 def test_augmented_rows_one_per_variant_and_whole_clips_fail_once(bad_corpus, tmp_path):

@@ -149,10 +149,11 @@ def calibration_metrics(p: Predictions) -> dict:
     """ECE before and after the folds' temperatures (absent when none was recorded)."""
     out = {"ece": expected_calibration_error(p.probs, p.y)}
     if p.temperature is not None:
-        calibrated = np.concatenate([apply_temperature(p.probs[p.temperature == t], t)
-                                     for t in np.unique(p.temperature)])
-        order = np.concatenate([np.flatnonzero(p.temperature == t) for t in np.unique(p.temperature)])
-        out["ece_calibrated"] = expected_calibration_error(calibrated, p.y[order])
+        calibrated = np.empty_like(p.probs)
+        for t in np.unique(p.temperature):  # each fold's rows with that fold's temperature
+            rows = p.temperature == t
+            calibrated[rows] = apply_temperature(p.probs[rows], t)
+        out["ece_calibrated"] = expected_calibration_error(calibrated, p.y)
     return out
 
 

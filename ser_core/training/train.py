@@ -43,6 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ser_core.batching import collate, length_batches, predict_logits
@@ -96,6 +97,9 @@ class TrainConfig:
     freq_mask_dims: int = 0      # ... each up to this many dimensions
     mixup_alpha: float = 0.0     # mixup Beta(alpha, alpha); 0 = off
     patience: int = 0            # stop after this many epochs without a better validation UAR; 0 = never
+    # Exponential moving average of the weights (and BatchNorm statistics), updated every
+    # step; validation, early stopping and the checkpoint use the averaged model. 0 = off.
+    ema_decay: float = 0.0
     # Augmented rows (made by `ser features --augment`) to draw from: every epoch each training
     # clip is replaced by one of {itself, its augmented copies}, uniformly. [] = originals only.
     augment: list[str] = field(default_factory=list)
@@ -130,6 +134,8 @@ class TrainConfig:
         for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_dims", "patience"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= float(self.ema_decay) < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"train.lr must be > 0 and weight_decay >= 0, "
                              f"got {self.lr}, {self.weight_decay}")
@@ -189,8 +195,9 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | No
 
 def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tensor,
                 batches: Sequence[np.ndarray], optimizer: torch.optim.Optimizer,
-                objective: Objective) -> tuple[float, np.ndarray]:
-    """One pass over ``batches``; returns the mean loss and the (train-mode) predictions."""
+                objective: Objective, ema: AveragedModel | None = None) -> tuple[float, np.ndarray]:
+    """One pass over ``batches`` (``ema``, when given, averages the weights after every
+    step); returns the mean loss and the (train-mode) predictions."""
     model.train()
     total, pred = 0.0, np.empty(len(y), dtype=np.int64)
     aug = objective.augment
@@ -212,6 +219,8 @@ def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tenso
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total += loss.item() * len(idx)
         pred[idx] = logits.argmax(1).numpy()
     return total / len(y), pred
@@ -271,6 +280,13 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     objective = Objective(class_weights(y_train.numpy(), n_classes, cfg.class_weights),
                           float(cfg.label_smoothing), cfg.batch_augment(), gen, np.random.default_rng((s, 1)))
 
+    # The model that is validated and kept: the raw weights, or their moving average
+    # (BatchNorm's running statistics averaged with them: use_buffers).
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(cfg.ema_decay)), use_buffers=True)
+           if cfg.ema_decay > 0 else None)
+    if ema is not None:
+        ema.update_parameters(model)  # the average starts at the initial weights, not the first step's
+    judged = ema.module if ema is not None else model
     history, best, best_epoch = [], (-1.0, -np.inf), 0
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     name = "final" if fold.index < 0 else f"fold {fold.index}"
@@ -284,9 +300,9 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
             x_epoch = [features[pool[draw.integers(len(pool))]] for pool in pools]
             lengths = np.array([t.shape[0] for t in x_epoch])
         batches = length_batches(lengths, cfg.batch_size, rng)
-        loss, pred = train_epoch(model, x_epoch, y_train, batches, optimizer, objective)
+        loss, pred = train_epoch(model, x_epoch, y_train, batches, optimizer, objective, ema)
         scheduler.step()
-        logits = predict_logits(model, x_val)
+        logits = predict_logits(judged, x_val)
         val_loss = float(F.cross_entropy(logits, y_val))
         val_uar = uar(y_val_clips, clip_level(logits, val_clips).argmax(1), n_classes)
         history.append({"epoch": epoch, "lr": lr, "train_loss": loss,
@@ -294,7 +310,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
                         "val_loss": val_loss, "val_uar": val_uar})
         if (val_uar, -val_loss) > best:
             best = (val_uar, -val_loss)
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
             best_epoch = epoch
         bar.set_postfix(loss=f"{loss:.3f}", val_uar=f"{val_uar:.3f}", best=f"{best[0]:.3f}",
                         refresh=False)
@@ -468,7 +484,7 @@ def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: P
 FLAGS = ("arch", "hidden", "dropout", "mask_padding", "epochs", "batch_size", "lr", "weight_decay",
          "t0", "labels", "split", "k", "n_val", "split_seed", "seeds", "normalisation", "threads",
          "class_weights", "label_smoothing", "time_masks", "time_mask_frames", "freq_masks",
-         "freq_mask_dims", "mixup_alpha", "patience", "augment")
+         "freq_mask_dims", "mixup_alpha", "patience", "augment", "ema_decay")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -506,6 +522,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                       "--augment), e.g. speed0.9,speed1.1; 'none' for none")
     g.add_argument("--patience", type=int, help="early stop after N epochs without a better "
                                                  "validation UAR (0 = never)")
+    g.add_argument("--ema-decay", type=float, help="moving average of the weights, e.g. 0.998 "
+                                                    "(validated and kept instead of the raw weights; 0 = off)")
 
 
 def main(args: argparse.Namespace) -> int:

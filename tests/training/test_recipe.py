@@ -1,5 +1,6 @@
 """The recipe beyond the paper (augmentation, losses, early stopping) and ``ser tune``."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,7 +14,8 @@ from ser_core.training import train as train_module
 from ser_core.training import tune as tune_module
 from ser_core.training.augment import Augment, mask_batch, mixup_batch
 from ser_core.training.data import load_features
-from ser_core.training.train import TrainConfig, class_weights, train_fold
+from ser_core.model import SERModel
+from ser_core.training.train import TrainConfig, class_weights, fold_seed, train_fold
 
 TINY = {"epochs": 3, "hidden": 4, "batch_size": 32, "threads": 1}
 
@@ -50,7 +52,8 @@ def test_balanced_class_weights():
 
 
 @pytest.mark.parametrize("bad", [{"class_weights": "inverse"}, {"label_smoothing": 1.0},
-                                 {"mixup_alpha": -1.0}, {"patience": -1}, {"time_masks": -2}])
+                                 {"mixup_alpha": -1.0}, {"patience": -1}, {"time_masks": -2},
+                                 {"ema_decay": 1.0}, {"ema_decay": -0.1}])
 def test_recipe_options_are_validated(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
@@ -62,6 +65,25 @@ def test_early_stopping_stops_after_patience(features_dir):
     cfg = TrainConfig(**{**TINY, "epochs": 40, "patience": 2, "lr": 1e-9})  # nothing improves
     result = train_fold(data, fold, cfg, seed=0, progress=False)
     assert len(result.history) == result.best_epoch + 2 < 40
+
+
+def test_moving_average_is_what_is_validated_and_kept(features_dir):
+    """With a moving average so slow that it hardly leaves the initial weights, the kept
+    model is (almost) the untrained one, while the raw weights have moved away from it."""
+    data = load_features(features_dir, TrainConfig().labels)
+    fold = make_folds("ravdess_paper", data.speaker_genders())[0]
+    cfg = TrainConfig(**{**TINY, "epochs": 2, "lr": 1e-2})
+    torch.manual_seed(fold_seed(0, fold.index))
+    initial = SERModel(cfg.model_config(data.n_dims)).state_dict()
+
+    def distance(model):
+        return sum(float((v.float() - initial[k].float()).abs().sum())
+                   for k, v in model.state_dict().items() if k.endswith("weight"))
+
+    raw = train_fold(data, fold, cfg, seed=0, progress=False)
+    slow = train_fold(data, fold, dataclasses.replace(cfg, ema_decay=1 - 1e-9), seed=0, progress=False)
+    assert distance(slow.model) < 1e-3 * distance(raw.model)
+    assert np.isfinite(slow.test_probs).all()
 
 
 def test_augmented_recipe_trains_deterministically(features_dir):

@@ -3,7 +3,8 @@
 Nothing in the page is typed by hand: every figure is recomputed here from what the
 stages wrote, so the page can be rebuilt (and checked) from them at any time:
 
-- ``--run NAME=TRAIN_DIR``: a ``ser train`` output (``predictions.csv`` + ``run.json``).
+- ``--run NAME=TRAIN_DIR``: a ``ser train`` output (``predictions.csv`` + ``run.json``);
+  several folders under one NAME (seeds trained at different times) share a row.
   Its pooled out-of-fold UAR per seed, mean +- std (ddof=1), max, accuracy, seed ensemble,
   trainable parameters (rebuilt from the run's config) and wall time per run.
 - ``--trials TRIALS_JSON``: ``ser tune`` records; every trial with its validation UAR.
@@ -23,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ser_core.model import ModelConfig, SERModel, count_parameters
-from ser_core.training.evaluate import PAPER_UAR, compute_metrics, read_predictions
+from ser_core.training.evaluate import PAPER_UAR, Predictions, compute_metrics, read_predictions
 
 ARCH_NAMES = {"reslstm": "ResLSTM-SA", "lstm": "LSTM-SA"}
 
@@ -38,27 +39,59 @@ def _pairs(values: Sequence[str] | None, flag: str) -> list[tuple[str, Path]]:
     return out
 
 
-def run_row(name: str, train_dir: Path) -> dict:
-    """One table row from a training run's predictions and run info."""
+def _read_run(name: str, train_dir: Path) -> tuple[dict, Predictions, float, int]:
+    """One training folder: its run info, predictions, seconds per run and number of seeds."""
     info_path, predictions = train_dir / "run.json", train_dir / "predictions.csv"
     for path in (info_path, predictions):
         if not path.is_file():
             raise FileNotFoundError(f"{name}: {path} not found (a `ser train` output folder?)")
     info = json.loads(info_path.read_text())
-    cfg = info["config"]
+    n_seeds = max(1, len(info["config"]["seeds"]))
     timing_path = train_dir / "timing.json"
     if timing_path.is_file():  # the folds' own training times (restarts do not distort them)
         folds = json.loads(timing_path.read_text())["fold_seconds"]
         cv = [v for k, v in folds.items() if k != "final" and v is not None]
         per_run = sum(cv) / max(1, len({k.split("/")[0] for k in folds if k != "final"}))
     else:  # runs written before timing.json: the whole call, final model included
-        per_run = info["seconds"] / max(1, len(info["config"]["seeds"]))
-    metrics, runs, _ = compute_metrics(read_predictions(predictions))
+        per_run = info["seconds"] / n_seeds
+    return info, read_predictions(predictions), per_run, n_seeds
+
+
+def pool_predictions(parts: Sequence[Predictions]) -> Predictions:
+    """Several runs' predictions as one file (seeds stay distinct: compute_metrics rejects a
+    seed that tests an utterance twice, i.e. the same seed given in two folders)."""
+    first = parts[0]
+    for p in parts[1:]:
+        if p.labels != first.labels:
+            raise ValueError(f"runs to pool have different label sets: {first.labels} vs {p.labels}")
+    temps = [p.temperature for p in parts]
+    return Predictions(
+        labels=first.labels, utterance_ids=[u for p in parts for u in p.utterance_ids],
+        **{k: np.concatenate([getattr(p, k) for p in parts]) for k in ("speakers", "seeds", "folds", "y", "pred", "probs")},
+        temperature=None if any(t is None for t in temps) else np.concatenate(temps))
+
+
+def run_row(name: str, train_dirs: Path | Sequence[Path]) -> dict:
+    """One table row from one or more training runs of the same recipe (their seeds pooled:
+    ``--run NAME=DIR`` repeated with the same NAME)."""
+    dirs = [train_dirs] if isinstance(train_dirs, Path) else list(train_dirs)
+    runs = [_read_run(name, d) for d in dirs]
+    cfg = runs[0][0]["config"]
+    same = {k: v for k, v in cfg.items() if k not in ("seeds", "threads")}
+    for d, (info, *_rest) in zip(dirs[1:], runs[1:]):
+        other = {k: v for k, v in info["config"].items() if k not in ("seeds", "threads")}
+        differ = sorted(k for k in set(same) | set(other) if same.get(k) != other.get(k))
+        if differ:
+            raise ValueError(f"{name}: {d} was trained with other settings than {dirs[0]} ({differ}); "
+                             "only runs of one recipe can share a row")
+    per_run = sum(r[2] * r[3] for r in runs) / sum(r[3] for r in runs)
+    metrics, seeds, _ = compute_metrics(pool_predictions([r[1] for r in runs]))
+    info = runs[0][0]
     n_dims = int(info["feature_config"].get("n_dims", 46))
     model = SERModel(ModelConfig(n_dims=n_dims, n_classes=len(cfg["labels"]), hidden=cfg["hidden"],
                                  arch=cfg["arch"], dropout=cfg["dropout"], mask_padding=cfg["mask_padding"]))
-    return {"name": name, "arch": cfg["arch"], "hidden": cfg["hidden"], "seeds": [r["seed"] for r in runs],
-            "uars": [r["uar"] for r in runs], "metrics": metrics, "params": count_parameters(model),
+    return {"name": name, "arch": cfg["arch"], "hidden": cfg["hidden"], "seeds": [r["seed"] for r in seeds],
+            "uars": [r["uar"] for r in seeds], "metrics": metrics, "params": count_parameters(model),
             "seconds_per_run": per_run, "config": cfg,
             "rows": info.get("n_utterances")}
 
@@ -85,7 +118,7 @@ def runs_table(rows: Sequence[dict]) -> list[str]:
 
 def recipe_of(cfg: dict) -> str:
     keys = ("mixup_alpha", "augment", "patience", "class_weights", "label_smoothing", "time_masks",
-            "time_mask_frames", "freq_masks", "freq_mask_dims", "dropout", "normalisation")
+            "time_mask_frames", "freq_masks", "freq_mask_dims", "ema_decay", "dropout", "normalisation")
     return ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
 
 
@@ -119,7 +152,10 @@ def cross_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
 
 def render(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Sequence[tuple[str, Path]],
            preface: str = "") -> str:
-    rows = [run_row(name, path) for name, path in runs]
+    grouped: dict[str, list[Path]] = {}
+    for name, path in runs:  # one row per name, in the order the names first appear
+        grouped.setdefault(name, []).append(path)
+    rows = [run_row(name, paths) for name, paths in grouped.items()]
     out = ["# Results", "", "Generated by `ser results` from the training runs' predictions and the tuning "
            "records; do not edit by hand.", ""]
     if preface:
@@ -136,7 +172,8 @@ def render(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Sequ
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", action="append", help="NAME=TRAIN_DIR (a ser train output); repeat")
+    parser.add_argument("--run", action="append", help="NAME=TRAIN_DIR (a ser train output); repeat; "
+                        "runs given the same NAME are one recipe's seeds, pooled in one row")
     parser.add_argument("--trials", action="append", type=Path, help="a ser tune trials.json; repeat")
     parser.add_argument("--cross", action="append", help="NAME=EVAL_DIR (ser evaluate --model ...); repeat")
     parser.add_argument("--preface", type=Path, help="a markdown file placed under the title")

@@ -186,3 +186,24 @@ def test_results_page_is_rebuilt_from_the_runs_and_trials(tmp_path, features_dir
     with pytest.raises(FileNotFoundError, match="run.json"):
         from ser_core.training.results import render
         render([("missing", tmp_path / "nowhere")], [], [])
+
+    # Seeds trained at another time share the row of their recipe (repeated NAME) ...
+    more = tmp_path / "more"
+    assert ser(["train", "--features", str(features_dir), "--output", str(more), "--params", str(params),
+                "--no-progress", "--seeds", "2"]) == 0
+    pooled_page = render([("tiny", run), ("tiny", more)], [], [])
+    rows = [line for line in pooled_page.splitlines() if line.startswith("| tiny |")]
+    both = (run / "predictions.csv").read_text() + "".join(
+        (more / "predictions.csv").read_text().splitlines(keepends=True)[1:])
+    (tmp_path / "both.csv").write_text(both)
+    pooled, pooled_runs, _ = compute_metrics(read_predictions(tmp_path / "both.csv"))
+    assert len(rows) == 1 and f"| 3 | {pooled['uar_mean']:.4f} ± {pooled['uar_std']:.4f} |" in rows[0]
+    assert [r["seed"] for r in pooled_runs] == [0, 1, 2]
+    # ... but never a run of other settings, nor the same seed twice
+    other = tmp_path / "other"
+    assert ser(["train", "--features", str(features_dir), "--output", str(other), "--params", str(params),
+                "--no-progress", "--seeds", "3", "--hidden", "6"]) == 0
+    with pytest.raises(ValueError, match="hidden"):
+        render([("tiny", run), ("tiny", other)], [], [])
+    with pytest.raises(ValueError, match="more than once"):
+        render([("tiny", run), ("tiny", run)], [], [])

@@ -93,7 +93,7 @@ class FeatureConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.n_mfcc > self.n_mels:
+        if self.kind == "mfcc_chroma" and self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
         nyquist = self.sample_rate / 2
         fmax = nyquist if self.fmax is None else self.fmax
@@ -420,6 +420,30 @@ def logmel(config: FeatureConfig) -> Extractor:
     spectrum = _spectrum(config)
     mel = mel_basis(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
     return lambda y: power_to_db(spectrum(y) @ mel)
+
+
+def deltas(x: np.ndarray, width: int = 2) -> np.ndarray:
+    """Regression deltas along time (the HTK formula over +-``width`` frames, edges repeated):
+    the slope of the least-squares line through each frame's neighbourhood, which is what
+    ``librosa.feature.delta(width=2 * width + 1, mode='nearest')`` computes."""
+    padded = np.pad(x, ((width, width), (0, 0)), mode="edge")
+    t = len(x)
+    out = np.zeros_like(x, dtype=np.float32)
+    for n in range(1, width + 1):
+        out += n * (padded[width + n:width + n + t] - padded[width - n:width - n + t])
+    return out / (2 * sum(n * n for n in range(1, width + 1)))
+
+
+@register("logmel_deltas", n_dims=lambda c: 2 * c.n_mels)
+def logmel_deltas(config: FeatureConfig) -> Extractor:
+    """Log-mel (as ``logmel``) and its deltas: n_mels + n_mels dims per frame (23 bands give
+    the paper's 46 dims, so the model keeps its size)."""
+    base = logmel(config)
+
+    def extract(y: np.ndarray) -> np.ndarray:
+        mel = base(y)
+        return np.concatenate([mel, deltas(mel)], axis=1)
+    return extract
 
 
 # ---------------------------------------------------------------- entry points

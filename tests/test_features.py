@@ -124,6 +124,18 @@ def test_logmel_matches_librosa_power_to_db_melspectrogram():
     np.testing.assert_allclose(extract(c, y), ref, atol=1e-3)
 
 
+def test_logmel_deltas_are_librosas_deltas_beside_the_log_mel():
+    c = FeatureConfig(kind="logmel_deltas", sample_rate=16000, n_mels=23, fmin=20.0, fmax=7600.0)
+    assert c.n_dims == 46
+    y = _speechy(1.2, 16000)
+    mel = extract(FeatureConfig(kind="logmel", sample_rate=16000, n_mels=23, fmin=20.0, fmax=7600.0), y)
+    ours = extract(c, y)
+    np.testing.assert_array_equal(ours[:, :23], mel)
+    ref = librosa.feature.delta(mel.T, width=5, mode="nearest").T
+    np.testing.assert_allclose(ours[:, 23:], ref, atol=1e-3)
+    assert np.abs(ours[:, 23:]).max() > 0.1  # speech moves: the deltas are not all zero
+
+
 # ---------------------------------------------------------------- degenerate audio
 
 
@@ -144,7 +156,7 @@ def test_silence_gives_finite_features_not_nan():
     np.zeros(100, np.float32),  # shorter than a window: one padded frame
 ])
 def test_degenerate_clips_stay_finite(y):
-    for kind in ("mfcc_chroma", "logmel"):
+    for kind in ("mfcc_chroma", "logmel", "logmel_deltas"):
         feats = extract(FeatureConfig(kind=kind), y)
         assert feats.shape[0] == 1 + len(y) // 2048 and np.isfinite(feats).all()
 

@@ -123,8 +123,8 @@ def recipe_of(cfg: dict) -> str:
 
 
 def trials_table(paths: Sequence[Path]) -> list[str]:
-    lines = ["| trial | changes from the paper's training | pooled validation UAR | per seed | mean best epoch | seconds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| trial | front-end | changes from the paper's training | pooled validation UAR | per seed | "
+             "mean best epoch | seconds |", "|---|---|---|---|---|---|---|"]
     trials = []
     for path in paths:
         if not path.is_file():
@@ -132,7 +132,7 @@ def trials_table(paths: Sequence[Path]) -> list[str]:
         trials += list(json.loads(path.read_text()).values())
     for t in sorted(trials, key=lambda t: -t["val_uar"]):
         changes = json.dumps(t["overrides"], sort_keys=True) if t["overrides"] else "(base: the paper's training)"
-        lines.append(f"| {t['name']} | `{changes}` | {t['val_uar']:.4f} | "
+        lines.append(f"| {t['name']} | {t.get('front_end', '-')} | `{changes}` | {t['val_uar']:.4f} | "
                      f"{' '.join(f'{v:.4f}' for v in t['val_uar_per_seed'])} | {t['mean_best_epoch']} | {t['seconds']} |")
     return lines
 

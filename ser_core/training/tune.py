@@ -71,6 +71,13 @@ def validate_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     return FoldValidation(fold.index, seed, seen.y[val_idx], logits.argmax(1).numpy(), result.best_epoch)
 
 
+def front_end(data: FeatureSet) -> str:
+    """What the trial's features are, e.g. 'mfcc_chroma, 46 dims, 48000 Hz' (trials of
+    different front-ends are told apart in the results)."""
+    c = data.feature_config
+    return f"{c.get('kind')}, {data.n_dims} dims, {c.get('sample_rate')} Hz"
+
+
 def trial_key(overrides: Mapping[str, Any], cfg: TrainConfig, fingerprint: str, code: str) -> str:
     params = {k: v for k, v in cfg.to_dict().items() if k != "threads"}
     blob = json.dumps({"overrides": dict(overrides), "params": params, "features": fingerprint,
@@ -134,7 +141,8 @@ def run_tuning(data: FeatureSet, base: Mapping[str, Any], tune: TuneConfig, outp
             log.info("trial %s: already done (validation UAR %.4f)", name, trials[name]["val_uar"])
             continue
         log.info("trial %s: %s", name, overrides or "(base recipe)")
-        trials[name] = {"name": name, "overrides": overrides, "key": key, **run_trial(data, cfg, folds)}
+        trials[name] = {"name": name, "overrides": overrides, "key": key, "front_end": front_end(data),
+                        **run_trial(data, cfg, folds)}
         log.info("trial %s: validation UAR %.4f in %.0f s", name, trials[name]["val_uar"],
                  trials[name]["seconds"])
         store.write_text(json.dumps(trials, indent=2) + "\n")

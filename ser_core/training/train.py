@@ -163,6 +163,8 @@ class FoldResult:
     val_uar: float
     test_probs: np.ndarray  # (N_test_clips, C), uncalibrated, clips in data.clips(test rows) order
     temperature: float = 1.0  # fitted on the validation speakers
+    val_y: np.ndarray | None = None      # (N_val_clips,) true classes of the validation clips ...
+    val_probs: np.ndarray | None = None  # (N_val_clips, C) ... and the kept model's probabilities
 
 
 def fold_seed(seed: int, fold_index: int) -> int:
@@ -321,11 +323,13 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     model.load_state_dict(best_state)
     model.eval()
     # Temperature scaling on the validation speakers' rows (never the test speakers').
-    temperature = fit_temperature(predict_logits(model, x_val).numpy(), y_val.numpy())
+    val_logits = predict_logits(model, x_val)
+    temperature = fit_temperature(val_logits.numpy(), y_val.numpy())
     probs = np.zeros((0, n_classes), dtype=np.float32)
     if x_test:
         probs = clip_level(predict_logits(model, x_test), data.clips(test_idx, positions=True))  # (N_clips, C)
-    return FoldResult(fold, seed, model, normaliser, history, best_epoch, best[0], probs, temperature)
+    return FoldResult(fold, seed, model, normaliser, history, best_epoch, best[0], probs, temperature,
+                      y_val_clips, clip_level(val_logits, val_clips))
 
 
 # ---------------------------------------------------------------- outputs and restarts

@@ -30,7 +30,6 @@ import torch
 
 from ser_core.params import ParamsError, build_config, load_section
 from ser_core.splits import Fold, make_folds
-from ser_core.batching import predict_logits
 from ser_core.metrics import uar
 from ser_core.storage import write_csv
 from ser_core.training.data import FeatureSet, load_features
@@ -52,8 +51,8 @@ def subset(data: FeatureSet, speakers: Sequence[str]) -> FeatureSet:
 class FoldValidation:
     fold: int
     seed: int
-    y_true: np.ndarray  # (N_val,)
-    y_pred: np.ndarray  # (N_val,) at the chosen epoch
+    y_true: np.ndarray  # (N_val_clips,)
+    y_pred: np.ndarray  # (N_val_clips,) of the kept model
     best_epoch: int
 
 
@@ -64,11 +63,8 @@ def validate_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     seen = subset(data, list(fold.train) + list(fold.val))
     blind = dataclasses.replace(fold, test=())
     result = train(seen, blind, cfg, seed, False)
-    model, normaliser = result.model, result.normaliser
-    val_idx = seen.indices(fold.val)
-    features = normaliser.apply(seen)
-    logits = predict_logits(model, [torch.from_numpy(features[i]) for i in val_idx])
-    return FoldValidation(fold.index, seed, seen.y[val_idx], logits.argmax(1).numpy(), result.best_epoch)
+    # the kept model's validation predictions, clip by clip (windows of a clip averaged)
+    return FoldValidation(fold.index, seed, result.val_y, result.val_probs.argmax(1), result.best_epoch)
 
 
 def front_end(data: FeatureSet) -> str:

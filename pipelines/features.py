@@ -66,7 +66,7 @@ ROWS_PER_SHARD = 1000  # features shards by default: one per this many manifest 
 REQUIRED_COLUMNS = tuple(c for c in MANIFEST_COLUMNS if c != "custom")
 # FeatureConfig field -> (type, help) of its flag --field-name
 CONFIG_FLAGS = {
-    "kind": (str, "mfcc_chroma (the paper: MFCC + STFT chroma) or logmel"),
+    "kind": (str, "mfcc_chroma (the paper: MFCC + STFT chroma), logmel or logmel_deltas"),
     "sample_rate": (int, "Hz; every file is resampled to it (default 48000)"),
     "window_s": (float, "analysis window in seconds (default 4096/48000: n_fft 4096 at 48 kHz)"),
     "hop_s": (float, "hop in seconds (default 2048/48000)"),
@@ -74,7 +74,8 @@ CONFIG_FLAGS = {
     "n_chroma": (int, "chroma bins (default 12)"),
     "n_mels": (int, "mel bands (default 128)"),
     "fmin": (float, "lowest mel filter edge in Hz (default 0)"),
-    "fmax": (float, "highest mel filter edge in Hz (default: Nyquist)"),
+    "fmax": (lambda v: None if v.strip().lower() in ("none", "null", "") else float(v),
+             "highest mel filter edge in Hz, or none (default: Nyquist)"),
     "resample_quality": (str, "soxr resampling quality (default HQ)"),
     "band_hz": (str, "LOW,HIGH: band-limit audio before analysis, e.g. 300,3400 to match "
                      "telephone audio (default none)"),

@@ -391,3 +391,16 @@ def test_relative_manifest_paths_and_shards_that_depend_on_the_rows_alone(tmp_pa
     rows = read_shards(str(tmp_path / "one"), "features", ["utterance_id", "path"]).to_pylist()
     assert sorted(seen) == sorted(f"ravdess:{Path(n).stem}" for n in names)
     assert {r["path"] for r in rows} == set(names)  # as the manifest has them: relative
+
+
+def test_mel_range_flags_take_none_for_nyquist(tmp_path):
+    """The DVC chain passes each variant's mel range; 'none' for fmax means Nyquist."""
+    params = tmp_path / "params.yaml"
+    params.write_text("features:\n  kind: logmel_deltas\n  n_mels: 23\n")
+    base = ["--manifest", "m.parquet", "--output", "o", "--params", str(params)]
+    args, _ = pipeline.parse_known_args([*base, "--sample-rate", "8000", "--fmin", "300", "--fmax", "3400"])
+    config, _ = pipeline.resolve_config(args)
+    assert (config.fmin, config.fmax, config.n_dims) == (300.0, 3400.0, 46)
+    args, _ = pipeline.parse_known_args([*base, "--fmin", "0", "--fmax", "none"])
+    config, _ = pipeline.resolve_config(args)
+    assert (config.fmin, config.fmax) == (0.0, None)

@@ -65,8 +65,41 @@ def save_checkpoint(path: str | Path, model: SERModel, *, feature_config: Mappin
     return path
 
 
+class LabelsRawFeatures:
+    """What a trained model (a :class:`Checkpoint`, an ``OnnxModel``) does with raw features,
+    given its ``labels``, ``normalisation``, ``calibration``, ``model_config`` and its own
+    ``predict_normalised``."""
+
+    # provided by the subclass: labels, normalisation, calibration (dicts as in the
+    # checkpoint) and model_config (a ModelConfig)
+
+    @property
+    def temperature(self) -> float:
+        """The temperature the logits are divided by (1.0: uncalibrated)."""
+        return float(self.calibration.get("temperature", 1.0))
+
+    def normalise(self, features: Sequence[np.ndarray],
+                  stats: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
+        """``features`` normalised as in training. In ``speaker`` mode all of ``features``
+        are taken to come from one speaker (one call channel): they are normalised with
+        ``stats`` if given (e.g. :func:`~ser_core.normalisation.frame_stats` over the whole
+        channel), otherwise with their own pooled statistics."""
+        return normalise_for_model(features, self.normalisation, self.model_config.n_dims, stats)
+
+    def predict_proba(self, features: Sequence[np.ndarray],
+                      stats: tuple[np.ndarray, np.ndarray] | None = None,
+                      batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (N, C), columns in ``labels`` order, for (T, D) raw features."""
+        if len(features) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.predict_normalised(self.normalise(features, stats), batch_size)
+
+    def predict_normalised(self, features: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        raise NotImplementedError
+
+
 @dataclass
-class Checkpoint:
+class Checkpoint(LabelsRawFeatures):
     """A loaded checkpoint: the eval-mode model plus what it needs around it."""
 
     model: SERModel
@@ -81,26 +114,6 @@ class Checkpoint:
     @property
     def model_config(self) -> ModelConfig:
         return self.model.config
-
-    @property
-    def temperature(self) -> float:
-        return float(self.calibration.get("temperature", 1.0))
-
-    def normalise(self, features: Sequence[np.ndarray],
-                  stats: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
-        """``features`` normalised as in training. In ``speaker`` mode all of ``features``
-        are taken to come from one speaker (one call channel): they are normalised with
-        ``stats`` if given (e.g. :func:`~ser_core.normalisation.frame_stats` over the whole
-        channel), otherwise with their own pooled statistics."""
-        return normalise_for_model(features, self.normalisation, self.model.config.n_dims, stats)
-
-    def predict_proba(self, features: Sequence[np.ndarray],
-                      stats: tuple[np.ndarray, np.ndarray] | None = None,
-                      batch_size: int = 64) -> np.ndarray:
-        """Class probabilities (N, C), columns in ``labels`` order, for (T, D) raw features."""
-        if len(features) == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return self.predict_normalised(self.normalise(features, stats), batch_size)
 
     def predict_normalised(self, features: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities (N, C) for features already normalised: labelling

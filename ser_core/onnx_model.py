@@ -29,9 +29,8 @@ import numpy as np
 import onnxruntime as ort
 
 from ser_core.batching import length_batches
-from ser_core.checkpoint import WHOLE_CLIPS
+from ser_core.checkpoint import WHOLE_CLIPS, LabelsRawFeatures
 from ser_core.model import ModelConfig
-from ser_core.normalisation import normalise_for_model
 
 FORMAT = "ser-onnx/1"
 PREFIX = "ser."
@@ -92,7 +91,7 @@ def read_metadata(path: str | Path, raw: dict[str, str]) -> dict[str, Any]:
 
 
 @dataclass
-class OnnxModel:
+class OnnxModel(LabelsRawFeatures):
     """A loaded ``ser export`` model: an onnxruntime session plus what it needs around it."""
 
     path: Path
@@ -141,16 +140,6 @@ class OnnxModel:
                    source_sha256=meta["source_sha256"],
                    segmentation=dict(meta.get("segmentation") or WHOLE_CLIPS))
 
-    @property
-    def temperature(self) -> float:
-        """The temperature the graph divides the logits by (1.0: uncalibrated)."""
-        return float(self.calibration.get("temperature", 1.0))
-
-    def normalise(self, features: Sequence[np.ndarray],
-                  stats: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
-        """As ``Checkpoint.normalise``: see :func:`~ser_core.normalisation.normalise_for_model`."""
-        return normalise_for_model(features, self.normalisation, self.model_config.n_dims, stats)
-
     def run(self, batch: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, logits), each (B, C), for one normalised zero-padded batch."""
         probabilities, logits = self.session.run(
@@ -158,14 +147,6 @@ class OnnxModel:
             {INPUT_FEATURES: np.ascontiguousarray(batch, dtype=np.float32),
              INPUT_LENGTHS: np.asarray(lengths, dtype=np.int64)})
         return probabilities, logits
-
-    def predict_proba(self, features: Sequence[np.ndarray],
-                      stats: tuple[np.ndarray, np.ndarray] | None = None,
-                      batch_size: int = 64) -> np.ndarray:
-        """Class probabilities (N, C), columns in ``labels`` order, for (T, D) raw features."""
-        if len(features) == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return self.predict_normalised(self.normalise(features, stats), batch_size)
 
     def predict_normalised(self, features: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """As ``Checkpoint.predict_normalised``: probabilities (N, C) for normalised features,

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ser_core.model import ModelConfig, SERModel, count_parameters
+from ser_core.training.train import TrainConfig
 from ser_core.training.evaluate import PAPER_UAR, Predictions, compute_metrics, read_predictions
 
 ARCH_NAMES = {"reslstm": "ResLSTM-SA", "lstm": "LSTM-SA"}
@@ -76,10 +77,12 @@ def run_row(name: str, train_dirs: Path | Sequence[Path]) -> dict:
     ``--run NAME=DIR`` repeated with the same NAME)."""
     dirs = [train_dirs] if isinstance(train_dirs, Path) else list(train_dirs)
     runs = [_read_run(name, d) for d in dirs]
-    cfg = runs[0][0]["config"]
+    # a run written before an option existed was trained without it: the option's default
+    defaults = TrainConfig().to_dict()
+    cfg = {**defaults, **runs[0][0]["config"]}
     same = {k: v for k, v in cfg.items() if k not in ("seeds", "threads")}
     for d, (info, *_rest) in zip(dirs[1:], runs[1:]):
-        other = {k: v for k, v in info["config"].items() if k not in ("seeds", "threads")}
+        other = {k: v for k, v in {**defaults, **info["config"]}.items() if k not in ("seeds", "threads")}
         differ = sorted(k for k in set(same) | set(other) if same.get(k) != other.get(k))
         if differ:
             raise ValueError(f"{name}: {d} was trained with other settings than {dirs[0]} ({differ}); "

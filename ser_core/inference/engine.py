@@ -14,8 +14,8 @@ Engines (``ser label --engine``): ``torch`` runs a checkpoint
 Segmentation: a checkpoint records how its training clips were cut (``segmentation``:
 ``none`` = whole clips, ``speech`` = trimmed to the detected speech, ``windows`` = the
 labelling windows, with the ``segment_config`` that cut them). :func:`model_windows` gives
-the window length and hop a windows-trained model saw (labelling uses them unless told
-otherwise), and :func:`segmentation_warnings` says where labelling would feed the model
+the cut a windows-trained model saw (detector settings, window length and hop: labelling
+uses them unless params or flags say otherwise), and :func:`segmentation_warnings` says where labelling would feed the model
 audio unlike its training audio.
 """
 
@@ -130,13 +130,18 @@ def label_examples(model: LabellingModel, examples: Sequence[SegmentExample], ba
 # ---------------------------------------------------------------- segmentation
 
 
-def model_windows(segmentation: Mapping[str, Any]) -> dict[str, float]:
-    """``window_s`` and ``hop_s`` of a windows-trained model (empty for other models): the
-    windows labelling cuts unless params or flags set them."""
-    cut = segmentation.get("segment_config") or {}
-    if segmentation.get("mode") != "windows":
-        return {}
-    return {k: float(cut[k]) for k in ("window_s", "hop_s") if k in cut}
+def model_windows(segmentation: Mapping[str, Any]) -> dict[str, Any]:
+    """How a model's training clips were cut, as labelling defaults (params and flags still
+    win): a windows-trained model's whole ``segment_config`` (detector, its levels, window,
+    hop, shortest speech); a speech-trimmed model's detector settings (its windows are
+    labelling's own choice); nothing for a whole-clip model."""
+    cut = dict(segmentation.get("segment_config") or {})
+    mode = segmentation.get("mode")
+    if mode == "windows":
+        return cut
+    if mode == "speech":
+        return {k: v for k, v in cut.items() if k not in ("window_s", "hop_s", "min_speech_s")}
+    return {}
 
 
 def segmentation_warnings(segmentation: Mapping[str, Any], seg: SegmentConfig) -> list[str]:

@@ -18,10 +18,16 @@ def test_the_engine_follows_the_extension_and_a_flag_must_fit_the_file():
         engine_for("m.pt", "tflite")
 
 
-def test_only_a_windows_trained_model_sets_the_windows():
-    cut = SegmentConfig(window_s=2.5, hop_s=1.25).to_dict()
-    assert model_windows({"mode": "windows", "segment_config": cut}) == {"window_s": 2.5, "hop_s": 1.25}
-    assert model_windows({"mode": "speech", "segment_config": cut}) == {}
+def test_labelling_defaults_to_the_cut_the_model_was_trained_on():
+    """Without params, a windows model is labelled with its own detector levels and windows
+    (a model cut at min_db -65 is not labelled at the -55 default); a speech-trimmed model
+    passes on its detector only; a whole-clip model nothing."""
+    cut = SegmentConfig(window_s=2.5, hop_s=1.25, min_db=-65.0, margin_db=4.0, min_speech_s=0.5).to_dict()
+    windows = model_windows({"mode": "windows", "segment_config": cut})
+    assert SegmentConfig(**windows) == SegmentConfig.from_dict(cut)
+    speech = model_windows({"mode": "speech", "segment_config": cut})
+    assert speech["min_db"] == -65.0 and speech["margin_db"] == 4.0
+    assert not {"window_s", "hop_s", "min_speech_s"} & set(speech)
     assert model_windows({"mode": "none", "segment_config": None}) == {}
 
 

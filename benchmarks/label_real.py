@@ -1,19 +1,30 @@
 """Labelling on real speech: calls mixed from real clips of held-out speakers, labelled and
 scored, beside the same model's clip-level UAR on the same speakers' clips.
 
+One model, the speakers it never trained on (default: fold 0's validation actors, whom the
+final model never saw):
+
     python benchmarks/label_real.py --model models/telephone/final.pt \
         --manifest data/manifest.parquet --features data/features/telephone \
         --speakers 03,06 [--calls 6 --turns 20 --noise-db -55] --work benchmarks/out/label_real
 
-The default speakers are fold 0's validation actors, which the final model never trained
-on. Prints: clip-level UAR (each speaker normalised over all their clips, and over groups
-of clips the size of one call channel), segment UAR of the labelled calls (`ser score`),
-and the share of ground-truth turns a labelled segment overlaps.
+Every actor, each by the fold model that held it out (``ser train``'s folds of one seed;
+3 calls of 20 turns per test speaker, so each clip is used about once):
+
+    python benchmarks/label_real.py --train-dir models/telephone/train \
+        --manifest data/manifest.parquet --features data/features/telephone --noise-db off
+
+Prints: clip-level UAR (each speaker normalised over all their clips, and over groups of
+clips the size of one call channel), segment UAR of the labelled calls (`ser score`; with
+``--train-dir`` pooled over the folds' segments), and the share of ground-truth turns a
+labelled segment overlaps. Labelling uses ``--params`` when given, else the cut each model
+was trained on (its detector levels and windows).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import sys
@@ -28,10 +39,11 @@ from ser_core.normalisation import frame_stats
 from ser_core.training.data import load_features
 
 
-def clip_level(model: str, features: str, speakers: list[str], group: int | None, seed: int = 0) -> float:
-    """UAR of the model's clip-level predictions (windows averaged per clip) on the speakers'
-    clips, each speaker normalised over all its clips (group None) or over random groups of
-    ``group`` clips (what one call channel gives the labeller)."""
+def clip_level(model: str, features: str, speakers: list[str], group: int | None,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """(true, predicted, n_classes) of the model's clip-level predictions (windows averaged
+    per clip) on the speakers' clips, each speaker normalised over all its clips (group
+    None) or over random groups of ``group`` clips (what one call channel gives the labeller)."""
     ckpt = load_checkpoint(model)
     data = load_features(features, ckpt.labels)
     rng = np.random.default_rng(seed)
@@ -48,50 +60,96 @@ def clip_level(model: str, features: str, speakers: list[str], group: int | None
                 preds.append(int(probs[pos:pos + len(c)].mean(axis=0).argmax()))
                 ys.append(int(data.y[c[0]]))
                 pos += len(c)
-    return uar(np.array(ys), np.array(preds), len(ckpt.labels))
+    return np.array(ys), np.array(preds), len(ckpt.labels)
+
+
+def label_calls(model: str, manifest: str, speakers: list[str], work: Path, args: argparse.Namespace,
+                calls: int) -> dict:
+    """Mix, label and score one set of calls; returns ser score's metrics plus the scored
+    segments' (actual, predicted) pairs."""
+    calls_dir, labels = work / "calls", work / "labels"
+    label = ["label", "--model", model, "--input", str(calls_dir / "*.wav"), "--output", str(labels),
+             "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"]
+    steps = [
+        ["mix-calls", manifest, str(calls_dir), "--speakers", ",".join(speakers), "--calls", str(calls),
+         "--turns", str(args.turns), "--seed", str(args.seed), "--noise-db", args.noise_db, "--no-progress"],
+        label + (["--params", args.params] if args.params else []),
+        ["score", "--segments", str(labels), "--ground-truth", str(calls_dir / "ground_truth.csv"),
+         "--output", str(work / "score.json"), "--confusion", str(work / "confusion.csv")],
+    ]
+    for step in steps:
+        if ser(step) != 0:
+            raise RuntimeError(f"step failed: ser {' '.join(step)}")
+    score = json.loads((work / "score.json").read_text())
+    with open(work / "confusion.csv", newline="") as fh:
+        score["pairs"] = [(r["actual"], r["predicted"]) for r in csv.DictReader(fh)]
+    return score
+
+
+def fold_models(train_dir: Path, seed: int) -> list[tuple[str, list[str]]]:
+    """(checkpoint, test speakers) of every fold of one seed of a ``ser train`` run."""
+    info = json.loads((train_dir / "run.json").read_text())
+    out = []
+    for fold in info["folds"]:
+        ckpt = train_dir / "runs" / f"seed{seed}" / f"fold{fold['index']}" / "checkpoint.pt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{ckpt} not found: train_dir must hold seed {seed}'s folds")
+        out.append((str(ckpt), list(fold["test"])))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="one checkpoint, scored on --speakers")
+    which.add_argument("--train-dir", help="a ser train output: every fold's model on its test speakers")
     p.add_argument("--manifest", required=True, help="manifest of the real corpus (ser manifest)")
     p.add_argument("--features", required=True, help="the model's features of the same corpus")
-    p.add_argument("--speakers", default="03,06")
-    p.add_argument("--calls", type=int, default=6)
+    p.add_argument("--speakers", default="03,06", help="with --model: the speakers to mix")
+    p.add_argument("--calls", type=int, default=6, help="with --model: number of calls")
     p.add_argument("--turns", type=int, default=20)
-    p.add_argument("--noise-db", default="-55")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise-db", default="-55", help="line hiss in dBFS, or off")
+    p.add_argument("--seed", type=int, default=0, help="mixing seed; with --train-dir also the run's seed")
+    p.add_argument("--params", help="params.yaml whose label section cuts the calls (default: each model's own cut)")
     p.add_argument("--work", default="benchmarks/out/label_real")
     args = p.parse_args(argv)
     work = Path(args.work)
     if work.exists():
         shutil.rmtree(work)
-    calls, labels = work / "calls", work / "labels"
-    steps = [
-        ["mix-calls", args.manifest, str(calls), "--speakers", args.speakers, "--calls", str(args.calls),
-         "--turns", str(args.turns), "--seed", str(args.seed), "--noise-db", args.noise_db, "--no-progress"],
-        ["label", "--model", args.model, "--input", str(calls / "*.wav"), "--output", str(labels),
-         "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
-        ["score", "--segments", str(labels), "--ground-truth", str(calls / "ground_truth.csv"),
-         "--output", str(work / "score.json")],
-    ]
-    for step in steps:
-        if ser(step) != 0:
-            print(f"step failed: ser {' '.join(step)}", file=sys.stderr)
-            return 1
-    score = json.loads((work / "score.json").read_text())
-    speakers = [s if ":" in s else f"ravdess:{s}" for s in args.speakers.split(",")]
+    if args.model:
+        speakers = [s if ":" in s else f"ravdess:{s}" for s in args.speakers.split(",")]
+        jobs = [(args.model, speakers, args.calls)]
+    else:
+        # 3 calls of `turns` turns per speaker: each speaker's 60 clips about once
+        jobs = [(m, s, max(1, round(len(s) * 60 / args.turns))) for m, s in fold_models(Path(args.train_dir), args.seed)]
+    pairs, turns, covered, whole, grouped = [], 0, 0.0, [], []
     per_channel = args.turns // 2
-    whole = clip_level(args.model, args.features, speakers, None)
-    grouped = clip_level(args.model, args.features, speakers, per_channel)
-    print(f"\nspeakers {speakers}, {args.calls} calls x {args.turns} turns, line hiss {args.noise_db} dBFS")
+    for i, (model, speakers, calls) in enumerate(jobs):
+        score = label_calls(model, args.manifest, speakers, work / f"part{i}", args, calls)
+        pairs += score["pairs"]
+        turns += score["n_turns"]
+        covered += score["turn_coverage"] * score["n_turns"]
+        whole.append(clip_level(model, args.features, speakers, None))
+        grouped.append(clip_level(model, args.features, speakers, per_channel))
+        print(f"{model}: {speakers}: segment UAR {score['uar']:.4f}, turns found {score['turn_coverage']:.4f}",
+              file=sys.stderr)
+    labels = load_checkpoint(jobs[0][0]).labels
+    index = {label: k for k, label in enumerate(labels)}
+    y = np.array([index[a] for a, _ in pairs])
+    pred = np.array([index.get(b, -1) for _, b in pairs])  # 'uncertain' counts as wrong
+
+    def pooled(parts: list[tuple[np.ndarray, np.ndarray, int]]) -> float:
+        return uar(np.concatenate([t for t, _, _ in parts]), np.concatenate([q for _, q, _ in parts]), len(labels))
+
+    n_speakers = sum(len(s) for _, s, _ in jobs)
+    print(f"\n{n_speakers} speakers by {len(jobs)} model(s), {sum(c for *_, c in jobs)} calls x {args.turns} "
+          f"turns, line hiss {args.noise_db} dBFS")
     print("| measure | value |\n|---|---|")
-    print(f"| clip-level UAR, each speaker normalised over all its clips | {whole:.4f} |")
-    print(f"| clip-level UAR, normalised over {per_channel} clips (one call channel's worth) | {grouped:.4f} |")
-    print(f"| segment UAR of the labelled calls (ser score) | {score['uar']:.4f} |")
-    print(f"| segment accuracy | {score['wa']:.4f} |")
-    print(f"| ground-truth turns overlapped by a segment | {score['turn_coverage']:.4f} "
-          f"({score['n_turns']} turns) |")
+    print(f"| clip-level UAR, each speaker normalised over all its clips | {pooled(whole):.4f} |")
+    print(f"| clip-level UAR, normalised over {per_channel} clips (one call channel's worth) | {pooled(grouped):.4f} |")
+    print(f"| segment UAR of the labelled calls (ser score) | {uar(y, pred, len(labels)):.4f} |")
+    print(f"| segment accuracy | {float(np.mean(y == pred)):.4f} ({len(y)} segments) |")
+    print(f"| ground-truth turns overlapped by a segment | {covered / turns:.4f} ({turns} turns) |")
     return 0
 
 

@@ -141,6 +141,15 @@ class FeatureConfig:
         return config
 
 
+def describe(feature_config: Mapping[str, Any]) -> str:
+    """A front-end in a few words, from a ``FeatureConfig.to_dict()`` (what features and
+    checkpoints carry), e.g. 'logmel_deltas, 46 dims, 8000 Hz, band 300-3400 Hz'."""
+    c = feature_config
+    band = c.get("band_hz")
+    return (f"{c.get('kind')}, {c.get('n_dims')} dims, {c.get('sample_rate')} Hz"
+            + (f", band {band[0]:g}-{band[1]:g} Hz" if band else ""))
+
+
 def parse_band(value: Any) -> tuple[float, float] | None:
     """``band_hz`` from params or a flag: None/"none"/"" -> None; "300,3400" or [300, 3400] -> tuple."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ser_core.features import describe
 from ser_core.model import ModelConfig, SERModel, count_parameters
 from ser_core.training.train import TrainConfig
 from ser_core.training.evaluate import PAPER_UAR, Predictions, compute_metrics, read_predictions
@@ -96,7 +97,7 @@ def run_row(name: str, train_dirs: Path | Sequence[Path]) -> dict:
     return {"name": name, "arch": cfg["arch"], "hidden": cfg["hidden"], "seeds": [r["seed"] for r in seeds],
             "uars": [r["uar"] for r in seeds], "metrics": metrics, "params": count_parameters(model),
             "seconds_per_run": per_run, "config": cfg,
-            "rows": info.get("n_utterances")}
+            "rows": info.get("n_utterances"), "front_end": describe(info["feature_config"])}
 
 
 def _f(value: float | None, digits: int = 4) -> str:
@@ -165,7 +166,7 @@ def render(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Sequ
         out += [preface.strip(), ""]
     if rows:
         out += ["## Runs: pooled out-of-fold UAR on the paper's five folds", ""] + runs_table(rows) + [""]
-        out += ["Recipes:", ""] + [f"- {r['name']}: {recipe_of(r['config'])}; seeds {r['seeds']}, "
+        out += ["Recipes:", ""] + [f"- {r['name']}: front-end {r['front_end']}; {recipe_of(r['config'])}; seeds {r['seeds']}, "
                                    f"per-seed UAR {' '.join(f'{u:.4f}' for u in r['uars'])}" for r in rows] + [""]
     if trials:
         out += ["## Every recipe tried, scored on validation speakers only", ""] + trials_table(trials) + [""]

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ser_core.features import describe
 from ser_core.params import ParamsError, build_config, load_section
 from ser_core.splits import Fold, make_folds
 from ser_core.metrics import uar
@@ -65,13 +66,6 @@ def validate_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     result = train(seen, blind, cfg, seed, False)
     # the kept model's validation predictions, clip by clip (windows of a clip averaged)
     return FoldValidation(fold.index, seed, result.val_y, result.val_probs.argmax(1), result.best_epoch)
-
-
-def front_end(data: FeatureSet) -> str:
-    """What the trial's features are, e.g. 'mfcc_chroma, 46 dims, 48000 Hz' (trials of
-    different front-ends are told apart in the results)."""
-    c = data.feature_config
-    return f"{c.get('kind')}, {data.n_dims} dims, {c.get('sample_rate')} Hz"
 
 
 def trial_key(overrides: Mapping[str, Any], cfg: TrainConfig, fingerprint: str, code: str) -> str:
@@ -137,7 +131,7 @@ def run_tuning(data: FeatureSet, base: Mapping[str, Any], tune: TuneConfig, outp
             log.info("trial %s: already done (validation UAR %.4f)", name, trials[name]["val_uar"])
             continue
         log.info("trial %s: %s", name, overrides or "(base recipe)")
-        trials[name] = {"name": name, "overrides": overrides, "key": key, "front_end": front_end(data),
+        trials[name] = {"name": name, "overrides": overrides, "key": key, "front_end": describe(data.feature_config),
                         **run_trial(data, cfg, folds)}
         log.info("trial %s: validation UAR %.4f in %.0f s", name, trials[name]["val_uar"],
                  trials[name]["seconds"])

@@ -143,11 +143,13 @@ class FeatureConfig:
 
 def describe(feature_config: Mapping[str, Any]) -> str:
     """A front-end in a few words, from a ``FeatureConfig.to_dict()`` (what features and
-    checkpoints carry), e.g. 'logmel_deltas, 46 dims, 8000 Hz, band 300-3400 Hz'."""
+    checkpoints carry), e.g. 'logmel_deltas, 46 dims, 8000 Hz, band 300-3400 Hz, 85/43 ms frames'."""
     c = feature_config
     band = c.get("band_hz")
+    frames = (f", {1000 * c['window_s']:.0f}/{1000 * c['hop_s']:.0f} ms frames"
+              if c.get("window_s") and c.get("hop_s") else "")
     return (f"{c.get('kind')}, {c.get('n_dims')} dims, {c.get('sample_rate')} Hz"
-            + (f", band {band[0]:g}-{band[1]:g} Hz" if band else ""))
+            + (f", band {band[0]:g}-{band[1]:g} Hz" if band else "") + frames)
 
 
 def parse_band(value: Any) -> tuple[float, float] | None:

@@ -213,3 +213,11 @@ def test_band_changes_features_only_through_the_band():
     assert wide.shape == narrow.shape and not np.allclose(wide, narrow)
     np.testing.assert_array_equal(
         narrow, extract(FeatureConfig(sample_rate=8000), F.band_limit(y, 8000, (300.0, 3400.0))))
+
+
+def test_a_front_end_is_described_by_what_sets_it_apart():
+    from ser_core.features import describe
+    tel = FeatureConfig(kind="logmel_deltas", sample_rate=8000, n_mels=23, band_hz="300,3400", fmin=300.0, fmax=3400.0)
+    assert describe(tel.to_dict()) == "logmel_deltas, 46 dims, 8000 Hz, band 300-3400 Hz, 85/43 ms frames"
+    short = FeatureConfig(kind="logmel_deltas", n_mels=23, window_s=0.025, hop_s=0.01)
+    assert describe(short.to_dict()) == "logmel_deltas, 46 dims, 48000 Hz, 25/10 ms frames"

@@ -136,7 +136,8 @@ def trials_table(paths: Sequence[Path]) -> list[str]:
         trials += list(json.loads(path.read_text()).values())
     for t in sorted(trials, key=lambda t: -t["val_uar"]):
         changes = json.dumps(t["overrides"], sort_keys=True) if t["overrides"] else "(base: the paper's training)"
-        lines.append(f"| {t['name']} | {t.get('front_end', '-')} | `{changes}` | {t['val_uar']:.4f} | "
+        front = describe(t["feature_config"]) if t.get("feature_config") else t.get("front_end", "-")
+        lines.append(f"| {t['name']} | {front} | `{changes}` | {t['val_uar']:.4f} | "
                      f"{' '.join(f'{v:.4f}' for v in t['val_uar_per_seed'])} | {t['mean_best_epoch']} | {t['seconds']} |")
     return lines
 

@@ -132,6 +132,7 @@ def run_tuning(data: FeatureSet, base: Mapping[str, Any], tune: TuneConfig, outp
             continue
         log.info("trial %s: %s", name, overrides or "(base recipe)")
         trials[name] = {"name": name, "overrides": overrides, "key": key, "front_end": describe(data.feature_config),
+                        "feature_config": data.feature_config,
                         **run_trial(data, cfg, folds)}
         log.info("trial %s: validation UAR %.4f in %.0f s", name, trials[name]["val_uar"],
                  trials[name]["seconds"])

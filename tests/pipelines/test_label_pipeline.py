@@ -86,6 +86,14 @@ def seconds_on_a_grid(windows, step=0.001):
     return out
 
 
+def over_channels(seconds: dict[int, Counter]) -> Counter:
+    """{emotion: s} of every channel together."""
+    total = Counter()
+    for by_emotion in seconds.values():
+        total.update(by_emotion)
+    return total
+
+
 @pytest.mark.parametrize("normalisation,channels,engine", [
     ("global", "separate", "torch"), ("speaker", "separate", "torch"), ("global", "mix", "torch"),
     ("speaker", "separate", "onnx")])
@@ -112,9 +120,7 @@ def test_labels_are_exact(models, tmp_path, normalisation, channels, engine):
 
     def check_files(rows):
         (row,) = rows
-        total = Counter()
-        for by_emotion in seconds.values():
-            total.update(by_emotion)
+        total = over_channels(seconds)
         speech = sum(total.values())
         assert row["path"] == path and row["duration_s"] == 12.0 and row["channels"] == 2
         assert row["n_segments"] == len(expected)
@@ -192,9 +198,7 @@ def test_min_confidence_marks_segments_uncertain_and_keeps_them(models, tmp_path
 
     def check_files(rows):
         (row,) = rows
-        total = Counter()
-        for by_emotion in seconds.values():
-            total.update(by_emotion)
+        total = over_channels(seconds)
         speech = sum(total.values())
         assert row["share_uncertain"] == pytest.approx(total["uncertain"] / speech, abs=0.002) and total["uncertain"]
         assert row["share_angry"] + row["share_sad"] + row["share_uncertain"] == pytest.approx(1.0)

@@ -81,9 +81,13 @@ def run_row(name: str, train_dirs: Path | Sequence[Path]) -> dict:
     # a run written before an option existed was trained without it: the option's default
     defaults = TrainConfig().to_dict()
     cfg = {**defaults, **runs[0][0]["config"]}
-    same = {k: v for k, v in cfg.items() if k not in ("seeds", "threads")}
+
+    def recipe(config: dict) -> dict:  # what makes two runs one recipe: all but seeds and threads
+        return {k: v for k, v in {**defaults, **config}.items() if k not in ("seeds", "threads")}
+
+    same = recipe(cfg)
     for d, (info, *_rest) in zip(dirs[1:], runs[1:]):
-        other = {k: v for k, v in {**defaults, **info["config"]}.items() if k not in ("seeds", "threads")}
+        other = recipe(info["config"])
         differ = sorted(k for k in set(same) | set(other) if same.get(k) != other.get(k))
         if differ:
             raise ValueError(f"{name}: {d} was trained with other settings than {dirs[0]} ({differ}); "
@@ -136,6 +140,7 @@ def trials_table(paths: Sequence[Path]) -> list[str]:
         trials += list(json.loads(path.read_text()).values())
     for t in sorted(trials, key=lambda t: -t["val_uar"]):
         changes = json.dumps(t["overrides"], sort_keys=True) if t["overrides"] else "(base: the paper's training)"
+        # the trial's front-end (records older than feature_config kept a description, or none)
         front = describe(t["feature_config"]) if t.get("feature_config") else t.get("front_end", "-")
         lines.append(f"| {t['name']} | {front} | `{changes}` | {t['val_uar']:.4f} | "
                      f"{' '.join(f'{v:.4f}' for v in t['val_uar_per_seed'])} | {t['mean_best_epoch']} | {t['seconds']} |")

@@ -28,7 +28,6 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ser_core.features import describe
 from ser_core.params import ParamsError, build_config, load_section
 from ser_core.splits import Fold, make_folds
 from ser_core.metrics import uar
@@ -131,8 +130,7 @@ def run_tuning(data: FeatureSet, base: Mapping[str, Any], tune: TuneConfig, outp
             log.info("trial %s: already done (validation UAR %.4f)", name, trials[name]["val_uar"])
             continue
         log.info("trial %s: %s", name, overrides or "(base recipe)")
-        trials[name] = {"name": name, "overrides": overrides, "key": key, "front_end": describe(data.feature_config),
-                        "feature_config": data.feature_config,
+        trials[name] = {"name": name, "overrides": overrides, "key": key, "feature_config": data.feature_config,
                         **run_trial(data, cfg, folds)}
         log.info("trial %s: validation UAR %.4f in %.0f s", name, trials[name]["val_uar"],
                  trials[name]["seconds"])

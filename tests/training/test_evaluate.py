@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from ser_core.features import describe
 from ser_core.metrics import recall_per_class, uar
 from ser_core.labels import RAVDESS_LABELS
 from ser_core.training.evaluate import compute_metrics, evaluate, format_report, read_predictions
@@ -182,7 +183,7 @@ def test_results_page_is_rebuilt_from_the_runs_and_trials(tmp_path, features_dir
     assert f"{metrics['uar_mean']:.4f} ± {metrics['uar_std']:.4f}" in row and f"{metrics['wa']:.4f}" in row
     trials = json.loads((tmp_path / "tune" / "trials.json").read_text())
     for t in trials.values():
-        assert f"| {t['name']} | {t['front_end']} |" in first and f"{t['val_uar']:.4f}" in first
+        assert f"| {t['name']} | {describe(t['feature_config'])} |" in first and f"{t['val_uar']:.4f}" in first
     with pytest.raises(FileNotFoundError, match="run.json"):
         from ser_core.training.results import render
         render([("missing", tmp_path / "nowhere")], [], [])

@@ -32,20 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_core.checkpoint import load_checkpoint
+from ser_core.checkpoint import Checkpoint, load_checkpoint
 from ser_core.cli import main as ser
 from ser_core.metrics import uar
 from ser_core.normalisation import frame_stats
-from ser_core.training.data import load_features
+from ser_core.training.data import FeatureSet, load_features
 
 
-def clip_level(model: str, features: str, speakers: list[str], group: int | None,
+def clip_level(ckpt: Checkpoint, data: FeatureSet, speakers: list[str], group: int | None,
                seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
     """(true, predicted, n_classes) of the model's clip-level predictions (windows averaged
     per clip) on the speakers' clips, each speaker normalised over all its clips (group
     None) or over random groups of ``group`` clips (what one call channel gives the labeller)."""
-    ckpt = load_checkpoint(model)
-    data = load_features(features, ckpt.labels)
     rng = np.random.default_rng(seed)
     ys, preds = [], []
     for speaker in speakers:
@@ -123,17 +121,21 @@ def main(argv: list[str] | None = None) -> int:
         # 3 calls of `turns` turns per speaker: each speaker's 60 clips about once
         jobs = [(m, s, max(1, round(len(s) * 60 / args.turns))) for m, s in fold_models(Path(args.train_dir), args.seed)]
     pairs, turns, covered, whole, grouped = [], 0, 0.0, [], []
+    data: FeatureSet | None = None
     per_channel = args.turns // 2
     for i, (model, speakers, calls) in enumerate(jobs):
         score = label_calls(model, args.manifest, speakers, work / f"part{i}", args, calls)
         pairs += score["pairs"]
         turns += score["n_turns"]
         covered += score["turn_coverage"] * score["n_turns"]
-        whole.append(clip_level(model, args.features, speakers, None))
-        grouped.append(clip_level(model, args.features, speakers, per_channel))
+        ckpt = load_checkpoint(model)
+        if data is None or data.labels != ckpt.labels:  # the features are read once
+            data = load_features(args.features, ckpt.labels)
+        whole.append(clip_level(ckpt, data, speakers, None))
+        grouped.append(clip_level(ckpt, data, speakers, per_channel))
         print(f"{model}: {speakers}: segment UAR {score['uar']:.4f}, turns found {score['turn_coverage']:.4f}",
               file=sys.stderr)
-    labels = load_checkpoint(jobs[0][0]).labels
+    labels = ckpt.labels
     index = {label: k for k, label in enumerate(labels)}
     y = np.array([index[a] for a, _ in pairs])
     pred = np.array([index.get(b, -1) for _, b in pairs])  # 'uncertain' counts as wrong

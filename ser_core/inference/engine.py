@@ -15,8 +15,8 @@ Segmentation: a checkpoint records how its training clips were cut (``segmentati
 ``none`` = whole clips, ``speech`` = trimmed to the detected speech, ``windows`` = the
 labelling windows, with the ``segment_config`` that cut them). :func:`model_windows` gives
 the cut a windows-trained model saw (detector settings, window length and hop: labelling
-uses them unless params or flags say otherwise), and :func:`segmentation_warnings` says where labelling would feed the model
-audio unlike its training audio.
+uses them unless params or flags say otherwise), and :func:`segmentation_warnings` says
+where labelling would feed the model audio unlike its training audio.
 """
 
 from __future__ import annotations

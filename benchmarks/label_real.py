@@ -70,7 +70,8 @@ def label_calls(model: str, manifest: str, speakers: list[str], work: Path, args
              "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"]
     steps = [
         ["mix-calls", manifest, str(calls_dir), "--speakers", ",".join(speakers), "--calls", str(calls),
-         "--turns", str(args.turns), "--seed", str(args.seed), "--noise-db", args.noise_db, "--no-progress"],
+         "--turns", str(args.turns), "--seed", str(args.seed), "--noise-db", args.noise_db, "--no-progress"]
+        + (["--trim-db", args.trim_db] if args.trim_db else []),
         label + (["--params", args.params] if args.params else []),
         ["score", "--segments", str(labels), "--ground-truth", str(calls_dir / "ground_truth.csv"),
          "--output", str(work / "score.json"), "--confusion", str(work / "confusion.csv")],
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=6, help="with --model: number of calls")
     p.add_argument("--turns", type=int, default=20)
     p.add_argument("--noise-db", default="-55", help="line hiss in dBFS, or off")
+    p.add_argument("--trim-db", help="ser mix-calls --trim-db: how much of each clip is a turn (default its default)")
     p.add_argument("--seed", type=int, default=0, help="mixing seed; with --train-dir also the run's seed")
     p.add_argument("--params", help="params.yaml whose label section cuts the calls (default: each model's own cut)")
     p.add_argument("--work", default="benchmarks/out/label_real")

@@ -239,9 +239,14 @@ def test_unknown_speakers_fail_before_any_output(manifest, tmp_path):
 def test_cli(manifest, tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["mix-calls", manifest, str(out), "--speakers", "test:01,02", "--turns", "4",
-                     "--calls", "1", "--noise-db", "off", "--bleed-db", "-40", "--no-progress"]) == 0
+                     "--calls", "1", "--noise-db", "off", "--bleed-db", "-40", "--trim-db", "45",
+                     "--no-progress"]) == 0
     summary = json.loads((out / SUMMARY).read_text())
-    assert (summary["turns"], summary["config"]["line_noise_db"], summary["config"]["bleed_db"]) == (4, None, -40.0)
+    assert (summary["turns"], summary["config"]["line_noise_db"], summary["config"]["bleed_db"],
+            summary["config"]["trim_db"]) == (4, None, -40.0, 45.0)
+    assert cli.main(["mix-calls", manifest, str(tmp_path / "whole"), "--speakers", "test:01,02", "--turns", "4",
+                     "--calls", "1", "--trim-db", "off", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "whole" / SUMMARY).read_text())["config"]["trim_db"] is None  # whole clips
     assert "wrote 1 call of test:01, test:02" in capsys.readouterr().out
     assert cli.main(["mix-calls", manifest, str(tmp_path / "bad"), "--speakers", "01,77", "--no-progress"]) == 1
     assert "'77'" in capsys.readouterr().err

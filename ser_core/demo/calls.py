@@ -129,6 +129,8 @@ class MixCallsConfig:
             raise ValueError(f"mix_calls.sample_rate must be an integer >= 8000 Hz, got {self.sample_rate!r}")
         if self.encoding not in SUBTYPES:
             raise ValueError(f"mix_calls.encoding must be one of {sorted(SUBTYPES)}, got {self.encoding!r}")
+        if self.trim_db == "off":
+            object.__setattr__(self, "trim_db", None)
         if self.trim_db is not None and not self.trim_db > 0:
             raise ValueError(f"mix_calls.trim_db must be > 0 dB (or null for whole clips), got {self.trim_db}")
         if not 0 <= self.pad_s <= PAUSE_S[0] / 2:
@@ -379,14 +381,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bleed-db", dest="bleed_db", default=None, metavar="DB|off",
                         help="crosstalk: each speaker also on the other channel this many dB down, "
                              "or off (default off)")
+    parser.add_argument("--trim-db", dest="trim_db", type=_trim_flag, default=None, metavar="DB|off",
+                        help="a turn is its clip's span within this many dB of its loudest frame, "
+                             "or off for whole clips (default 30)")
     parser.add_argument("--params", default=None, help="params.yaml to read the 'mix_calls' section from")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def _trim_flag(value: str) -> float | str:
+    """``--trim-db``: a level in dB, or 'off' (whole clips)."""
+    return "off" if value == "off" else float(value)
 
 
 def main(args: argparse.Namespace) -> int:
     config = build_config(MixCallsConfig, load_section(args.params, "mix_calls"),
                           flags(args, "speakers", "calls", "turns", "minutes", "seed", "sample_rate",
-                                "encoding", "line_noise_db", "bleed_db"))
+                                "encoding", "line_noise_db", "bleed_db", "trim_db"))
     s = mix_calls(args.manifest, args.output, config, progress=args.progress)
     plural = "s" if config.calls != 1 else ""
     print(f"wrote {config.calls} call{plural} of {', '.join(s['speakers'])} ({s['audio_seconds'] / 60:.1f} min, "

@@ -25,7 +25,7 @@ import numpy as np
 
 from ser_core.features import describe
 from ser_core.model import ModelConfig, SERModel, count_parameters
-from ser_core.training.train import TrainConfig
+from ser_core.training.train import TrainConfig, result_settings
 from ser_core.training.evaluate import PAPER_UAR, Predictions, compute_metrics, read_predictions
 
 ARCH_NAMES = {"reslstm": "ResLSTM-SA", "lstm": "LSTM-SA"}
@@ -79,15 +79,10 @@ def run_row(name: str, train_dirs: Path | Sequence[Path]) -> dict:
     dirs = [train_dirs] if isinstance(train_dirs, Path) else list(train_dirs)
     runs = [_read_run(name, d) for d in dirs]
     # a run written before an option existed was trained without it: the option's default
-    defaults = TrainConfig().to_dict()
-    cfg = {**defaults, **runs[0][0]["config"]}
-
-    def recipe(config: dict) -> dict:  # what makes two runs one recipe: all but seeds and threads
-        return {k: v for k, v in {**defaults, **config}.items() if k not in ("seeds", "threads")}
-
-    same = recipe(cfg)
+    cfg = {**TrainConfig().to_dict(), **runs[0][0]["config"]}
+    same = result_settings(cfg)  # what makes two runs one recipe
     for d, (info, *_rest) in zip(dirs[1:], runs[1:]):
-        other = recipe(info["config"])
+        other = result_settings(info["config"])
         differ = sorted(k for k in set(same) | set(other) if same.get(k) != other.get(k))
         if differ:
             raise ValueError(f"{name}: {d} was trained with other settings than {dirs[0]} ({differ}); "
@@ -126,7 +121,7 @@ def runs_table(rows: Sequence[dict]) -> list[str]:
 
 def recipe_of(cfg: dict) -> str:
     keys = ("mixup_alpha", "augment", "patience", "class_weights", "label_smoothing", "time_masks",
-            "time_mask_frames", "freq_masks", "freq_mask_dims", "ema_decay", "dropout", "normalisation")
+            "time_mask_frames", "freq_masks", "freq_mask_dims", "ema_decay", "dropout", "normalisation", "stats_clips")
     return ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
 
 

@@ -38,7 +38,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ from ser_core.codebase import ROOT, import_closure
 from ser_core.labels import RAVDESS_LABELS
 from ser_core.metrics import PROB_PREFIX, fit_temperature, uar
 from ser_core.model import ModelConfig, SERModel
-from ser_core.normalisation import NORMALISATIONS, Normaliser
+from ser_core.normalisation import NORMALISATIONS, ClipGroupStats, Normaliser
 from ser_core.params import build_config, flags, load_section
 from ser_core.splits import SPLITS, Fold, final_split, make_folds
 from ser_core.storage import write_csv
@@ -88,6 +88,10 @@ class TrainConfig:
     split_seed: int = 0  # speaker_kfold: the speaker shuffle (fixed across runs)
     seeds: list[int] = field(default_factory=lambda: [0])
     normalisation: str = "speaker"  # 'global' (training speakers) | 'speaker' (each its own)
+    # speaker mode: 0 = each speaker over all its clips; N = over random groups of N clips,
+    # dealt afresh every epoch (validation: one fixed grouping), as a call channel of a few
+    # turns is normalised when labelling. Test clips are always normalised per speaker.
+    stats_clips: int = 0
     # The recipe beyond the paper (all off by default = the paper's training).
     class_weights: str = "none"  # 'none' | 'balanced' (inverse class frequency of the training rows)
     label_smoothing: float = 0.0
@@ -134,6 +138,9 @@ class TrainConfig:
         for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_dims", "patience"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
+        if int(self.stats_clips) < 0 or (self.stats_clips and self.normalisation != "speaker"):
+            raise ValueError(f"train.stats_clips must be >= 0 and needs normalisation 'speaker', "
+                             f"got {self.stats_clips!r} with {self.normalisation!r}")
         if not 0.0 <= float(self.ema_decay) < 1.0:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.lr <= 0 or self.weight_decay < 0:
@@ -261,7 +268,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError(f"fold {fold.index}: no training or validation utterances")
     pools = augmentation_pools(data, train_idx, cfg.augment)  # augmented rows: training speakers only
-    normaliser = Normaliser.fit(cfg.normalisation, data, np.concatenate(pools))
+    normaliser = Normaliser.fit(cfg.normalisation, data, np.concatenate(pools), cfg.stats_clips)
     features = [torch.from_numpy(x) for x in normaliser.apply(data)]
     y_all = torch.from_numpy(data.y)
     x_train, x_val, x_test = ([features[i] for i in idx] for idx in (train_idx, val_idx, test_idx))
@@ -271,6 +278,10 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     y_val_clips = y_val.numpy()[[g[0] for g in val_clips]]
 
     s = fold_seed(seed, fold.index)
+    groups = ClipGroupStats(data, cfg.stats_clips) if cfg.stats_clips else None
+    if groups is not None:  # validation speakers as call channels see them: one fixed grouping
+        x_val = [torch.from_numpy(x) for x in groups.normalise(val_idx, np.random.default_rng((s, 3)))]
+    group_rng = np.random.default_rng((s, 4))  # each epoch's grouping of the training clips
     torch.manual_seed(s)
     rng = np.random.default_rng(s)
     model = SERModel(cfg.model_config(data.n_dims))
@@ -291,16 +302,20 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     judged = ema.module if ema is not None else model
     history, best, best_epoch = [], (-1.0, -np.inf), 0
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    val_logits = torch.empty(0)  # the kept epoch's (epoch 1 always beats the start)
     name = "final" if fold.index < 0 else f"fold {fold.index}"
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"seed {seed} {name}", unit="epoch",
                disable=not progress, dynamic_ncols=True, mininterval=0.5)
     draw = np.random.default_rng((s, 2))  # which copy of each clip an epoch trains on
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
-        x_epoch = x_train
+        rows, x_epoch = train_idx, x_train
         if cfg.augment:
-            x_epoch = [features[pool[draw.integers(len(pool))]] for pool in pools]
+            rows = np.array([pool[draw.integers(len(pool))] for pool in pools])
+            x_epoch = [features[i] for i in rows]
             lengths = np.array([t.shape[0] for t in x_epoch])
+        if groups is not None:
+            x_epoch = [torch.from_numpy(x) for x in groups.normalise(rows, group_rng)]
         batches = length_batches(lengths, cfg.batch_size, rng)
         loss, pred = train_epoch(model, x_epoch, y_train, batches, optimizer, objective, ema)
         scheduler.step()
@@ -313,7 +328,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
         if (val_uar, -val_loss) > best:
             best = (val_uar, -val_loss)
             best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
-            best_epoch = epoch
+            best_epoch, val_logits = epoch, logits
         bar.set_postfix(loss=f"{loss:.3f}", val_uar=f"{val_uar:.3f}", best=f"{best[0]:.3f}",
                         refresh=False)
         if cfg.patience and epoch - best_epoch >= cfg.patience:
@@ -322,8 +337,8 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
             break
     model.load_state_dict(best_state)
     model.eval()
-    # Temperature scaling on the validation speakers' rows (never the test speakers').
-    val_logits = predict_logits(model, x_val)
+    # Temperature scaling on the validation speakers' rows (never the test speakers'), with
+    # the kept epoch's validation logits (the same weights, in eval mode: no second pass).
     temperature = fit_temperature(val_logits.numpy(), y_val.numpy())
     probs = np.zeros((0, n_classes), dtype=np.float32)
     if x_test:
@@ -375,9 +390,15 @@ def code_fingerprint(root: Path | None = None) -> str:
     return h.hexdigest()
 
 
+def result_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``train`` settings a fold's result depends on: all but seeds and threads. A
+    config written before an option existed was trained without it: the option's default."""
+    return {k: v for k, v in {**TrainConfig().to_dict(), **config}.items() if k not in ("seeds", "threads")}
+
+
 def fold_key(cfg: TrainConfig, fold: Fold, seed: int, fingerprint: str, code: str) -> str:
     """Hash of everything a fold's result depends on (not threads, not the other seeds)."""
-    params = {k: v for k, v in cfg.to_dict().items() if k not in ("threads", "seeds")}
+    params = result_settings(cfg.to_dict())
     blob = json.dumps({"params": params, "fold": fold.to_dict(), "seed": seed,
                        "features": fingerprint, "code": code}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -488,7 +509,7 @@ def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: P
 FLAGS = ("arch", "hidden", "dropout", "mask_padding", "epochs", "batch_size", "lr", "weight_decay",
          "t0", "labels", "split", "k", "n_val", "split_seed", "seeds", "normalisation", "threads",
          "class_weights", "label_smoothing", "time_masks", "time_mask_frames", "freq_masks",
-         "freq_mask_dims", "mixup_alpha", "patience", "augment", "ema_decay")
+         "freq_mask_dims", "mixup_alpha", "patience", "augment", "ema_decay", "stats_clips")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -514,6 +535,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--split-seed", type=int)
     g.add_argument("--seeds", type=int, nargs="+", help="one independent run per seed")
     g.add_argument("--normalisation", choices=NORMALISATIONS)
+    g.add_argument("--stats-clips", type=int, help="speaker statistics over random groups of N clips "
+                                                    "(a call channel's worth; 0 = all of a speaker's clips)")
     g.add_argument("--threads", type=int, help="torch CPU threads (0: torch's default)")
     g.add_argument("--class-weights", choices=CLASS_WEIGHTS, help="balanced: inverse class frequency")
     g.add_argument("--label-smoothing", type=float)

@@ -8,7 +8,7 @@ import torch
 
 from ser_core.labels import RAVDESS_LABELS
 from ser_core.batching import collate, length_batches
-from ser_core.normalisation import STD_FLOOR, Normaliser, frame_stats
+from ser_core.normalisation import STD_FLOOR, ClipGroupStats, Normaliser, frame_stats
 from ser_core.training.data import load_features
 from tests.training.synth_features import FEATURE_CONFIG, feature_table, write_shards
 
@@ -80,6 +80,50 @@ def test_speaker_normalisation_uses_each_speakers_own_statistics(tmp_path):
         np.testing.assert_allclose(frames.std(0), 1, atol=1e-4)
     with pytest.raises(ValueError, match="normalisation"):
         Normaliser.fit("utterance", data, data.indices(["ravdess:01"]))
+
+
+def with_copies(data, variant="speed0.9"):
+    """``data`` plus one augmented copy of every row (other levels, the same clip)."""
+    n = len(data.features)
+    for i in range(n):
+        data.utterance_ids.append(f"{data.utterance_ids[i]}#{variant}")
+        data.speakers.append(data.speakers[i])
+        data.genders.append(data.genders[i])
+        data.features.append(data.features[i] * 3 + 5)
+        data.sources.append(data.sources[i])
+        data.variants.append(variant)
+    data.y = np.concatenate([data.y, data.y])
+    return data
+
+
+def test_clip_groups_normalise_each_group_with_its_own_statistics(tmp_path):
+    data = with_copies(load_features(write_shards(tmp_path, feature_table(SPEAKERS, per_class=2)),
+                                     RAVDESS_LABELS))
+    groups = ClipGroupStats(data, 6)
+    rows = np.arange(len(data.features))
+    out = groups.normalise(rows, np.random.default_rng(0))
+    dealt = groups.groups(data.speakers, np.random.default_rng(0))  # the grouping normalise drew
+    members: dict = {}
+    for source, number in dealt.items():
+        members.setdefault(number, []).append(source)
+    # 16 clips per speaker dealt into 3 groups of at most 6 (6, 5, 5), one speaker each
+    assert sorted(len(m) for m in members.values()) == [5, 5, 5, 5, 5, 5, 6, 6, 6]
+    for sources in members.values():
+        assert len({data.speakers[data.sources.index(s)] for s in sources}) == 1
+        for variant in ("", "speed0.9"):
+            frames = np.concatenate([out[i] for i in rows
+                                     if data.sources[i] in sources and data.variants[i] == variant])
+            np.testing.assert_allclose(frames.mean(0), 0, atol=1e-4)
+            np.testing.assert_allclose(frames.std(0), 1, atol=1e-3)
+    again = groups.normalise(rows, np.random.default_rng(1))
+    assert not all(np.array_equal(a, b) for a, b in zip(out, again))  # a fresh grouping
+    # groups as large as a speaker's clips: the whole-speaker normalisation of training
+    whole = ClipGroupStats(data, 16).normalise(rows, np.random.default_rng(0))
+    reference = Normaliser.fit("speaker", data, rows).apply(data)
+    for a, b in zip(whole, reference):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    with pytest.raises(ValueError, match="group_clips"):
+        ClipGroupStats(data, 0)
 
 
 def test_std_is_floored():

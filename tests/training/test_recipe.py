@@ -15,7 +15,8 @@ from ser_core.training import tune as tune_module
 from ser_core.training.augment import Augment, mask_batch, mixup_batch
 from ser_core.training.data import load_features
 from ser_core.model import SERModel
-from ser_core.training.train import TrainConfig, class_weights, fold_seed, train_fold
+from ser_core.batching import predict_logits
+from ser_core.training.train import TrainConfig, class_weights, clip_level, fold_seed, train_fold
 
 TINY = {"epochs": 3, "hidden": 4, "batch_size": 32, "threads": 1}
 
@@ -53,7 +54,8 @@ def test_balanced_class_weights():
 
 @pytest.mark.parametrize("bad", [{"class_weights": "inverse"}, {"label_smoothing": 1.0},
                                  {"mixup_alpha": -1.0}, {"patience": -1}, {"time_masks": -2},
-                                 {"ema_decay": 1.0}, {"ema_decay": -0.1}])
+                                 {"ema_decay": 1.0}, {"ema_decay": -0.1}, {"stats_clips": -1},
+                                 {"stats_clips": 4, "normalisation": "global"}])
 def test_recipe_options_are_validated(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
@@ -95,6 +97,34 @@ def test_augmented_recipe_trains_deterministically(features_dir):
     assert a.history == b.history and np.array_equal(a.test_probs, b.test_probs)
     plain = train_fold(data, fold, TrainConfig(**TINY), seed=3, progress=False)
     assert plain.history != a.history
+
+
+def test_group_statistics_train_deterministically(features_dir):
+    """``stats_clips``: each epoch the training clips are normalised in fresh random groups
+    of clips; the run is still a function of its seed, differs from whole-speaker
+    statistics, and the checkpoint says how it was normalised."""
+    data = load_features(features_dir, TrainConfig().labels)
+    fold = make_folds("ravdess_paper", data.speaker_genders())[1]
+    cfg = TrainConfig(**TINY, stats_clips=3)
+    a, b = (train_fold(data, fold, cfg, seed=3, progress=False) for _ in range(2))
+    assert a.history == b.history and np.array_equal(a.test_probs, b.test_probs)
+    plain = train_fold(data, fold, TrainConfig(**TINY), seed=3, progress=False)
+    assert plain.history != a.history
+    assert a.normaliser.to_dict()["stats_clips"] == 3 and plain.normaliser.to_dict()["stats_clips"] == 0
+
+
+def test_kept_validation_predictions_are_the_kept_models(features_dir):
+    """The validation probabilities (tuning's objective, temperature scaling) are the kept
+    epoch's, not the last epoch's: the kept model predicts them again exactly."""
+    data = load_features(features_dir, TrainConfig().labels)
+    fold = make_folds("ravdess_paper", data.speaker_genders())[0]
+    result = train_fold(data, fold, TrainConfig(**{**TINY, "epochs": 4, "lr": 0.1}), seed=0, progress=False)
+    assert result.best_epoch < len(result.history)  # an earlier epoch was kept
+    features = [torch.from_numpy(x) for x in result.normaliser.apply(data)]
+    val_idx = data.indices(fold.val)
+    logits = predict_logits(result.model, [features[i] for i in val_idx])
+    np.testing.assert_allclose(clip_level(logits, data.clips(val_idx, positions=True)), result.val_probs,
+                               atol=1e-6)
 
 
 def test_tuning_never_sees_a_test_speaker(features_dir, monkeypatch):

@@ -14,6 +14,10 @@ Every actor, each by the fold model that held it out (``ser train``'s folds of o
     python benchmarks/label_real.py --train-dir models/telephone/train \
         --manifest data/manifest.parquet --features data/features/telephone --noise-db off
 
+``--part val`` labels each fold's validation speakers instead (10 actors, which chose the
+fold's epoch but were never trained on): the figure to compare labelling recipes by, so
+that the choice never looks at the test folds.
+
 Prints: clip-level UAR (each speaker normalised over all their clips, and over groups of
 clips the size of one call channel), segment UAR of the labelled calls (`ser score`; with
 ``--train-dir`` pooled over the folds' segments), and the share of ground-truth turns a
@@ -85,15 +89,16 @@ def label_calls(model: str, manifest: str, speakers: list[str], work: Path, args
     return score
 
 
-def fold_models(train_dir: Path, seed: int) -> list[tuple[str, list[str]]]:
-    """(checkpoint, test speakers) of every fold of one seed of a ``ser train`` run."""
+def fold_models(train_dir: Path, seed: int, part: str = "test") -> list[tuple[str, list[str]]]:
+    """(checkpoint, speakers) of every fold of one seed of a ``ser train`` run: each fold's
+    ``part`` speakers ("test", or "val": the validation speakers that chose its epoch)."""
     info = json.loads((train_dir / "run.json").read_text())
     out = []
     for fold in info["folds"]:
         ckpt = train_dir / "runs" / f"seed{seed}" / f"fold{fold['index']}" / "checkpoint.pt"
         if not ckpt.is_file():
             raise FileNotFoundError(f"{ckpt} not found: train_dir must hold seed {seed}'s folds")
-        out.append((str(ckpt), list(fold["test"])))
+        out.append((str(ckpt), list(fold[part])))
     return out
 
 
@@ -102,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="one checkpoint, scored on --speakers")
     which.add_argument("--train-dir", help="a ser train output: every fold's model on its test speakers")
+    p.add_argument("--part", choices=("test", "val"), default="test",
+                   help="with --train-dir: label each fold's test speakers, or its validation speakers "
+                        "(to compare recipes without touching the test folds)")
     p.add_argument("--manifest", required=True, help="manifest of the real corpus (ser manifest)")
     p.add_argument("--features", required=True, help="the model's features of the same corpus")
     p.add_argument("--speakers", default="03,06", help="with --model: the speakers to mix")
@@ -121,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(args.model, speakers, args.calls)]
     else:
         # 3 calls of `turns` turns per speaker: each speaker's 60 clips about once
-        jobs = [(m, s, max(1, round(len(s) * 60 / args.turns))) for m, s in fold_models(Path(args.train_dir), args.seed)]
+        jobs = [(m, s, max(1, round(len(s) * 60 / args.turns))) for m, s in fold_models(Path(args.train_dir), args.seed, args.part)]
     pairs, turns, covered, whole, grouped = [], 0, 0.0, [], []
     data: FeatureSet | None = None
     per_channel = args.turns // 2
@@ -146,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return uar(np.concatenate([t for t, _, _ in parts]), np.concatenate([q for _, q, _ in parts]), len(labels))
 
     n_speakers = sum(len(s) for _, s, _ in jobs)
-    print(f"\n{n_speakers} speakers by {len(jobs)} model(s), {sum(c for *_, c in jobs)} calls x {args.turns} "
+    which = f"{args.part} " if args.train_dir else ""
+    print(f"\n{n_speakers} {which}speakers by {len(jobs)} model(s), {sum(c for *_, c in jobs)} calls x {args.turns} "
           f"turns, line hiss {args.noise_db} dBFS")
     print("| measure | value |\n|---|---|")
     print(f"| clip-level UAR, each speaker normalised over all its clips | {pooled(whole):.4f} |")

@@ -276,7 +276,8 @@ class ExtractFn(beam.DoFn):
         for variant in self._rows.variants:
             y = decoded.audio if variant == augmentation.ORIGINAL else self._transforms[variant](decoded.audio, sr, uid)
             try:
-                spans = cut_clip(y, sr, self._rows.segmentation, self._rows.segment_config)
+                spans = cut_clip(y, sr, self._rows.segmentation, self._rows.segment_config,
+                                 self._config.band_hz)
             except FeatureError:
                 if variant == augmentation.ORIGINAL:
                     raise  # the clip itself: its error row

@@ -150,7 +150,7 @@ class Labeller:
         cut = SegmentConfig.from_dict(self.model.segmentation.get("segment_config") or {})
         with self._blas_limit():
             try:
-                spans = cut_clip(y, sr, self.model.segmentation.get("mode", "none"), cut)
+                spans = cut_clip(y, sr, self.model.segmentation.get("mode", "none"), cut, fc.band_hz)
                 features = [self.windower.extract(y[start:end]) for start, end in spans]
             except FeatureError as exc:
                 raise FileError(path, "features", str(exc)) from exc

@@ -284,8 +284,10 @@ def _runs(mask: np.ndarray) -> Iterator[tuple[int, int]]:
 
 def segment_channel(samples: np.ndarray, sample_rate: int, config: SegmentConfig,
                     block_len: int | None = None,
-                    on_region: Callable[[int, int], object] | None = None) -> tuple[list[Window], int]:
-    """Every pass over a whole in-memory channel: (windows, speech samples).
+                    on_region: Callable[[int, int], object] | None = None,
+                    band_hz: tuple[float, float] | None = None) -> tuple[list[Window], int]:
+    """Every pass over a whole in-memory channel: (windows, speech samples); the detector
+    listens within ``band_hz`` (the model's band) when given, the windows keep the samples.
 
     The features stage cuts training clips with this, exactly as labelling cuts calls.
     The streaming classes are the real interface; this is for clips, tests and the plain loop.
@@ -293,7 +295,7 @@ def segment_channel(samples: np.ndarray, sample_rate: int, config: SegmentConfig
     samples = np.asarray(samples, dtype=np.float32)
     step = block_len or max(1, len(samples))
     blocks = [samples[i:i + step] for i in range(0, len(samples), step)] or [samples]
-    detector = make_detector(config, sample_rate)
+    detector = make_detector(config, sample_rate, band_hz)
     seg = Segmenter(config, sample_rate, detector, on_region)
     if detector is not None and detector.two_pass:
         for b in blocks:
@@ -304,16 +306,18 @@ def segment_channel(samples: np.ndarray, sample_rate: int, config: SegmentConfig
     return windows, seg.speech_samples
 
 
-def cut_clip(y: np.ndarray, sample_rate: int, mode: str, config: SegmentConfig) -> list[tuple[int, int]]:
+def cut_clip(y: np.ndarray, sample_rate: int, mode: str, config: SegmentConfig,
+             band_hz: tuple[float, float] | None = None) -> list[tuple[int, int]]:
     """The (start, end) sample spans of one clip that become feature rows, as the features
     stage cuts training clips (``mode`` one of :data:`CLIP_SEGMENTATIONS`): the whole clip,
-    its first to last speech window, or each labelling window. A clip in which the detector
+    its first to last speech window, or each labelling window. The detector listens within
+    ``band_hz`` (the features' band) as it does on calls. A clip in which the detector
     finds no speech raises :class:`~ser_core.features.FeatureError`: never silently dropped."""
     if mode not in CLIP_SEGMENTATIONS:
         raise ValueError(f"clip segmentation must be one of {CLIP_SEGMENTATIONS}, got {mode!r}")
     if mode == "none":
         return [(0, len(y))]
-    windows, _ = segment_channel(y, sample_rate, config)
+    windows, _ = segment_channel(y, sample_rate, config, band_hz=band_hz)
     if not windows:
         raise FeatureError(f"no speech detected to cut ({mode} segmentation, "
                            f"{config.segmentation} detector, {len(y) / sample_rate:.2f} s clip)")

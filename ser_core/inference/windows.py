@@ -171,7 +171,8 @@ class Windower:
             with open_audio(path) as source:
                 header = audio.info(source)
                 streams = channel_roles(header.channels, self.channels, self.roles)
-                detectors = [make_detector(self.segment_config, sr) for _ in streams]
+                detectors = [make_detector(self.segment_config, sr, self.feature_config.band_hz)
+                             for _ in streams]
                 if any(d is not None and d.two_pass for d in detectors):
                     # pass 1 (energy detector): each stream's noise floor, in the same opening
                     for block in self._blocks(source):

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import soxr
 
+from ser_core.features import FeatureError
 from ser_core.inference.segment import (EnergyDetector, EnergyHistogram, SegmentConfig, Segmenter,
-                                        segment_channel)
+                                        cut_clip, segment_channel)
+from ser_core.inference.vad import BandFilter
 from tests.inference.tiny_model import bursts
 from tests.synth_audio import line_noise, speech
 
@@ -110,6 +112,54 @@ def test_every_detector_is_block_size_independent(detector, rate, block_len):
     assert spans(blocked) == spans(whole) and speech_blocked == speech_whole
     for a, b in zip(whole, blocked):
         np.testing.assert_array_equal(a.samples, b.samples)
+
+
+def hum(seconds: float, freq: float = 120.0, amp: float = 0.3, rate: int = SR) -> np.ndarray:
+    """A held low tone: a voice's fundamental with nothing a telephone line passes."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def regions(x, cfg, **kw):
+    found = []
+    segment_channel(x, SR, cfg, on_region=lambda a, b: found.append((a / SR, b / SR)), **kw)
+    return found
+
+
+def test_the_energy_detector_listening_within_the_band_hears_what_a_line_passes():
+    """Training clips are cut as calls are: the detector hears the model's band, so sound
+    below it (a 120 Hz tone between two speech turns: a voice's fundamental that a phone
+    line removes) is not speech to it; the windows keep the samples as they are."""
+    x = np.concatenate([speech(3.0, SR, seed=2), hum(4.0), speech(3.0, SR, seed=4)])
+    cfg = SegmentConfig(min_db=-70)
+    band = (300.0, 3400.0)
+    assert regions(x, cfg) == [(0.0, 10.0)]  # full band: the tone is speech
+    heard = regions(x, cfg, band_hz=band)
+    assert len(heard) == 2 and heard[0][1] < 3.5 and heard[1][0] > 6.5
+    windows, _ = segment_channel(x, SR, cfg, band_hz=band)
+    for w in windows:
+        np.testing.assert_array_equal(w.samples, x[w.start:w.end])  # unfiltered samples
+    with pytest.raises(FeatureError, match="no speech"):
+        cut_clip(hum(3.0), SR, "windows", cfg, band)
+    assert cut_clip(hum(3.0), SR, "windows", cfg)  # the same clip, heard full band
+
+
+@pytest.mark.parametrize("detector", ["energy", "webrtc"])
+def test_listening_within_a_band_does_not_depend_on_blocks(detector):
+    cfg = SegmentConfig(segmentation=detector, min_db=-70)
+    whole, _ = segment_channel(CALL, SR, cfg, band_hz=(300.0, 3400.0))
+    blocked, _ = segment_channel(CALL, SR, cfg, block_len=333, band_hz=(300.0, 3400.0))
+    assert whole and spans(blocked) == spans(whole)
+
+
+def test_band_filter_output_does_not_depend_on_blocks():
+    x = np.random.default_rng(0).standard_normal(5000).astype(np.float32)
+    whole = BandFilter(SR, (300.0, 3400.0))(x)
+    f = BandFilter(SR, (300.0, 3400.0))
+    parts = np.concatenate([f(x[a:a + 777]) for a in range(0, len(x), 777)])
+    np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-6)
+    top = BandFilter(SR, (300.0, 4000.0))  # band up to Nyquist: a high-pass
+    assert top.sos is not None and np.abs(top(hum(1.0))[SR // 2:]).max() < 0.01  # 120 Hz: -32 dB
 
 
 def test_vad_is_the_old_name_of_the_energy_detector():

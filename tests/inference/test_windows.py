@@ -1,6 +1,8 @@
 """The Beam-free per-file window generator: the windows, features and statistics of a
 file cut block by block are those of the whole signal, and a failure names its stage."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,20 @@ def test_blocks_give_the_windows_of_the_whole_signal(tmp_path):
         np.testing.assert_allclose(example.features, x, atol=1e-5)
         np.testing.assert_allclose(example.stats[0], mean, rtol=1e-6)
         np.testing.assert_allclose(example.stats[1], std, rtol=1e-6)
+
+
+def test_the_detector_hears_the_models_band(tmp_path):
+    """Labelling cuts a call as the features stage cut the model's training clips: its
+    detector listens within the model's band (a 120 Hz hum is no speech to a 300-3400 Hz
+    model; the same file is all speech to a full-band one)."""
+    t = np.arange(4 * SR) / SR
+    path = str(write_audio(tmp_path / "hum.wav", sample_rate=SR,
+                           data=(0.3 * np.sin(2 * np.pi * 120 * t)).astype(np.float32)))
+    seg = SegmentConfig(min_db=-70)
+    band = dataclasses.replace(tiny_model.FEATURES, band_hz=(300.0, 3400.0))
+    for features, expected in ((tiny_model.FEATURES, True), (band, False)):
+        with Windower(features, seg).open(path) as windows:
+            assert bool(list(windows)) is expected
 
 
 def test_global_normalisation_attaches_no_statistics(tmp_path):

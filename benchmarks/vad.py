@@ -16,8 +16,10 @@ unless ``--set`` names existing ones:
   The real sets are skipped when ``--corpus`` is absent.
 
 Every channel of every call is decoded once (8 kHz, the telephone model's rate) and cut
-by each detector with the labelling code itself (:func:`segment_channel`, 30 s blocks,
-``label`` defaults otherwise). Scored on 10 ms frames against each channel's own turns
+by each detector with the labelling code itself (:func:`segment_channel`, 30 s blocks),
+as the telephone model's calls are cut: listening within its band (``--band-hz``, default
+300,3400) and, for ``energy``, params.yaml's floor (``--min-db``, default -70 dBFS);
+``SegmentConfig`` defaults otherwise. Scored on 10 ms frames against each channel's own turns
 (speech on a channel during the other speaker's turn, e.g. crosstalk, is a false
 positive):
 
@@ -46,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ser_core import audio  # noqa: E402
+from ser_core.features import parse_band  # noqa: E402
 from ser_core.inference.score import read_ground_truth  # noqa: E402
 from ser_core.inference.segment import SegmentConfig, segment_channel  # noqa: E402
 from ser_core.storage import path_key  # noqa: E402
@@ -124,13 +127,13 @@ def turns_met(ref: np.ndarray, windowed: np.ndarray) -> tuple[int, int]:
     return sum(bool(windowed[a:b].any()) for a, b in zip(starts, ends)), len(starts)
 
 
-def evaluate(channels, config: SegmentConfig) -> dict:
+def evaluate(channels, config: SegmentConfig, band_hz: tuple[float, float] | None = None) -> dict:
     tp = fp = fn = wtp = wfp = met = turns = 0
     seconds = elapsed = 0.0
     for samples, ref in channels:
         regions: list[tuple[int, int]] = []
         started = time.process_time()
-        windows, _ = segment_channel(samples, SR, config, block_len=BLOCK,
+        windows, _ = segment_channel(samples, SR, config, block_len=BLOCK, band_hz=band_hz,
                                      on_region=lambda a, b: regions.append((a, b)))
         elapsed += time.process_time() - started
         seconds += len(samples) / SR
@@ -161,8 +164,12 @@ def main() -> int:
                         help="an existing archive to score instead of the generated ones (repeatable)")
     parser.add_argument("--detectors", default=",".join(DETECTORS),
                         help=f"comma-separated names among: {', '.join(DETECTORS)}")
+    parser.add_argument("--band-hz", default="300,3400",
+                        help="the band the detectors listen within (the model's; 'none': full band)")
+    parser.add_argument("--min-db", type=float, default=-70.0, help="energy detector's floor, dBFS")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "vad")
     args = parser.parse_args()
+    band = parse_band(args.band_hz)
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from threadpoolctl import threadpool_limits
@@ -183,11 +190,12 @@ def main() -> int:
         print(f"  {'detector':<28} {'P':>6} {'R':>6} {'F1':>6} {'turns':>6} {'win P':>6} {'x rt':>7}")
         results[set_name] = {}
         for name in names:
-            r = evaluate(channels, SegmentConfig(**DETECTORS[name]))
+            r = evaluate(channels, SegmentConfig(**{"min_db": args.min_db, **DETECTORS[name]}), band)
             results[set_name][name] = r
             print(f"  {name:<28} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} "
                   f"{r['turn_coverage']:6.3f} {r['window_precision']:6.3f} {r['x_real_time']:7.0f}", flush=True)
-    report = {"defaults": dataclasses.asdict(SegmentConfig()), "sets": {k: str(v) for k, v in sets.items()},
+    report = {"defaults": dataclasses.asdict(SegmentConfig(min_db=args.min_db)), "band_hz": band,
+              "sets": {k: str(v) for k, v in sets.items()},
               "results": results}
     (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out / 'results.json'}")

@@ -17,4 +17,4 @@ def test_train_stage_depends_on_every_result_setting():
         per_variant = f"--{name.replace('_', '-')} ${{item.{name}}}" in cmd
         assert f"train.{name}" in params or (per_variant and f"variants.${{key}}.{name}" in params), name
     variants = yaml.safe_load((ROOT / "params.yaml").read_text())["variants"]
-    assert all("stats_clips" in v for v in variants.values())
+    assert all("stats_clips" in v and "augment" in v for v in variants.values())

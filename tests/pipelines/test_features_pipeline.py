@@ -277,10 +277,14 @@ def test_dvc_stage_and_params_match_the_feature_config():
         assert fields <= params, f"missing dotted params {sorted(fields - params)}"
     assert {"pipelines/features.py", "pipelines/common.py", "ser_core/audio.py", "ser_core/features.py"} <= set(
         stage["deps"])
-    # the `features` section builds a valid front-end and row settings (augmentation, segmentation)
-    args, _ = pipeline.parse_known_args(["--manifest", "m", "--output", "o", "--params", str(root / "params.yaml")])
-    config, rows = pipeline.resolve_config(args)
-    assert isinstance(config, FeatureConfig) and rows.augment
+    # the `features` section and each variant build a valid front-end and row settings
+    # (the variant's copies: the command passes --augment ${item.augment})
+    assert "--augment ${item.augment}" in stage["cmd"] and "variants.${key}" in params
+    for variant in yaml.safe_load((root / "params.yaml").read_text())["variants"].values():
+        args, _ = pipeline.parse_known_args(["--manifest", "m", "--output", "o", "--params", str(root / "params.yaml"),
+                                             "--augment", variant["augment"]])
+        config, rows = pipeline.resolve_config(args)
+        assert isinstance(config, FeatureConfig) and list(rows.augment) == variant["augment"].split(",")
 
 
 def test_augmented_rows_one_per_variant_and_whole_clips_fail_once(bad_corpus, tmp_path):

@@ -44,8 +44,8 @@ from ser_core.training.data import FeatureSet, load_features
 
 
 def clip_level(ckpt: Checkpoint, data: FeatureSet, speakers: list[str], group: int | None,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
-    """(true, predicted, n_classes) of the model's clip-level predictions (windows averaged
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(true, predicted) classes of the model's clip-level predictions (windows averaged
     per clip) on the speakers' clips, each speaker normalised over all its clips (group
     None) or over random groups of ``group`` clips (what one call channel gives the labeller)."""
     rng = np.random.default_rng(seed)
@@ -62,7 +62,7 @@ def clip_level(ckpt: Checkpoint, data: FeatureSet, speakers: list[str], group: i
                 preds.append(int(probs[pos:pos + len(c)].mean(axis=0).argmax()))
                 ys.append(int(data.y[c[0]]))
                 pos += len(c)
-    return np.array(ys), np.array(preds), len(ckpt.labels)
+    return np.array(ys), np.array(preds)
 
 
 def label_calls(model: str, manifest: str, speakers: list[str], work: Path, args: argparse.Namespace,
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     y = np.array([index[a] for a, _ in pairs])
     pred = np.array([index.get(b, -1) for _, b in pairs])  # 'uncertain' counts as wrong
 
-    def pooled(parts: list[tuple[np.ndarray, np.ndarray, int]]) -> float:
-        return uar(np.concatenate([t for t, _, _ in parts]), np.concatenate([q for _, q, _ in parts]), len(labels))
+    def pooled(parts: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        return uar(np.concatenate([t for t, _ in parts]), np.concatenate([q for _, q in parts]), len(labels))
 
     n_speakers = sum(len(s) for _, s, _ in jobs)
     which = f"{args.part} " if args.train_dir else ""

@@ -222,6 +222,8 @@ def test_speakers_resolve_by_full_or_bare_name():
     ({"sample_rate": 4000}, "sample_rate"),
     ({"bleed_db": 3.0}, "bleed_db must be below 0"),
     ({"line_noise_db": "loud"}, "line_noise_db must be a level"),
+    ({"trim_db": "deep"}, "trim_db must be a range in dB or 'off'"),
+    ({"trim_db": 0.0}, "trim_db must be > 0"),
     ({"pad_s": 0.5}, "pad_s"),
     ({"calls": 0}, "calls must be at least 1"),
 ])

@@ -131,8 +131,12 @@ class MixCallsConfig:
             raise ValueError(f"mix_calls.sample_rate must be an integer >= 8000 Hz, got {self.sample_rate!r}")
         if self.encoding not in SUBTYPES:
             raise ValueError(f"mix_calls.encoding must be one of {sorted(SUBTYPES)}, got {self.encoding!r}")
-        if self.trim_db == "off":
-            object.__setattr__(self, "trim_db", None)
+        if isinstance(self.trim_db, str):  # a flag's text: a range in dB, or 'off'
+            try:
+                trim = None if self.trim_db.strip().lower() == "off" else float(self.trim_db)
+            except ValueError:
+                raise ValueError(f"mix_calls.trim_db must be a range in dB or 'off', got {self.trim_db!r}") from None
+            object.__setattr__(self, "trim_db", trim)
         if self.trim_db is not None and not self.trim_db > 0:
             raise ValueError(f"mix_calls.trim_db must be > 0 dB (or null for whole clips), got {self.trim_db}")
         if not 0 <= self.pad_s <= PAUSE_S[0] / 2:
@@ -383,16 +387,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bleed-db", dest="bleed_db", default=None, metavar="DB|off",
                         help="crosstalk: each speaker also on the other channel this many dB down, "
                              "or off (default off)")
-    parser.add_argument("--trim-db", dest="trim_db", type=_trim_flag, default=None, metavar="DB|off",
+    parser.add_argument("--trim-db", dest="trim_db", default=None, metavar="DB|off",
                         help="a turn is its clip's span within this many dB of its loudest frame, "
                              "or off for whole clips (default 60)")
     parser.add_argument("--params", default=None, help="params.yaml to read the 'mix_calls' section from")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-
-
-def _trim_flag(value: str) -> float | str:
-    """``--trim-db``: a level in dB, or 'off' (whole clips)."""
-    return "off" if value == "off" else float(value)
 
 
 def main(args: argparse.Namespace) -> int:

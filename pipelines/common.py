@@ -37,7 +37,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from ser_core.errors import error_row
-from ser_core.storage import shard_pattern
+from ser_core.storage import HANDLE_READ, shard_pattern
 
 LOGGER = logging.getLogger(__name__)
 NAMESPACE = "ser"
@@ -291,7 +291,7 @@ class _MergeShard(beam.DoFn):
         tables = []
         for part in parts:
             with FileSystems.open(part, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-                tables.append(pq.read_table(handle, schema=self._schema))
+                tables.append(pq.read_table(handle, schema=self._schema, **HANDLE_READ))
         table = pa.concat_tables(tables) if tables else self._schema.empty_table()
         # One chunk, so that row groups depend on the rows, not on how bundles split them.
         table = table.sort_by(self._order).combine_chunks()

@@ -59,7 +59,7 @@ from ser_core.features import (EXTRACTORS, FEATURES_PREFIX, METADATA_KEY, RESAMP
 from ser_core.inference.segment import CLIP_SEGMENTATIONS, SegmentConfig, cut_clip
 from ser_core.params import build_config, flags, load_section
 from ser_core.records import MANIFEST_COLUMNS, MANIFEST_SCHEMA, ManifestLocator, manifest_locator
-from ser_core.storage import count_rows, exists, open_audio, open_binary, read_schema, read_shards
+from ser_core.storage import count_rows, exists, open_audio, parquet_source, read_schema, read_shards
 
 LOGGER = logging.getLogger(__name__)
 ROWS_PER_SHARD = 1000  # features shards by default: one per this many manifest rows
@@ -151,9 +151,9 @@ def manifest_summary(path: str) -> tuple[int, list[str]]:
     """(rows, columns) of a manifest from its footer; errors before any work starts."""
     if not exists(path):
         raise FileNotFoundError(f"manifest not found: {path}")
-    with open_binary(path) as fh:
+    with parquet_source(path) as src:
         try:
-            meta = pq.ParquetFile(fh).metadata
+            meta = pq.ParquetFile(src).metadata
         except pa.ArrowException as exc:
             raise ValueError(f"{path} is not a Parquet manifest ({exc})") from exc
         columns = list(meta.schema.names)

@@ -111,9 +111,12 @@ def report_error(command: str, exc: BaseException) -> int:
 def exit_without_teardown(code: int) -> NoReturn:
     """Flush and leave the process now, skipping CPython's interpreter teardown.
 
-    After a local Beam run has committed all its output, threads left behind by its gRPC
-    services can abort teardown ("terminate called without an active exception",
-    SIGABRT), turning a finished run into a failed command. Entry points call this last.
+    Every command has written and closed all its outputs when its ``main`` returns; what is
+    left is the teardown of native libraries, whose leftover threads can abort it
+    ("terminate called without an active exception", SIGABRT) and turn a finished command
+    into a failed one: gRPC services of a local Beam run; pyarrow's reader threads when a
+    Parquet file is read from a Python file object (:func:`ser_core.storage.parquet_source`
+    no longer does that locally). The console script calls this last, for every command.
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -124,10 +127,13 @@ def exit_without_teardown(code: int) -> NoReturn:
 def entry(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``ser`` console script (and ``python -m pipelines.*``, with the command first)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    code = main(argv)
-    if argv and argv[0] in PASSTHROUGH:
-        exit_without_teardown(code)
-    sys.exit(code)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's --help and usage errors (it printed its message)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    exit_without_teardown(code)
 
 
 if __name__ == "__main__":

@@ -145,5 +145,5 @@ class SERModel(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters (the figure PAPER.md tabulates)."""
+    """Trainable parameters (the figure docs/PAPER.md tabulates)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

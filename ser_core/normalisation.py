@@ -7,7 +7,7 @@ Modes (the checkpoint's ``normalisation.mode``), std floored at :data:`STD_FLOOR
 - ``speaker``: every speaker's frames with that speaker's own mean/std. It needs no
   labels, so it is just as available when labelling an archive: each call channel is a
   speaker, its statistics accumulated window by window (:class:`RunningStats`) before any
-  of its windows is labelled. PAPER.md reports it raised pooled UAR from 0.40 to 0.50 on
+  of its windows is labelled. docs/PAPER.md reports it raised pooled UAR from 0.40 to 0.50 on
   real RAVDESS.
 
 A call channel holds a few turns, not a speaker's whole recording session: its statistics

@@ -13,23 +13,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from apache_beam.runners.portability.stager import Stager
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("ser_core", "pipelines")
-# import name -> distribution name, for what the worker-side modules import
-DISTRIBUTIONS = {"apache_beam": "apache-beam", "numpy": "numpy", "pyarrow": "pyarrow", "scipy": "scipy",
-                 "soundfile": "soundfile", "soxr": "soxr", "yaml": "pyyaml", "librosa": "librosa",
-                 "torch": "torch", "tqdm": "tqdm", "matplotlib": "matplotlib",
-                 "onnxruntime": "onnxruntime", "onnx": "onnx", "webrtcvad": "webrtcvad-wheels"}
 # Required for a file they ship, not imported: silero-vad's wheel holds the ONNX model that
-# ser_core/inference/vad.py locates (importlib.util.find_spec) and runs with onnxruntime.
+# the silero detector locates (importlib.util.find_spec) and runs with onnxruntime.
 SHIPS_FILES = {"silero-vad"}
-# Imported by worker code (scipy: only with numpy < 2) but so far only required through
-# another requirement.
-TRANSITIVE = {"scipy": "librosa"}
-WORKER_MODULES = ("pipelines/features.py", "pipelines/common.py", "ser_core/audio.py", "ser_core/features.py",
-                  "ser_core/records.py", "ser_core/params.py", "ser_core/onnx_model.py")
 
 
 def _modules() -> set[str]:
@@ -73,44 +65,85 @@ def test_sdist_and_wheel_hold_every_module(built):
 
 
 def _third_party_imports(path: Path) -> set[str]:
+    """Top-level names of every third-party module ``path`` imports, wherever the import
+    sits (module level, inside a function, under try), and modules named by a string
+    literal in ``importlib.import_module(...)`` / ``importlib.util.find_spec(...)``."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in ("import_module", "find_spec") and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            names.add(node.args[0].value.split(".")[0])
     return {n for n in names if n not in sys.stdlib_module_names and n not in PACKAGES}
 
 
-def _requirement_names(requirements) -> set[str]:
-    return {r.split(";")[0].split("[")[0].split(">")[0].split("<")[0].split("=")[0].split("!")[0].strip().lower()
-            for r in requirements or []}
+def _name(requirement: str) -> str:
+    return canonicalize_name(Requirement(requirement).name)
 
 
-def test_wheel_declares_what_the_workers_import(built):
+def _plain(requirements) -> list[Requirement]:
+    """Requirements that apply without any extra (markers evaluated for this interpreter)."""
+    out = []
+    for text in requirements or []:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            out.append(req)
+    return out
+
+
+def _closure(roots: set[str]) -> set[str]:
+    """``roots`` and every distribution they require without extras, recursively."""
+    seen, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            todo += [canonicalize_name(r.name) for r in _plain(importlib.metadata.requires(name))]
+        except importlib.metadata.PackageNotFoundError:
+            pass  # a declared distribution that is not installed: the import map below says so
+    return seen
+
+
+def _declared(metadata: str) -> set[str]:
+    """The wheel's plain ``Requires-Dist`` names (what a worker's pip install brings)."""
+    return {canonicalize_name(r.name) for r in _plain(
+        line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:"))}
+
+
+def test_every_import_of_the_package_is_a_declared_dependency(built):
+    """``pip install .`` (no extras) is what a Dataflow worker runs: every third-party module
+    any file of the package imports must come from a distribution in the closure of the plain
+    requirements; one reached only through an extra (scipy through librosa, once) fails here."""
     _, _, metadata, _ = built
-    declared = _requirement_names(line.split(":", 1)[1] for line in metadata.splitlines()
-                                  if line.startswith("Requires-Dist:") and "extra ==" not in line)
-    imported = set().union(*(_third_party_imports(ROOT / m) for m in WORKER_MODULES))
-    missing = set()
-    for name in imported - {"threadpoolctl"}:  # optional, guarded import
-        dist = DISTRIBUTIONS.get(name, name)
-        if dist in declared:
-            continue
-        via = TRANSITIVE.get(name)
-        if via in declared and dist in _requirement_names(importlib.metadata.requires(via)):
-            continue
-        missing.add(dist)
-    assert missing == set(), f"workers import {missing} but the package does not require them"
+    declared = _declared(metadata)
+    closure = _closure(declared)
+    owners = importlib.metadata.packages_distributions()
+    problems = {}
+    for module in sorted(_modules()):
+        for name in sorted(_third_party_imports(ROOT / module)):
+            dists = {canonicalize_name(d) for d in owners.get(name, [])}
+            if not dists:
+                problems[f"{module}: {name}"] = "no installed distribution provides it"
+            elif not dists & closure:
+                problems[f"{module}: {name}"] = f"{sorted(dists)} is not among the package's dependencies"
+            elif not dists & declared:
+                problems[f"{module}: {name}"] = f"{sorted(dists)} arrives only through another dependency; declare it"
+    assert problems == {}
 
 
 def test_workers_install_only_what_the_package_imports(built):
     """Workers pip-install the wheel's plain requirements: each must be imported by the
     package itself (what only tests and benchmarks use, such as librosa, is an extra)."""
     _, _, metadata, _ = built
-    declared = _requirement_names(line.split(":", 1)[1] for line in metadata.splitlines()
-                                  if line.startswith("Requires-Dist:") and "extra ==" not in line)
+    declared = _declared(metadata)
+    owners = importlib.metadata.packages_distributions()
     imported = set().union(*(_third_party_imports(ROOT / m) for m in _modules()))
-    imported_dists = {DISTRIBUTIONS.get(name, name) for name in imported}
+    imported_dists = {canonicalize_name(d) for name in imported for d in owners.get(name, [])}
     assert declared - imported_dists - SHIPS_FILES == set(), "required but never imported by ser_core or pipelines"
     assert "librosa" not in declared

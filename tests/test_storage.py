@@ -83,3 +83,31 @@ def test_urls_go_through_beam_filesystems_and_score_reads_them(tmp_path, monkeyp
     assert storage.count_rows("mem://labels", "segments") == 1 and storage.exists("mem://labels")
     got, model_labels = read_segments("mem://labels")
     assert got.to_pylist() == table.to_pylist() and model_labels == ["angry", "sad"]
+
+
+def test_local_parquet_is_read_by_path_never_through_a_python_file_object(tmp_path, monkeypatch):
+    """pyarrow's reader threads calling back into a Python file object aborted ~1 process in
+    10 at exit (tests/test_exit.py): a local file is handed to pyarrow as its path, and a
+    URL's handle is read on the calling thread only."""
+    write_shards(tmp_path / "local", "files", [2])
+    seen = []
+    real_read_table, real_parquet_file = pq.read_table, pq.ParquetFile
+
+    def read_table(source, *args, **kwargs):
+        seen.append((type(source).__name__, kwargs.get("use_threads"), kwargs.get("pre_buffer")))
+        return real_read_table(source, *args, **kwargs)
+
+    def parquet_file(source, *args, **kwargs):
+        seen.append((type(source).__name__, None, None))
+        return real_parquet_file(source, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", read_table)
+    monkeypatch.setattr(pq, "ParquetFile", parquet_file)
+    storage.read_shards(tmp_path / "local", "files")
+    storage.count_rows(str(tmp_path / "local"), "files")
+    assert seen and {kind for kind, _, _ in seen} == {"str"}
+    seen.clear()
+    monkeypatch.setattr(storage, "_filesystems", lambda: FolderAsBucket(str(tmp_path)))
+    storage.read_shards("mem://local", "files")
+    assert seen and all(kind != "str" and threads is False and buffer is False
+                        for kind, threads, buffer in seen)

@@ -1,4 +1,4 @@
-"""Features shards in the CONTRACTS.md format, written without the features pipeline.
+"""Features shards in the docs/CONTRACTS.md format, written without the features pipeline.
 
 Frames are learnable but not trivially: each class has its own mean vector, each speaker
 adds an offset (so speaker-independent is harder than speaker-dependent), and every frame

@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str | None, str, str]] = {
                  "Beam pipeline: manifest -> audio features -> Parquet shards"),
     "train": ("ser_core.training.train", "add_arguments", "main",
               "train ResLSTM-SA under a speaker-independent protocol (DVC stage)"),
+    "transfer": ("ser_core.training.transfer", "add_arguments", "main",
+                 "train on some corpora, score the corpora left out (corpus x corpus matrix)"),
     "tune": ("ser_core.training.tune", "add_arguments", "main",
              "choose a training recipe on validation speakers only (test speakers removed)"),
     "results": ("ser_core.training.results", "add_arguments", "main",

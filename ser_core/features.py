@@ -36,6 +36,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ser_core import prosody
 from ser_core.storage import read_schema
 
 # At 48 kHz these are exactly the paper's n_fft 4096 and hop 2048.
@@ -454,6 +455,22 @@ def logmel_deltas(config: FeatureConfig) -> Extractor:
     def extract(y: np.ndarray) -> np.ndarray:
         mel = base(y)
         return np.concatenate([mel, deltas(mel)], axis=1)
+    return extract
+
+
+@register("logmel_prosody", n_dims=lambda c: 2 * c.n_mels + prosody.N_PROSODY)
+def logmel_prosody(config: FeatureConfig) -> Extractor:
+    """``logmel_deltas`` and four prosodic contours (:mod:`ser_core.prosody`): F0 in
+    semitones, its slope, voicing strength, energy in dB. 21 bands give 46 dims."""
+    base = logmel_deltas(config)
+    sr, n_fft, hop = config.sample_rate, config.n_fft, config.hop_length
+
+    def extract(y: np.ndarray) -> np.ndarray:
+        f0, voicing = prosody.pitch(y, sr, n_fft, hop)
+        contour = prosody.semitone_contour(f0)[:, None]
+        extra = np.concatenate([contour, deltas(contour), voicing[:, None],
+                                prosody.energy_db(y, n_fft, hop)[:, None]], axis=1)
+        return np.concatenate([base(y), extra], axis=1).astype(np.float32)
     return extract
 
 

@@ -16,6 +16,9 @@ RAVDESS_LABELS: tuple[str, ...] = (
     "neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised",
 )
 EXTRA_LABELS: tuple[str, ...] = ("boredom",)
+# The four classes nearly every acted corpus records: transfer between corpora is also
+# scored over these alone (ser transfer).
+CORE_LABELS: tuple[str, ...] = ("neutral", "happy", "sad", "angry")
 CANONICAL_LABELS: tuple[str, ...] = RAVDESS_LABELS + EXTRA_LABELS
 
 # Raw corpus codes -> canonical labels. Pinned by tests/test_labels.py.

@@ -11,6 +11,9 @@ Two protocols, chosen by name (params.yaml ``train.split``):
 
 In every fold no speaker is in two partitions, and over the folds every speaker is tested
 exactly once. :func:`final_split` gives the split of the final model used for labelling.
+
+Between corpora, :func:`corpus_transfer_folds`: a model trained on some corpora (a few of
+each one's speakers validating) is tested on every speaker of a corpus it never heard.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("ravdess_paper", "speaker_kfold")
 
-# (test actors, validation actors) per fold, exactly as PAPER.md tabulates them.
+# (test actors, validation actors) per fold, exactly as docs/PAPER.md tabulates them.
 RAVDESS_PAPER_FOLDS: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (
     ((2, 5, 14, 15, 16), (3, 6)),
     ((3, 6, 7, 13, 18), (10, 11)),
@@ -131,6 +134,55 @@ def make_folds(split: str, genders: Mapping[str, str], k: int = 5, n_val: int = 
     if split == "speaker_kfold":
         return speaker_kfold(genders, k=k, n_val=n_val, seed=seed)
     raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+
+
+def validation_speakers(genders: Mapping[str, str], n_val: int, seed: int) -> tuple[str, ...]:
+    """``n_val`` speakers of one corpus, alternating genders, from a fixed shuffle."""
+    members = sorted(genders)
+    random.Random(seed).shuffle(members)
+    return tuple(sorted(_interleave(members, genders)[:n_val]))
+
+
+def speakers_by_corpus(genders: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """``genders`` (speaker -> gender) split by the speakers' corpus namespace."""
+    out: dict[str, dict[str, str]] = {}
+    for speaker, gender in genders.items():
+        out.setdefault(speaker.split(":", 1)[0], {})[speaker] = gender
+    return out
+
+
+def corpus_validation_speakers(genders: Mapping[str, str], n_val: int, seed: int) -> dict[str, tuple[str, ...]]:
+    """Each corpus's validation speakers between corpora: they validate when it trains, and
+    are its validation part when it is tested."""
+    return {c: validation_speakers(g, n_val, seed) for c, g in speakers_by_corpus(genders).items()}
+
+
+TRANSFER_INDEX = 100  # transfer folds are numbered from here (their seeds differ from the k folds')
+
+
+def corpus_transfer_folds(genders: Mapping[str, str], n_val: int = 2,
+                          seed: int = 0) -> list[tuple[tuple[str, ...], Fold]]:
+    """(training corpora, fold) per training set: every corpus but one (that one tested),
+    and, with three corpora or more, each corpus alone (every other one tested): the corpus
+    x corpus matrix. Each training corpus gives ``n_val`` validation speakers (the same in
+    every fold), its other speakers train; every speaker of a corpus left out is tested."""
+    by_corpus = speakers_by_corpus(genders)
+    names = sorted(by_corpus)
+    if len(names) < 2:
+        raise ValueError(f"transfer between corpora needs two corpora or more, found {names}")
+    for c in names:
+        if len(by_corpus[c]) <= n_val:
+            raise ValueError(f"corpus {c!r} has {len(by_corpus[c])} speakers: too few for {n_val} "
+                             f"validation speakers and some to train")
+    val = corpus_validation_speakers(genders, n_val, seed)
+    sources = [tuple(c for c in names if c != held) for held in names]
+    sources += [(c,) for c in names if (c,) not in sources]
+    out = []
+    for i, trained in enumerate(sources):
+        train = tuple(sorted(s for c in trained for s in by_corpus[c] if s not in val[c]))
+        test = tuple(sorted(s for c in names if c not in trained for s in by_corpus[c]))
+        out.append((trained, Fold(TRANSFER_INDEX + i, train, tuple(sorted(v for c in trained for v in val[c])), test)))
+    return out
 
 
 def final_split(folds: Sequence[Fold]) -> Fold:

@@ -46,13 +46,14 @@ def get_reader(name: str) -> Callable[..., CorpusListing]:
     return getattr(importlib.import_module(module), func)
 
 
-def prepare(name: str, root: str, *, strict: bool = False, **options: Any) -> CorpusListing:
-    """List corpus ``name`` under ``root`` with that reader's options (unknown ones are an error)."""
-    reader = get_reader(name)
+def prepare(reader_name: str, root: str, /, *, strict: bool = False, **options: Any) -> CorpusListing:
+    """List corpus ``reader_name`` under ``root`` with that reader's options (unknown ones
+    are an error; a reader may take an option called ``name``)."""
+    reader = get_reader(reader_name)
     accepted = set(inspect.signature(reader).parameters) - {"root", "strict"}
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise CorpusError(f"{name}: unknown reader option(s) {unknown}; known: {sorted(accepted) or 'none'}")
+        raise CorpusError(f"{reader_name}: unknown reader option(s) {unknown}; known: {sorted(accepted) or 'none'}")
     return reader(root, strict=strict, **options)
 
 

@@ -11,7 +11,9 @@ order and case::
 
 - path: an audio file; a relative path is resolved against the CSV's own folder, so
   the CSV and its clips can move together.
-- speaker: any id; it is namespaced as ``csv:<speaker>``.
+- speaker: any id; it is namespaced as ``csv:<speaker>`` (or ``<name>:<speaker>`` with the
+  reader option ``name``, e.g. ``manifest.options: {csv: {name: nemo}}``, so that the corpus
+  keeps its own name among others: ``ser transfer`` tells corpora apart by it).
 - emotion: through :func:`ser_core.labels.normalise_label` (``Anger`` -> ``angry``;
   labels with no canonical equivalent are kept as their own, lower-cased).
 - gender: male, female, unknown, M or F (any case); blank or no column is unknown.
@@ -31,6 +33,7 @@ stored relative to it; others keep their absolute path. Licence and source: your
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,7 +66,7 @@ def find_csv(root: str | Path) -> Path:
     return path.resolve()
 
 
-def parse_row(row: CsvRow, csv_dir: Path) -> Utterance:
+def parse_row(row: CsvRow, csv_dir: Path, name: str = CORPUS) -> Utterance:
     """One CSV row as an Utterance; ValueError says what is wrong with the row."""
     if row.problem:
         raise ValueError(row.problem)
@@ -80,7 +83,7 @@ def parse_row(row: CsvRow, csv_dir: Path) -> Utterance:
     local_id = row.fields.get("id") or Path(os.path.relpath(audio, csv_dir)).with_suffix("").as_posix()
     extras = {k: v for k, v in row.fields.items() if k and k not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
     return make_utterance(
-        CORPUS, local_id, audio,
+        name, local_id, audio,
         speaker=row.fields["speaker"],
         gender=gender,
         emotion=emotion,
@@ -88,7 +91,8 @@ def parse_row(row: CsvRow, csv_dir: Path) -> Utterance:
     )
 
 
-def keep_extensions(utterances: list[Utterance], csv_dir: Path, explicit: set[str]) -> list[Utterance]:
+def keep_extensions(utterances: list[Utterance], csv_dir: Path, explicit: set[str],
+                    name: str = CORPUS) -> list[Utterance]:
     """Path-derived ids shared by different files (``a.wav``, ``a.flac``) -> ids with the
     extension; the same file listed twice keeps its id, for the duplicate check to report."""
     paths: dict[str, set[str]] = {}
@@ -96,23 +100,26 @@ def keep_extensions(utterances: list[Utterance], csv_dir: Path, explicit: set[st
         if u.utterance_id not in explicit:
             paths.setdefault(u.utterance_id, set()).add(u.path)
     shared = {uid for uid, found in paths.items() if len(found) > 1}
-    return [replace(u, utterance_id=f"{CORPUS}:{Path(os.path.relpath(u.path, csv_dir)).as_posix()}")
+    return [replace(u, utterance_id=f"{name}:{Path(os.path.relpath(u.path, csv_dir)).as_posix()}")
             if u.utterance_id in shared else u for u in utterances]
 
 
-def prepare_csv(root: str | Path, *, strict: bool = False) -> CorpusListing:
-    """List the utterances of a user CSV (``root`` is the CSV or its folder)."""
+def prepare_csv(root: str | Path, *, strict: bool = False, name: str = CORPUS) -> CorpusListing:
+    """List the utterances of a user CSV (``root`` is the CSV or its folder); ``name``
+    namespaces its ids and speakers (and is its ``corpus`` column)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", str(name)):
+        raise CorpusError(f"{CORPUS}: option name must be a plain lower-case word ([a-z][a-z0-9_]*), got {name!r}")
     csv_path = find_csv(root)
     rows = read_csv_rows(csv_path, REQUIRED_COLUMNS, CORPUS)
     listing = CorpusListing(CORPUS, str(csv_path))
     explicit: set[str] = set()
     for row in rows:
         try:
-            listing.utterances.append(parse_row(row, csv_path.parent))
+            listing.utterances.append(parse_row(row, csv_path.parent, name))
         except ValueError as exc:
             listing.rejected.append(Rejected(f"{csv_path}:{row.line}", str(exc)))
             continue
         if row.fields.get("id"):
             explicit.add(listing.utterances[-1].utterance_id)
-    listing.utterances = keep_extensions(listing.utterances, csv_path.parent, explicit)
+    listing.utterances = keep_extensions(listing.utterances, csv_path.parent, explicit, name)
     return finish(listing, strict)

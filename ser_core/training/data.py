@@ -48,12 +48,29 @@ class FeatureSet:
     rows_config: dict = field(default_factory=dict)  # ser.rows metadata: augmentations, segmentation
     sources: list[str] = field(default_factory=list)  # the clip each row comes from (= id for originals)
     variants: list[str] = field(default_factory=list)  # "" for an original row, else the augmentation
+    corpora: list[str] = field(default_factory=list)  # each row's corpus (default: the speaker's namespace)
 
     def __post_init__(self) -> None:
         if not self.sources:
             self.sources = list(self.utterance_ids)
         if not self.variants:
             self.variants = [ORIGINAL] * len(self.utterance_ids)
+        if not self.corpora:
+            self.corpora = [corpus_of(s) for s in self.speakers]
+
+    def corpus_classes(self, idx: Sequence[int]) -> dict[str, np.ndarray]:
+        """Per corpus, which classes its rows among ``idx`` carry: (C,) bool. A class a
+        corpus lacks is neither a target nor a negative for its clips (:func:`class_masks`)."""
+        out: dict[str, np.ndarray] = {}
+        for i in idx:
+            out.setdefault(self.corpora[i], np.zeros(len(self.labels), dtype=bool))[self.y[i]] = True
+        return out
+
+    def class_masks(self, idx: Sequence[int], classes: dict[str, np.ndarray]) -> np.ndarray:
+        """(len(idx), C) bool: the classes of each row's corpus, from :meth:`corpus_classes`."""
+        every = np.ones(len(self.labels), dtype=bool)
+        return np.stack([classes.get(self.corpora[i], every) for i in idx]) if len(idx) else \
+            np.zeros((0, len(self.labels)), dtype=bool)
 
     @property
     def n_dims(self) -> int:
@@ -92,6 +109,11 @@ class FeatureSet:
         for x in self.features:
             h.update(np.ascontiguousarray(x).data)
         return h.hexdigest()
+
+
+def corpus_of(speaker: str) -> str:
+    """The corpus a namespaced speaker id belongs to (``ravdess:01`` -> ``ravdess``)."""
+    return speaker.split(":", 1)[0]
 
 
 def _shard_arrays(path: str) -> tuple[dict, list[np.ndarray]]:
@@ -133,28 +155,35 @@ def read_rows_config(path: str | Path) -> dict:
     return rows
 
 
-def load_features(features_dir: str | Path, labels: Sequence[str]) -> FeatureSet:
-    """Every shard in ``features_dir``, keeping the utterances whose emotion is in ``labels``."""
+def load_features(features_dir: str | Path | Sequence[str | Path], labels: Sequence[str]) -> FeatureSet:
+    """Every shard in ``features_dir`` (or in each of several folders, e.g. one per corpus,
+    made with one feature configuration), keeping the utterances whose emotion is in ``labels``."""
     if len(set(labels)) != len(labels) or len(labels) < 2:
         raise ValueError(f"labels must be at least two distinct names, got {list(labels)}")
-    paths = shard_paths(features_dir, FEATURES_PREFIX)
-    if not paths:
-        raise FileNotFoundError(f"no {FEATURES_PREFIX}-*.parquet shards in {features_dir}")
+    folders = [features_dir] if isinstance(features_dir, (str, Path)) else list(features_dir)
+    paths = [p for folder in folders for p in shard_paths(folder, FEATURES_PREFIX)]
+    for folder in folders:
+        if not shard_paths(folder, FEATURES_PREFIX):
+            raise FileNotFoundError(f"no {FEATURES_PREFIX}-*.parquet shards in {folder}")
+    where = ", ".join(map(str, folders))
     config = read_feature_config(paths[0])
+    rows_config = read_rows_config(paths[0])
     columns: dict[str, list] = {c: [] for c in COLUMNS + ROW_COLUMNS if c != "features"}
     arrays: list[np.ndarray] = []
     for path in paths:
         if read_feature_config(path) != config:
             raise ValueError(f"{path}: feature configuration differs from {paths[0]}'s")
+        if read_rows_config(path)["segmentation"] != rows_config["segmentation"]:
+            raise ValueError(f"{path}: rows were cut differently from {paths[0]}'s (ser.rows segmentation)")
         shard_columns, shard_arrays = _shard_arrays(path)
         for name, values in shard_columns.items():
             columns[name] += values
         arrays += shard_arrays
     if len(set(columns["utterance_id"])) != len(arrays):
-        raise ValueError(f"duplicate utterance ids across the shards in {features_dir}")
+        raise ValueError(f"duplicate utterance ids across the shards in {where}")
     dims = {x.shape[1] for x in arrays}
     if len(dims) > 1 or dims - {config.get("n_dims", min(dims, default=0))}:
-        raise ValueError(f"shards in {features_dir} have {sorted(dims)} feature dimensions, "
+        raise ValueError(f"shards in {where} have {sorted(dims)} feature dimensions, "
                          f"ser.features says n_dims={config.get('n_dims')}")
     kept, dropped = select_labels(columns["emotion"], labels)
     # Sorted by id: shard layout (which worker wrote which row) must not change training.
@@ -163,7 +192,9 @@ def load_features(features_dir: str | Path, labels: Sequence[str]) -> FeatureSet
         log.info("dropped %d utterance(s) outside the label set: %s",
                  sum(dropped.values()), dict(sorted(dropped.items())))
     if not kept:
-        raise ValueError(f"no utterance in {features_dir} has one of the labels {list(labels)}")
+        raise ValueError(f"no utterance in {where} has one of the labels {list(labels)}")
+    if len(folders) > 1:  # the augmentations every folder's rows hold
+        rows_config = {**rows_config, "augment": sorted(set(columns["variant"]) - {ORIGINAL})}
     index = {label: i for i, label in enumerate(labels)}
     return FeatureSet(
         utterance_ids=[columns["utterance_id"][i] for i in kept],
@@ -173,8 +204,9 @@ def load_features(features_dir: str | Path, labels: Sequence[str]) -> FeatureSet
         y=np.array([index[columns["emotion"][i]] for i in kept], dtype=np.int64),
         labels=tuple(labels),
         feature_config=config,
-        rows_config=read_rows_config(paths[0]),
+        rows_config=rows_config,
         dropped=dropped,
         sources=[columns["source_id"][i] for i in kept],
         variants=[columns["variant"][i] for i in kept],
+        corpora=[columns["corpus"][i] for i in kept],
     )

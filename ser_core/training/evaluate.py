@@ -41,7 +41,7 @@ from ser_core.metrics import (PROB_PREFIX, apply_temperature, confusion_matrix, 
                               recall_per_class, uar)
 from ser_core.storage import write_csv
 
-# Published UAR (mean, std with ddof=0, max over 10 runs) per (arch, hidden): PAPER.md.
+# Published UAR (mean, std with ddof=0, max over 10 runs) per (arch, hidden): docs/PAPER.md.
 # The authors tuned hyper-parameters on the test folds and normalised with test speakers'
 # statistics, so these are optimistic.
 PAPER_UAR = {
@@ -128,6 +128,9 @@ def compute_metrics(p: Predictions) -> tuple[dict, list[dict], list[dict]]:
     extra = calibration_metrics(p)
     if len(runs) > 1:
         extra.update(ensemble_metrics(p))
+    corpora = np.array([s.split(":", 1)[0] for s in p.speakers])
+    if len(set(corpora.tolist())) > 1:
+        extra["per_corpus"] = per_corpus_metrics(p, corpora)
     return {
         "uar": uar(p.y, p.pred, n),
         "wa": float(np.mean(p.y == p.pred)),
@@ -143,6 +146,26 @@ def compute_metrics(p: Predictions) -> tuple[dict, list[dict], list[dict]]:
         "fold_uar_std": _std(fold_uars, 1),
         **extra,
     }, runs, folds
+
+
+def per_corpus_metrics(p: Predictions, corpora: np.ndarray) -> dict:
+    """Several corpora tested together (a joint model's folds): each corpus's pooled UAR
+    (mean over seeds) as written, and restricted to the classes its clips carry."""
+    n = len(p.labels)
+    out = {}
+    for corpus in sorted(set(corpora.tolist())):
+        c = corpora == corpus
+        present = np.zeros(n, dtype=bool)
+        present[np.unique(p.y[c])] = True
+        restricted = np.where(present, p.probs, -np.inf).argmax(1)
+        seeds = sorted(set(p.seeds[c].tolist()))
+        out[corpus] = {
+            "n_test": len(set(u for u, keep in zip(p.utterance_ids, c) if keep)),
+            "uar": float(np.mean([uar(p.y[c & (p.seeds == s)], p.pred[c & (p.seeds == s)], n) for s in seeds])),
+            "uar_restricted": float(np.mean([uar(p.y[c & (p.seeds == s)], restricted[c & (p.seeds == s)], n)
+                                             for s in seeds])),
+        }
+    return out
 
 
 def calibration_metrics(p: Predictions) -> dict:

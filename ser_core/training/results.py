@@ -9,8 +9,11 @@ stages wrote, so the page can be rebuilt (and checked) from them at any time:
   trainable parameters (rebuilt from the run's config) and wall time per run.
 - ``--trials TRIALS_JSON``: ``ser tune`` records; every trial with its validation UAR.
 - ``--cross NAME=EVAL_DIR``: ``ser evaluate --model --features`` outputs (cross-corpus).
+- ``--transfer NAME=TRANSFER_DIR``: ``ser transfer`` outputs, each matrix rebuilt from its
+  runs' predictions (:func:`ser_core.training.transfer.write_matrix`) and tabulated: one
+  recipe per NAME, its validation part beside its test part.
 
-The paper's published figures (PAPER.md) stand beside ours; ours never choose anything on
+The paper's published figures (docs/PAPER.md) stand beside ours; ours never choose anything on
 test folds (trials are scored on validation speakers with test speakers removed).
 """
 
@@ -121,7 +124,8 @@ def runs_table(rows: Sequence[dict]) -> list[str]:
 
 def recipe_of(cfg: dict) -> str:
     keys = ("mixup_alpha", "augment", "patience", "class_weights", "label_smoothing", "time_masks",
-            "time_mask_frames", "freq_masks", "freq_mask_dims", "ema_decay", "dropout", "normalisation", "stats_clips")
+            "time_mask_frames", "freq_masks", "freq_mask_dims", "ema_decay", "dropout", "normalisation", "stats_clips",
+            "balance_corpora")
     return ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
 
 
@@ -155,8 +159,21 @@ def cross_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
     return lines
 
 
+def transfer_tables(pairs: Sequence[tuple[str, Path]]) -> list[str]:
+    from ser_core.training.transfer import format_matrix, write_matrix
+
+    out = []
+    for name, folder in pairs:
+        matrix = write_matrix(folder)
+        out += [f"### {name}", "", f"Front-end {describe(matrix['feature_config'])}; {recipe_of(matrix['config'])}; "
+                f"labels {', '.join(matrix['labels'])}; validation part "
+                f"{', '.join(s for v in matrix['validation_speakers'].values() for s in v)}.", "",
+                format_matrix(matrix).rstrip("\n"), ""]
+    return out
+
+
 def render(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Sequence[tuple[str, Path]],
-           preface: str = "") -> str:
+           preface: str = "", transfer: Sequence[tuple[str, Path]] = ()) -> str:
     grouped: dict[str, list[Path]] = {}
     for name, path in runs:  # one row per name, in the order the names first appear
         grouped.setdefault(name, []).append(path)
@@ -173,6 +190,11 @@ def render(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Sequ
         out += ["## Every recipe tried, scored on validation speakers only", ""] + trials_table(trials) + [""]
     if cross:
         out += ["## Cross-corpus", ""] + cross_table(cross) + [""]
+    if transfer:
+        out += ["## Between corpora: trained on some, tested on a corpus never heard (ser transfer)", "",
+                "UAR with chance in brackets, mean ± std over seeds. The validation part of a tested corpus "
+                "(its speakers that validate when it trains) is where transfer recipes may be compared; "
+                "the test part is scored once per recipe.", ""] + transfer_tables(transfer)
     return "\n".join(out)
 
 
@@ -181,13 +203,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "runs given the same NAME are one recipe's seeds, pooled in one row")
     parser.add_argument("--trials", action="append", type=Path, help="a ser tune trials.json; repeat")
     parser.add_argument("--cross", action="append", help="NAME=EVAL_DIR (ser evaluate --model ...); repeat")
+    parser.add_argument("--transfer", action="append", help="NAME=TRANSFER_DIR (ser transfer); repeat")
     parser.add_argument("--preface", type=Path, help="a markdown file placed under the title")
     parser.add_argument("--output", required=True, type=Path, help="the page to write, e.g. docs/RESULTS.md")
 
 
 def main(args: argparse.Namespace) -> int:
     preface = args.preface.read_text() if args.preface else ""
-    text = render(_pairs(args.run, "--run"), args.trials or [], _pairs(args.cross, "--cross"), preface)
+    text = render(_pairs(args.run, "--run"), args.trials or [], _pairs(args.cross, "--cross"), preface,
+                  _pairs(args.transfer, "--transfer"))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(f"wrote {args.output}")

@@ -70,7 +70,7 @@ FINAL_RULE = ("trained on every speaker except fold 0's validation speakers, whi
 
 @dataclass
 class TrainConfig:
-    """params.yaml ``train``; defaults are the setting PAPER.md measured on real RAVDESS."""
+    """params.yaml ``train``; defaults are the setting docs/PAPER.md measured on real RAVDESS."""
 
     arch: str = "reslstm"  # 'reslstm' | 'lstm'
     hidden: int = 64
@@ -104,6 +104,10 @@ class TrainConfig:
     # Exponential moving average of the weights (and BatchNorm statistics), updated every
     # step; validation, early stopping and the checkpoint use the averaged model. 0 = off.
     ema_decay: float = 0.0
+    # Several corpora in the training rows: every epoch draws as many rows from each corpus
+    # (rows of a smaller corpus more often), so the largest corpus does not set the decision
+    # boundaries alone. No effect (and no random draw) with one corpus.
+    balance_corpora: bool = True
     # Augmented rows (made by `ser features --augment`) to draw from: every epoch each training
     # clip is replaced by one of {itself, its augmented copies}, uniformly. [] = originals only.
     augment: list[str] = field(default_factory=list)
@@ -189,8 +193,26 @@ class Objective:
     gen: torch.Generator
     rng: np.random.Generator
 
-    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y, weight=self.weight, label_smoothing=self.label_smoothing)
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy; ``mask`` (B, C) bool: the classes of each example's corpus."""
+        return masked_cross_entropy(logits, y, mask, self.weight, self.label_smoothing)
+
+
+def masked_cross_entropy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
+                         weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over each example's own classes: a class its corpus lacks (``mask``
+    False) is neither its target nor a negative (softmax over the allowed classes only;
+    label smoothing spread over them). With no mask, or one that allows every class, it is
+    ``F.cross_entropy`` exactly (class weights: a weighted mean over the batch)."""
+    if mask is None or bool(mask.all()):
+        return F.cross_entropy(logits, y, weight=weight, label_smoothing=label_smoothing)
+    logp = torch.log_softmax(logits.masked_fill(~mask, float("-inf")), dim=1)  # (B, C)
+    nll = -logp.gather(1, y[:, None])[:, 0]  # (B,)
+    if label_smoothing:
+        spread = -logp.masked_fill(~mask, 0.0).sum(1) / mask.sum(1)  # (B,) mean over allowed classes
+        nll = (1 - label_smoothing) * nll + label_smoothing * spread
+    w = torch.ones_like(nll) if weight is None else weight[y]
+    return (w * nll).sum() / w.sum()
 
 
 def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | None:
@@ -204,9 +226,11 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | No
 
 def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tensor,
                 batches: Sequence[np.ndarray], optimizer: torch.optim.Optimizer,
-                objective: Objective, ema: AveragedModel | None = None) -> tuple[float, np.ndarray]:
+                objective: Objective, ema: AveragedModel | None = None,
+                masks: torch.Tensor | None = None) -> tuple[float, np.ndarray]:
     """One pass over ``batches`` (``ema``, when given, averages the weights after every
-    step); returns the mean loss and the (train-mode) predictions."""
+    step; ``masks`` (N, C), when given, the classes of each example's corpus); returns the
+    mean loss and the (train-mode) predictions."""
     model.train()
     total, pred = 0.0, np.empty(len(y), dtype=np.int64)
     aug = objective.augment
@@ -221,10 +245,12 @@ def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tenso
             lam = float(objective.rng.beta(aug.mixup_alpha, aug.mixup_alpha))
             x, lengths, perm = mixup_batch(x, lengths, lam, objective.gen)
             logits = model(x, lengths)  # (B, C)
-            loss = lam * objective.loss(logits, y[idx]) + (1 - lam) * objective.loss(logits, y[idx][perm])
+            m = None if masks is None else masks[idx]
+            loss = (lam * objective.loss(logits, y[idx], m)
+                    + (1 - lam) * objective.loss(logits, y[idx][perm], None if m is None else m[perm]))
         else:
             logits = model(x, lengths)  # (B, C)
-            loss = objective.loss(logits, y[idx])
+            loss = objective.loss(logits, y[idx], None if masks is None else masks[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -254,6 +280,31 @@ def augmentation_pools(data: FeatureSet, train_idx: np.ndarray, augment: Sequenc
     return [np.array([i] + copies.get(data.sources[i], [])) for i in train_idx]
 
 
+def balanced_draw(corpora: Sequence[str], rng: np.random.Generator) -> np.ndarray | None:
+    """Positions of one epoch's rows drawn so that every corpus gives the same number
+    (``len(corpora)`` draws with replacement, each corpus an equal share); None with one
+    corpus (the epoch is every row once, as without balancing)."""
+    names, inverse, counts = np.unique(np.asarray(corpora), return_inverse=True, return_counts=True)
+    if len(names) < 2:
+        return None
+    p = 1.0 / (len(names) * counts[inverse])
+    return np.sort(rng.choice(len(corpora), size=len(corpora), replace=True, p=p / p.sum()))
+
+
+def restricted_uar(y: np.ndarray, probs: np.ndarray, corpora: Sequence[str],
+                   classes: Mapping[str, np.ndarray], n_classes: int) -> float:
+    """Mean over corpora of the UAR on each corpus's clips, each clip's prediction chosen
+    among its corpus's classes. With one corpus that has every class: the plain UAR."""
+    corpora = np.asarray(corpora)
+    every = np.ones(n_classes, dtype=bool)
+    scores = []
+    for corpus in sorted(set(corpora.tolist())):
+        sel = corpora == corpus
+        allowed = classes.get(corpus, every)
+        scores.append(uar(y[sel], np.where(allowed, probs[sel], -np.inf).argmax(1), n_classes))
+    return float(np.mean(scores))
+
+
 def clip_level(logits: torch.Tensor, groups: Sequence[np.ndarray]) -> np.ndarray:
     """Class probabilities per clip (G, C): the mean of the softmax of its rows' logits
     (whole-clip rows: one row per clip; windows: every window of the clip)."""
@@ -276,6 +327,11 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     n_classes = len(data.labels)
     val_clips = data.clips(val_idx, positions=True)  # windows of one clip are judged together
     y_val_clips = y_val.numpy()[[g[0] for g in val_clips]]
+    # Several corpora: a class a corpus lacks is masked out of its clips' loss and predictions.
+    classes = data.corpus_classes(np.concatenate([train_idx, val_idx]))
+    masks_all = torch.from_numpy(data.class_masks(np.arange(len(data.y)), classes))
+    multi = not bool(masks_all.all())
+    val_corpora = [data.corpora[val_idx[g[0]]] for g in val_clips]
 
     s = fold_seed(seed, fold.index)
     groups = ClipGroupStats(data, cfg.stats_clips) if cfg.stats_clips else None
@@ -307,23 +363,37 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"seed {seed} {name}", unit="epoch",
                disable=not progress, dynamic_ncols=True, mininterval=0.5)
     draw = np.random.default_rng((s, 2))  # which copy of each clip an epoch trains on
+    corpus_draw = np.random.default_rng((s, 5))  # which rows an epoch draws from each corpus
+    train_corpora = [data.corpora[i] for i in train_idx]
+    balance = cfg.balance_corpora and len(set(train_corpora)) > 1
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
-        rows, x_epoch = train_idx, x_train
+        rows, x_epoch, y_epoch, epoch_pools = train_idx, x_train, y_train, pools
+        if balance:  # positions into the training rows, each corpus an equal share
+            pick = balanced_draw(train_corpora, corpus_draw)
+            rows, y_epoch = train_idx[pick], y_train[pick]
+            epoch_pools = [pools[i] for i in pick]
+            x_epoch = [x_train[i] for i in pick]
+            lengths = np.array([t.shape[0] for t in x_epoch])
         if cfg.augment:
-            rows = np.array([pool[draw.integers(len(pool))] for pool in pools])
+            rows = np.array([pool[draw.integers(len(pool))] for pool in epoch_pools])
             x_epoch = [features[i] for i in rows]
             lengths = np.array([t.shape[0] for t in x_epoch])
         if groups is not None:
             x_epoch = [torch.from_numpy(x) for x in groups.normalise(rows, group_rng)]
         batches = length_batches(lengths, cfg.batch_size, rng)
-        loss, pred = train_epoch(model, x_epoch, y_train, batches, optimizer, objective, ema)
+        loss, pred = train_epoch(model, x_epoch, y_epoch, batches, optimizer, objective, ema,
+                                 masks_all[rows] if multi else None)
         scheduler.step()
         logits = predict_logits(judged, x_val)
-        val_loss = float(F.cross_entropy(logits, y_val))
-        val_uar = uar(y_val_clips, clip_level(logits, val_clips).argmax(1), n_classes)
+        if multi:
+            val_loss = float(masked_cross_entropy(logits, y_val, masks_all[val_idx]))
+            val_uar = restricted_uar(y_val_clips, clip_level(logits, val_clips), val_corpora, classes, n_classes)
+        else:
+            val_loss = float(F.cross_entropy(logits, y_val))
+            val_uar = uar(y_val_clips, clip_level(logits, val_clips).argmax(1), n_classes)
         history.append({"epoch": epoch, "lr": lr, "train_loss": loss,
-                        "train_uar": uar(y_train.numpy(), pred, n_classes),
+                        "train_uar": uar(y_epoch.numpy(), pred, n_classes),
                         "val_loss": val_loss, "val_uar": val_uar})
         if (val_uar, -val_loss) > best:
             best = (val_uar, -val_loss)
@@ -509,15 +579,22 @@ def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: P
 FLAGS = ("arch", "hidden", "dropout", "mask_padding", "epochs", "batch_size", "lr", "weight_decay",
          "t0", "labels", "split", "k", "n_val", "split_seed", "seeds", "normalisation", "threads",
          "class_weights", "label_smoothing", "time_masks", "time_mask_frames", "freq_masks",
-         "freq_mask_dims", "mixup_alpha", "patience", "augment", "ema_decay", "stats_clips")
+         "freq_mask_dims", "mixup_alpha", "patience", "augment", "ema_decay", "stats_clips",
+         "balance_corpora")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--features", required=True, help="directory of features-*.parquet shards")
+    parser.add_argument("--features", required=True, action="append",
+                        help="directory of features-*.parquet shards; repeat for one folder per corpus")
     parser.add_argument("--output", required=True, help="directory for folds, predictions, curves")
     parser.add_argument("--final", default=None, help="final checkpoint path (default OUTPUT/final.pt)")
     parser.add_argument("--params", default=None, help="params.yaml to read the 'train' section from")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_overrides(parser)
+
+
+def add_overrides(parser: argparse.ArgumentParser) -> None:
+    """The flags that override params.yaml ``train`` (``ser train``, ``ser transfer``)."""
     g = parser.add_argument_group("overrides of params.yaml 'train'")
     g.add_argument("--arch", choices=("reslstm", "lstm"))
     g.add_argument("--hidden", type=int)
@@ -551,6 +628,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                  "validation UAR (0 = never)")
     g.add_argument("--ema-decay", type=float, help="moving average of the weights, e.g. 0.998 "
                                                     "(validated and kept instead of the raw weights; 0 = off)")
+    g.add_argument("--balance-corpora", action=argparse.BooleanOptionalAction, default=None,
+                   help="each epoch draws as many rows from every training corpus (no effect with one)")
 
 
 def main(args: argparse.Namespace) -> int:

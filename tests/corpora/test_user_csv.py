@@ -115,3 +115,16 @@ def test_an_id_column_names_the_utterances(clips):
                       name="clash.csv")
     with pytest.raises(CorpusError, match="duplicate utterance id 'csv:c'"):
         prepare_csv(clash)
+
+
+def test_a_csv_corpus_can_keep_its_own_name(clips):
+    """``manifest.options: {csv: {name: nemo}}``: ids, speakers and the corpus column carry the
+    corpus's own name, so several corpora stay apart (ser transfer groups by it)."""
+    data = clips / "data"
+    csv_path = write_csv(data, "path,speaker,emotion\nclips/a.wav,EB0,happy\nclips/b.flac,KS0,sad\n")
+    listing = prepare("csv", str(csv_path), name="nemo")
+    assert {(u.utterance_id, u.speaker, u.corpus) for u in listing.utterances} == {
+        ("nemo:clips/a", "nemo:EB0", "nemo"), ("nemo:clips/b", "nemo:KS0", "nemo")}
+    assert listing.corpus == "csv"  # the reader that listed it
+    with pytest.raises(CorpusError, match="plain lower-case word"):
+        prepare_csv(csv_path, name="Ne Mo")

@@ -1,0 +1,220 @@
+"""``ser transfer``: do the emotion labels carry to a corpus the model never heard?
+
+For every corpus left out, a model is trained on all the other corpora (and, with three or
+more, on each corpus alone) exactly as ``ser train`` trains a fold (same recipe, masked
+classes, corpus-balanced epochs; :func:`ser_core.splits.corpus_transfer_folds`: a few
+speakers of each training corpus validate and choose the checkpoint) and labels every clip
+of each corpus it did not train on, each speaker normalised with its own statistics. Nothing
+about the tested corpus chooses anything.
+
+Each tested corpus is scored on two parts: its validation speakers (the ones that validate
+when it is among the training corpora), on which recipes for transfer may be compared, and
+its other speakers, the test part, scored once per recipe and reported. Three views of each
+part (UAR, the mean recall over the classes its clips carry):
+
+- ``as_written``: the model chooses among all its labels, as it does when it labels a call
+  (a label the corpus lacks is an error);
+- ``restricted``: it chooses among the corpus's own classes;
+- ``core4``: the clips of the four classes nearly every corpus has (neutral, happy, sad,
+  angry: :data:`ser_core.labels.CORE_LABELS`), chosen among those four.
+
+Outputs under ``--output``: ``runs/seed<S>/<training corpora>/`` (checkpoint, history,
+predictions, done marker: a re-run skips what is done, as ``ser train`` does),
+``predictions.csv`` (every tested clip, every seed), and ``matrix.json`` (one row per training
+set, tested corpus and seed, and the mean over seeds) that ``ser results --transfer``
+renders as the corpus x corpus matrix of docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ser_core.labels import CORE_LABELS
+from ser_core.metrics import PROB_PREFIX, uar
+from ser_core.params import build_config, flags, load_section
+from ser_core.splits import corpus_transfer_folds, corpus_validation_speakers
+from ser_core.storage import write_csv
+from ser_core.training.data import FeatureSet, corpus_of, load_features
+from ser_core.training.train import (FLAGS, TrainConfig, add_overrides, code_fingerprint, fold_key,
+                                     is_done, prediction_fields, read_rows, save_fold, train_fold)
+
+log = logging.getLogger(__name__)
+
+VIEWS = ("as_written", "restricted", "core4")
+MATRIX = "matrix.json"
+
+
+def score_views(y: np.ndarray, probs: np.ndarray, labels: Sequence[str]) -> dict:
+    """UAR of one tested corpus's clips in the three views (module docstring), with chance
+    and clip counts; a view the corpus cannot give (fewer than two of its classes) is None."""
+    n = len(labels)
+    present = np.zeros(n, dtype=bool)
+    present[np.unique(y)] = True
+    core = np.zeros(n, dtype=bool)
+    core[[labels.index(c) for c in CORE_LABELS if c in labels]] = True
+    core &= present
+    in_core = core[y]
+    out = {"n_clips": int(len(y)), "n_classes": int(present.sum()),
+           "as_written": uar(y, probs.argmax(1), n),
+           "restricted": uar(y, np.where(present, probs, -np.inf).argmax(1), n),
+           "chance": 1.0 / present.sum(), "n_core_clips": int(in_core.sum()), "core_classes": int(core.sum()),
+           "core4": None, "core_chance": None}
+    if core.sum() >= 2:
+        out["core4"] = uar(y[in_core], np.where(core, probs[in_core], -np.inf).argmax(1), n)
+        out["core_chance"] = 1.0 / core.sum()
+    return out
+
+
+PARTS = ("val", "test")
+
+
+def matrix_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[str]) -> list[dict]:
+    """Per (training corpora, tested corpus, part, seed), the three views, from prediction
+    rows; ``validation``: the speakers of the validation part."""
+    index = {label: i for i, label in enumerate(labels)}
+    groups: dict[tuple[str, str, str, int], list[dict]] = {}
+    for r in rows:
+        part = "val" if r["speaker"] in validation else "test"
+        groups.setdefault((r["trained_on"], corpus_of(r["speaker"]), part, int(r["seed"])), []).append(r)
+    out = []
+    for (trained, tested, part, seed), members in sorted(groups.items()):
+        y = np.array([index[r["label"]] for r in members])
+        probs = np.array([[float(r[PROB_PREFIX + label]) for label in labels] for r in members])
+        out.append({"trained_on": trained, "tested": tested, "part": part, "seed": seed,
+                    **score_views(y, probs, labels)})
+    return out
+
+
+def mean_over_seeds(rows: Sequence[dict]) -> list[dict]:
+    """One row per (training corpora, tested corpus, part): each view's mean and std over seeds."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["trained_on"], r["tested"], r["part"]), []).append(r)
+    out = []
+    for (trained, tested, part), members in sorted(groups.items()):
+        row = {"trained_on": trained, "tested": tested, "part": part, "seeds": [r["seed"] for r in members],
+               "n_clips": members[0]["n_clips"], "chance": members[0]["chance"],
+               "core_chance": members[0]["core_chance"]}
+        for view in VIEWS:
+            values = [r[view] for r in members if r[view] is not None]
+            row[view] = float(np.mean(values)) if values else None
+            row[view + "_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        out.append(row)
+    return out
+
+
+RUN_INFO = "transfer.json"
+
+
+def write_run_info(data: FeatureSet, cfg: TrainConfig, output: Path) -> list:
+    """``transfer.json`` (labels, settings, folds, validation parts); returns the folds."""
+    genders = data.speaker_genders()
+    corpora = sorted(set(data.corpora))
+    # One corpus (the demo): nothing is left to transfer to; the matrix says so and stays empty.
+    folds = corpus_transfer_folds(genders, n_val=cfg.n_val, seed=cfg.split_seed) if len(corpora) > 1 else []
+    validation = corpus_validation_speakers(genders, cfg.n_val, cfg.split_seed) if folds else {}
+    info = {"corpora": corpora, "labels": list(data.labels), "core_labels": list(CORE_LABELS), "views": list(VIEWS),
+            "feature_config": data.feature_config, "config": cfg.to_dict(),
+            "folds": [{"trained_on": list(t), **f.to_dict()} for t, f in folds],
+            "validation_speakers": {c: list(v) for c, v in sorted(validation.items())}}
+    (output / RUN_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return folds
+
+
+def run_transfer(data: FeatureSet, cfg: TrainConfig, output: Path, progress: bool = True) -> dict:
+    """Every training set of every seed (skipping finished ones); writes and returns the matrix."""
+    output.mkdir(parents=True, exist_ok=True)
+    folds = write_run_info(data, cfg, output)
+    fingerprint, code = data.fingerprint(), code_fingerprint()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        for seed in cfg.seeds:
+            for trained, fold in folds:
+                name = "+".join(trained)
+                fold_dir = output / "runs" / f"seed{seed}" / name
+                key = fold_key(cfg, fold, seed, fingerprint, code)
+                if is_done(fold_dir, key):
+                    log.info("seed %d, trained on %s: already done, skipped", seed, name)
+                    continue
+                result = train_fold(data, fold, cfg, seed, progress)
+                save_fold(fold_dir, data, cfg, result, key, fingerprint)
+                log.info("seed %d, trained on %s: best epoch %d, validation UAR %.4f",
+                         seed, name, result.best_epoch, result.val_uar)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    return write_matrix(output)
+
+
+def write_matrix(output: str | Path) -> dict:
+    """``matrix.json`` and the merged ``predictions.csv``, rebuilt from the runs under
+    ``output`` alone (``transfer.json`` and each run's predictions): the same runs give the
+    same bytes."""
+    output = Path(output)
+    if not (output / RUN_INFO).is_file():
+        raise FileNotFoundError(f"{output / RUN_INFO} not found: not a ser transfer output")
+    info = json.loads((output / RUN_INFO).read_text())
+    labels = info["labels"]
+    rows = []
+    for seed in info["config"]["seeds"]:
+        for fold in info["folds"]:
+            path = output / "runs" / f"seed{seed}" / "+".join(fold["trained_on"]) / "predictions.csv"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found: the run did not finish (re-run ser transfer)")
+            rows += [{"trained_on": "+".join(fold["trained_on"]), **r} for r in read_rows(path)]
+    write_csv(output / "predictions.csv", rows, ["trained_on"] + prediction_fields(labels))
+    validation = {s for speakers in info["validation_speakers"].values() for s in speakers}
+    per_seed = matrix_rows(rows, labels, validation)
+    matrix = {**info, "per_seed": per_seed, "mean": mean_over_seeds(per_seed)}
+    (output / MATRIX).write_text(json.dumps(matrix, indent=2, sort_keys=True) + "\n")
+    return matrix
+
+
+def format_matrix(matrix: dict) -> str:
+    """The matrix as a markdown table: a row per training set and tested corpus."""
+    def cell(value, std, chance):
+        if value is None:
+            return "-"
+        spread = f" ± {std:.3f}" if std is not None else ""
+        return f"{value:.3f}{spread} ({chance:.2f})" if chance else f"{value:.3f}{spread}"
+
+    if not matrix["mean"]:
+        return (f"Only one corpus ({', '.join(matrix['corpora'])}): nothing to transfer to. Add one to "
+                f"manifest.sources (README, between corpora).\n")
+    lines = ["| trained on | tested on | part | clips | seeds | UAR as written (chance) | restricted to its "
+             "classes | 4 core classes |", "|---|---|---|---|---|---|---|---|"]
+    for r in matrix["mean"]:
+        lines.append(f"| {r['trained_on']} | {r['tested']} | {r['part']} | {r['n_clips']} | {len(r['seeds'])} | "
+                     f"{cell(r['as_written'], r['as_written_std'], r['chance'])} | "
+                     f"{cell(r['restricted'], r['restricted_std'], r['chance'])} | "
+                     f"{cell(r['core4'], r['core4_std'], r['core_chance'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--features", required=True, action="append",
+                        help="features-*.parquet folder holding several corpora, or one folder per "
+                             "corpus (repeat), all made with one feature configuration")
+    parser.add_argument("--output", required=True, help="directory for runs, predictions and matrix.json")
+    parser.add_argument("--params", default=None, help="params.yaml to read the 'train' section from")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_overrides(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = build_config(TrainConfig, load_section(args.params, "train"), flags(args, *FLAGS))
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    data = load_features(args.features, cfg.labels)
+    log.info("%d rows of %d speakers in corpora %s", len(data.y), len(set(data.speakers)),
+             sorted(set(data.corpora)))
+    matrix = run_transfer(data, cfg, Path(args.output), progress=not args.no_progress)
+    print(format_matrix(matrix), end="")
+    return 0

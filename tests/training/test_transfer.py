@@ -1,0 +1,139 @@
+"""Several corpora in one experiment: masked classes, corpus-balanced epochs, transfer
+folds that never share a speaker, and the corpus x corpus matrix rebuilt from the runs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from ser_core.cli import main as ser
+from ser_core.labels import RAVDESS_LABELS
+from ser_core.splits import TRANSFER_INDEX, corpus_transfer_folds
+from ser_core.training.data import load_features
+from ser_core.training.train import (TrainConfig, balanced_draw, masked_cross_entropy, restricted_uar,
+                                     train_fold)
+from ser_core.training.transfer import score_views, write_matrix
+from tests.training.synth_features import feature_table, write_shards
+
+SIX = ("neutral", "happy", "sad", "angry", "fearful", "surprised")  # nEMO's classes
+
+
+def speakers(corpus, n):
+    return [(f"{corpus}:{i:02d}", "male" if i % 2 else "female") for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def two_corpora(tmp_path_factory):
+    """An 8-class corpus of 8 speakers and a 6-class one of 6 (separate feature folders)."""
+    root = tmp_path_factory.mktemp("corpora")
+    a = write_shards(root / "a", feature_table(speakers=speakers("alpha", 8), seed=1))
+    b = write_shards(root / "b", feature_table(speakers=speakers("beta", 6), emotions=SIX, seed=2))
+    return a, b
+
+
+def test_a_class_a_corpus_lacks_never_enters_its_loss():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 8, requires_grad=True)
+    y = torch.tensor([0, 2, 7, 6])
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    mask[:2, [1, 6, 7]] = False  # the first two clips' corpus has no calm, disgust, surprised
+    for smoothing in (0.0, 0.1):
+        loss = masked_cross_entropy(logits, y, mask, label_smoothing=smoothing)
+        (grad,) = torch.autograd.grad(loss, logits)
+        assert torch.all(grad[:2, [1, 6, 7]] == 0)  # neither target nor negative
+        assert torch.all(grad[2:] != 0)
+        # the masked clips' loss is the cross-entropy over their own classes alone
+        keep = [0, 2, 3, 4, 5]
+        own = F.cross_entropy(logits[:2, keep], torch.tensor([0, 1]), label_smoothing=smoothing, reduction="sum")
+        rest = F.cross_entropy(logits[2:], y[2:], label_smoothing=smoothing, reduction="sum")
+        assert torch.allclose(loss, (own + rest) / 4, atol=1e-6)
+    # even a huge logit on a missing class changes nothing for that clip
+    bumped = logits.detach().clone()
+    bumped[0, 7] = 1e4
+    assert torch.allclose(masked_cross_entropy(bumped[:1], y[:1], mask[:1]),
+                          masked_cross_entropy(logits.detach()[:1], y[:1], mask[:1]))
+    # no mask, or every class allowed: exactly F.cross_entropy (single-corpus runs unchanged)
+    w = torch.rand(8)
+    assert torch.equal(masked_cross_entropy(logits, y, torch.ones(4, 8, dtype=torch.bool), w, 0.1),
+                       F.cross_entropy(logits, y, weight=w, label_smoothing=0.1))
+
+
+def test_balanced_epochs_give_each_corpus_an_equal_share():
+    corpora = ["big"] * 900 + ["small"] * 100
+    pick = balanced_draw(corpora, np.random.default_rng(0))
+    share = np.mean(np.array(corpora)[pick] == "small")
+    assert len(pick) == 1000 and 0.45 < share < 0.55
+    assert balanced_draw(["one"] * 50, np.random.default_rng(0)) is None
+
+
+def test_transfer_folds_never_share_a_speaker_and_test_whole_corpora():
+    genders = dict(speakers("alpha", 8) + speakers("beta", 6) + speakers("gamma", 5))
+    folds = corpus_transfer_folds(genders, n_val=2, seed=0)
+    assert [t for t, _ in folds] == [("beta", "gamma"), ("alpha", "gamma"), ("alpha", "beta"),
+                                     ("alpha",), ("beta",), ("gamma",)]
+    val_of = {}
+    for trained, fold in folds:
+        parts = [set(fold.train), set(fold.val), set(fold.test)]
+        assert sum(map(len, parts)) == len(set().union(*parts)) == len(genders)  # disjoint, complete
+        assert {s.split(":")[0] for s in fold.train} == {s.split(":")[0] for s in fold.val} == set(trained)
+        assert {s for s in genders if s.split(":")[0] not in trained} == set(fold.test)
+        for s in fold.val:  # a corpus validates with the same speakers in every fold
+            val_of.setdefault(s.split(":")[0], set()).add(s)
+        assert fold.index >= TRANSFER_INDEX
+    assert all(len(v) == 2 for v in val_of.values())
+    with pytest.raises(ValueError, match="two corpora"):
+        corpus_transfer_folds(dict(speakers("alpha", 8)))
+
+
+def test_views_score_as_written_restricted_and_core4():
+    labels = list(RAVDESS_LABELS)
+    idx = {name: i for i, name in enumerate(labels)}
+    y = np.array([idx[e] for e in ("neutral", "happy", "sad", "angry", "fearful", "surprised")])
+    probs = np.full((6, 8), 0.01)
+    probs[np.arange(6), y] = 0.2
+    probs[0, idx["calm"]] = 0.5   # neutral clip: calm wins as written, neutral within its classes
+    probs[4, idx["disgust"]] = 0.9  # fearful clip: disgust as written; restricted: fearful
+    probs[5, idx["happy"]] = 0.3    # surprised clip: happy in every view but core4, where it is absent
+    v = score_views(y, probs, labels)
+    assert v["as_written"] == pytest.approx(3 / 6) and v["restricted"] == pytest.approx(5 / 6)
+    assert v["core4"] == 1.0 and v["n_core_clips"] == 4 and v["chance"] == pytest.approx(1 / 6)
+
+
+def test_multi_corpus_fold_masks_the_missing_classes_and_validates_per_corpus(two_corpora):
+    data = load_features(list(two_corpora), RAVDESS_LABELS)
+    assert sorted(set(data.corpora)) == ["alpha", "beta"]
+    classes = data.corpus_classes(np.arange(len(data.y)))
+    assert classes["beta"].sum() == 6 and not classes["beta"][[1, 6]].any() and classes["alpha"].all()
+    folds = dict((t, f) for t, f in corpus_transfer_folds(data.speaker_genders()))
+    cfg = TrainConfig(epochs=2, hidden=4, batch_size=16)
+    result = train_fold(data, folds[("alpha",)], cfg, seed=0, progress=False)
+    assert result.test_probs.shape == (6 * 6 * 2, 8)
+    # validation: one corpus, all of its classes: restricted UAR is the plain UAR
+    y = np.array([0, 1, 2]); p = np.eye(8)[[0, 1, 3]]
+    assert restricted_uar(y, p, ["alpha"] * 3, {"alpha": np.ones(8, bool)}, 8) == pytest.approx(2 / 3)
+
+
+def test_transfer_matrix_is_rebuilt_byte_identical_from_the_runs(tmp_path, two_corpora):
+    a, b = two_corpora
+    out = tmp_path / "transfer"
+    args = ["transfer", "--features", str(a), "--features", str(b), "--output", str(out),
+            "--epochs", "2", "--hidden", "4", "--batch-size", "16", "--no-progress"]
+    assert ser(args) == 0
+    first = (out / "matrix.json").read_bytes()
+    matrix = json.loads(first)
+    assert {(r["trained_on"], r["tested"], r["part"]) for r in matrix["mean"]} == {
+        ("alpha", "beta", "val"), ("alpha", "beta", "test"), ("beta", "alpha", "val"), ("beta", "alpha", "test")}
+    (out / "matrix.json").unlink()
+    (out / "predictions.csv").unlink()
+    write_matrix(out)
+    assert (out / "matrix.json").read_bytes() == first
+    assert ser(args) == 0 and (out / "matrix.json").read_bytes() == first  # finished runs are skipped
+    page = tmp_path / "RESULTS.md"
+    assert ser(["results", "--transfer", f"tiny={out}", "--output", str(page)]) == 0
+    text = page.read_text()
+    row = next(r for r in matrix["mean"] if r["trained_on"] == "alpha" and r["part"] == "test")
+    assert f"| alpha | beta | test | {row['n_clips']} | 1 | {row['as_written']:.3f} ({row['chance']:.2f}) |" in text
+    assert ser(["results", "--transfer", f"tiny={out}", "--output", str(tmp_path / "again.md")]) == 0
+    assert (tmp_path / "again.md").read_text() == text

@@ -119,7 +119,7 @@ def read_listing(folder: str, corpus: str, output: str) -> tuple[list[Utterance]
     if len(entries) != 1 or not isinstance(entries[0], dict) or entries[0].get("corpus") != corpus:
         raise CorpusError(f"{path} is not a listing of corpus {corpus!r} alone (sources: {entries})")
     utterances = read_manifest(path, resolve=False)
-    wrong = sorted({u.corpus for u in utterances} - {corpus})
+    wrong = sorted({u.corpus for u in utterances} - {entries[0].get("name") or corpus})
     if wrong:
         raise CorpusError(f"{path} holds utterances of {wrong}, not only of {corpus!r}")
     here, there = folder_of(str(path)), folder_of(output)

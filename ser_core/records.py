@@ -183,5 +183,6 @@ class ManifestLocator:
 def manifest_locator(manifest: str, schema_metadata: Mapping[bytes, bytes] | None) -> ManifestLocator:
     """The :class:`ManifestLocator` of the manifest at ``manifest`` with this schema metadata."""
     sources = manifest_metadata(schema_metadata).get("sources") or []
-    bases = {s["corpus"]: s["base"] for s in sources if isinstance(s, dict) and s.get("base")}
+    # keyed by the utterances' corpus: the reader's name, or the namespace a source was given
+    bases = {s.get("name") or s["corpus"]: s["base"] for s in sources if isinstance(s, dict) and s.get("base")}
     return ManifestLocator(folder_of(manifest), bases)

@@ -178,3 +178,25 @@ def test_listing_and_source_errors_name_what_is_wrong(tmp_path, monkeypatch, cap
     assert "manifest.sources.ravdess must be a folder (reader options go in manifest.options.ravdess)" in (
         capsys.readouterr().err)
     assert not (project / "m.parquet").exists()
+
+
+def test_a_named_csv_corpus_is_found_again_by_its_name(tmp_path, monkeypatch):
+    """``manifest.options: {csv: {name: nemo}}``: the rows are ``nemo``'s, the source records
+    both the reader and the name, and the paths resolve, listed directly or combined from the
+    DVC chain's listings."""
+    clips = tree(tmp_path / "project" / "nemo", ["samples/a.wav", "samples/b.wav"])
+    (clips / "nemo.csv").write_text("path,speaker,emotion\nsamples/a.wav,EB0,happy\nsamples/b.wav,KS0,sad\n")
+    (tmp_path / "project" / "params.yaml").write_text(
+        "manifest:\n  sources: {csv: nemo/nemo.csv}\n  options: {csv: {name: nemo}}\n")
+    monkeypatch.chdir(tmp_path / "project")
+    assert cli.main(["manifest", "--params", "params.yaml", "--output", "data/direct.parquet"]) == 0
+    assert cli.main(["manifest", "csv=nemo/nemo.csv", "--params", "params.yaml",
+                     "--output", "data/listings/csv.parquet"]) == 0
+    assert cli.main(["manifest", "--listings", "data/listings", "--params", "params.yaml",
+                     "--output", "data/manifest.parquet"]) == 0
+    for name in ("direct", "manifest"):
+        utterances = read_manifest(tmp_path / "project" / "data" / f"{name}.parquet")
+        assert {(u.corpus, u.speaker, u.path) for u in utterances} == {
+            ("nemo", "nemo:EB0", str(clips / "samples/a.wav")), ("nemo", "nemo:KS0", str(clips / "samples/b.wav"))}
+    source = json.loads(pq.read_schema("data/manifest.parquet").metadata[b"ser.manifest"])["sources"][0]
+    assert (source["corpus"], source["name"]) == ("csv", "nemo")

@@ -39,6 +39,7 @@ class CorpusListing:
     utterances: list[Utterance] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     copies: list[Rejected] = field(default_factory=list)  # same clip in another format, not listed
+    name: str | None = None  # the namespace of its ids and speakers, when not the reader's (csv's option)
 
     @property
     def base(self) -> Path:
@@ -50,6 +51,7 @@ class CorpusListing:
     def summary(self) -> dict:
         return {
             "corpus": self.corpus,
+            **({"name": self.name} if self.name and self.name != self.corpus else {}),
             "root": self.root,
             "utterances": len(self.utterances),
             "speakers": len({u.speaker for u in self.utterances}),

@@ -111,7 +111,7 @@ def prepare_csv(root: str | Path, *, strict: bool = False, name: str = CORPUS) -
         raise CorpusError(f"{CORPUS}: option name must be a plain lower-case word ([a-z][a-z0-9_]*), got {name!r}")
     csv_path = find_csv(root)
     rows = read_csv_rows(csv_path, REQUIRED_COLUMNS, CORPUS)
-    listing = CorpusListing(CORPUS, str(csv_path))
+    listing = CorpusListing(CORPUS, str(csv_path), name=name)
     explicit: set[str] = set()
     for row in rows:
         try:

@@ -14,7 +14,9 @@ speakers are never read by a fold: :mod:`ser_core.training.data`). Names:
 - ``hiss``: a call line's steady noise: white noise at an absolute level drawn per clip
   (seeded by its id) between ``HISS_DBFS`` -65 and -45 dBFS RMS, whatever the clip's own
   level (a quiet speaker is not given a quieter line). Studio corpora have none, and
-  measured on real-speech calls its absence is what hurt most (README, labelling).
+  measured on real-speech calls its absence is what hurt most (README, labelling);
+  ``hissL`` (e.g. ``hiss-55``): the same at one fixed level, L dBFS (measuring a model on
+  a line of known noise, as ``ser mix-calls`` makes them).
 
 The seed of every random draw is derived from the utterance id and the name, so the rows
 are the same in every run, on every worker.
@@ -33,6 +35,7 @@ from ser_core.audio import resample
 ORIGINAL = ""  # the variant name of an unaugmented row
 _SPEED = re.compile(r"^speed(\d+(?:\.\d+)?)$")
 _NOISE = re.compile(r"^noise(-?\d+(?:\.\d+)?)$")
+_HISS_AT = re.compile(r"^hiss(-\d+(?:\.\d+)?)$")
 TELEPHONE = "telephone"
 HISS = "hiss"
 HISS_DBFS = (-65.0, -45.0)
@@ -46,9 +49,9 @@ def check_names(names: Sequence[str]) -> list[str]:
         speed = _SPEED.match(name)
         if speed and not 0.5 <= float(speed.group(1)) <= 2.0:
             raise ValueError(f"augmentation {name!r}: speed factor must be within 0.5-2.0")
-        if not (speed or _NOISE.match(name) or name in (TELEPHONE, HISS)):
+        if not (speed or _NOISE.match(name) or _HISS_AT.match(name) or name in (TELEPHONE, HISS)):
             raise ValueError(f"unknown augmentation {name!r}; use speedF (e.g. speed0.9), noiseN "
-                             f"(SNR in dB, e.g. noise20), {HISS} or {TELEPHONE}")
+                             f"(SNR in dB, e.g. noise20), {HISS}, hissL (L dBFS, e.g. hiss-55) or {TELEPHONE}")
     if len(set(names)) != len(names):
         raise ValueError(f"augmentations listed twice: {names}")
     return names
@@ -98,7 +101,7 @@ def telephone(y: np.ndarray, sample_rate: int, band_hz: tuple[float, float] = (3
 def transform(name: str) -> Callable[[np.ndarray, int, str], np.ndarray]:
     """(audio, sample_rate, utterance_id) -> augmented audio; ValueError for an unknown name."""
     check_names([name])
-    speed_match, noise_match = _SPEED.match(name), _NOISE.match(name)
+    speed_match, noise_match, hiss_match = _SPEED.match(name), _NOISE.match(name), _HISS_AT.match(name)
     if speed_match:
         factor = float(speed_match.group(1))
         return lambda y, sr, uid: speed(y, sr, factor)
@@ -107,6 +110,9 @@ def transform(name: str) -> Callable[[np.ndarray, int, str], np.ndarray]:
         return lambda y, sr, uid: add_noise(y, snr, seed_of(uid, name))
     if name == HISS:
         return lambda y, sr, uid: add_hiss(y, seed_of(uid, name))
+    if hiss_match:
+        level = float(hiss_match.group(1))
+        return lambda y, sr, uid: add_hiss(y, seed_of(uid, name), (level, level))
     return lambda y, sr, uid: telephone(y, sr)
 
 

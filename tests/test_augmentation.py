@@ -55,3 +55,13 @@ def test_hiss_is_at_an_absolute_line_level_whatever_the_clip_level():
     a = augmentation.transform("hiss")(quiet, 8000, "same-id") - quiet
     b = augmentation.transform("hiss")(loud, 8000, "same-id") - loud
     np.testing.assert_allclose(a, b, atol=1e-6)  # the line's noise depends on the id, not the speech
+
+
+@pytest.mark.parametrize("name, level", [("hiss-55", -55.0), ("hiss-62.5", -62.5)])
+def test_hiss_at_a_fixed_level(name, level):
+    y = signal(2.0, 8000) * 0.1
+    for uid in ("a", "b", "c"):
+        noise = augmentation.transform(name)(y, 8000, uid) - y
+        assert abs(10 * np.log10(np.mean(noise.astype(np.float64) ** 2)) - level) < 0.2
+    with pytest.raises(ValueError, match="hissL"):
+        augmentation.check_names(["hiss55"])

@@ -56,7 +56,7 @@ from ser_core.normalisation import NORMALISATIONS, ClipGroupStats, Normaliser
 from ser_core.params import build_config, flags, load_section
 from ser_core.splits import SPLITS, Fold, final_split, make_folds
 from ser_core.storage import write_csv
-from ser_core.training.augment import Augment, mask_batch, mixup_batch
+from ser_core.training.augment import Augment, mask_batch, mixup_batch, random_crops
 from ser_core.training.data import FeatureSet, load_features
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,9 @@ class TrainConfig:
     # (rows of a smaller corpus more often), so the largest corpus does not set the decision
     # boundaries alone. No effect (and no random draw) with one corpus.
     balance_corpora: bool = True
+    # Each epoch, a training row longer than this many frames is cut to a random span of it
+    # (whole rows are still validated and tested). 0 = off.
+    crop_frames: int = 0
     # Augmented rows (made by `ser features --augment`) to draw from: every epoch each training
     # clip is replaced by one of {itself, its augmented copies}, uniformly. [] = originals only.
     augment: list[str] = field(default_factory=list)
@@ -139,7 +142,7 @@ class TrainConfig:
         if not 0.0 <= float(self.label_smoothing) < 1.0 or float(self.mixup_alpha) < 0:
             raise ValueError(f"train.label_smoothing must be in [0, 1) and mixup_alpha >= 0, "
                              f"got {self.label_smoothing}, {self.mixup_alpha}")
-        for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_dims", "patience"):
+        for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_dims", "patience", "crop_frames"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
         if int(self.stats_clips) < 0 or (self.stats_clips and self.normalisation != "speaker"):
@@ -364,6 +367,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
                disable=not progress, dynamic_ncols=True, mininterval=0.5)
     draw = np.random.default_rng((s, 2))  # which copy of each clip an epoch trains on
     corpus_draw = np.random.default_rng((s, 5))  # which rows an epoch draws from each corpus
+    crop_rng = np.random.default_rng((s, 6))  # where each epoch's crops start
     train_corpora = [data.corpora[i] for i in train_idx]
     balance = cfg.balance_corpora and len(set(train_corpora)) > 1
     for epoch in bar:
@@ -381,6 +385,9 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
             lengths = np.array([t.shape[0] for t in x_epoch])
         if groups is not None:
             x_epoch = [torch.from_numpy(x) for x in groups.normalise(rows, group_rng)]
+        if cfg.crop_frames:
+            x_epoch = random_crops(x_epoch, cfg.crop_frames, crop_rng)
+            lengths = np.array([t.shape[0] for t in x_epoch])
         batches = length_batches(lengths, cfg.batch_size, rng)
         loss, pred = train_epoch(model, x_epoch, y_epoch, batches, optimizer, objective, ema,
                                  masks_all[rows] if multi else None)
@@ -580,7 +587,7 @@ FLAGS = ("arch", "hidden", "dropout", "mask_padding", "epochs", "batch_size", "l
          "t0", "labels", "split", "k", "n_val", "split_seed", "seeds", "normalisation", "threads",
          "class_weights", "label_smoothing", "time_masks", "time_mask_frames", "freq_masks",
          "freq_mask_dims", "mixup_alpha", "patience", "augment", "ema_decay", "stats_clips",
-         "balance_corpora")
+         "balance_corpora", "crop_frames")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -628,6 +635,8 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
                                                  "validation UAR (0 = never)")
     g.add_argument("--ema-decay", type=float, help="moving average of the weights, e.g. 0.998 "
                                                     "(validated and kept instead of the raw weights; 0 = off)")
+    g.add_argument("--crop-frames", type=int, help="each epoch, cut training rows to a random span of N frames "
+                                                   "(0 = whole rows)")
     g.add_argument("--balance-corpora", action=argparse.BooleanOptionalAction, default=None,
                    help="each epoch draws as many rows from every training corpus (no effect with one)")
 

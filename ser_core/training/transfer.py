@@ -113,12 +113,19 @@ def mean_over_seeds(rows: Sequence[dict]) -> list[dict]:
 RUN_INFO = "transfer.json"
 
 
-def write_run_info(data: FeatureSet, cfg: TrainConfig, output: Path) -> list:
-    """``transfer.json`` (labels, settings, folds, validation parts); returns the folds."""
+def write_run_info(data: FeatureSet, cfg: TrainConfig, output: Path, only: Sequence[str] = ()) -> list:
+    """``transfer.json`` (labels, settings, folds, validation parts); returns the folds
+    (``only``: just the training sets named, e.g. ``ravdess`` or ``crema_d+ravdess``)."""
     genders = data.speaker_genders()
     corpora = sorted(set(data.corpora))
     # One corpus (the demo): nothing is left to transfer to; the matrix says so and stays empty.
     folds = corpus_transfer_folds(genders, n_val=cfg.n_val, seed=cfg.split_seed) if len(corpora) > 1 else []
+    if only:
+        unknown = sorted(set(only) - {"+".join(t) for t, _ in folds})
+        if unknown:
+            raise ValueError(f"--only {unknown}: no such training set; there are "
+                             f"{['+'.join(t) for t, _ in folds]}")
+        folds = [(t, f) for t, f in folds if "+".join(t) in only]
     validation = corpus_validation_speakers(genders, cfg.n_val, cfg.split_seed) if folds else {}
     info = {"corpora": corpora, "labels": list(data.labels), "core_labels": list(CORE_LABELS), "views": list(VIEWS),
             "feature_config": data.feature_config, "config": cfg.to_dict(),
@@ -128,10 +135,12 @@ def write_run_info(data: FeatureSet, cfg: TrainConfig, output: Path) -> list:
     return folds
 
 
-def run_transfer(data: FeatureSet, cfg: TrainConfig, output: Path, progress: bool = True) -> dict:
-    """Every training set of every seed (skipping finished ones); writes and returns the matrix."""
+def run_transfer(data: FeatureSet, cfg: TrainConfig, output: Path, progress: bool = True,
+                 only: Sequence[str] = ()) -> dict:
+    """Every training set (or ``only`` those) of every seed (skipping finished ones); writes
+    and returns the matrix."""
     output.mkdir(parents=True, exist_ok=True)
-    folds = write_run_info(data, cfg, output)
+    folds = write_run_info(data, cfg, output, only)
     fingerprint, code = data.fingerprint(), code_fingerprint()
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -205,6 +214,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="directory for runs, predictions and matrix.json")
     parser.add_argument("--params", default=None, help="params.yaml to read the 'train' section from")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--only", default="", help="comma-separated training sets to run (e.g. ravdess), "
+                                                   "not all of them")
     add_overrides(parser)
 
 
@@ -215,6 +226,7 @@ def main(args: argparse.Namespace) -> int:
     data = load_features(args.features, cfg.labels)
     log.info("%d rows of %d speakers in corpora %s", len(data.y), len(set(data.speakers)),
              sorted(set(data.corpora)))
-    matrix = run_transfer(data, cfg, Path(args.output), progress=not args.no_progress)
+    only = [s for s in args.only.split(",") if s]
+    matrix = run_transfer(data, cfg, Path(args.output), progress=not args.no_progress, only=only)
     print(format_matrix(matrix), end="")
     return 0

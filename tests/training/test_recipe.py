@@ -229,3 +229,14 @@ def test_a_batch_of_one_sits_the_epoch_out(features_dir):
     optimizer = torch.optim.Adam(model.parameters())
     loss, pred = train_module.train_epoch(model, tensors, y, [np.array([0, 1]), np.array([2])], optimizer, objective)
     assert np.isfinite(loss) and pred[2] == -1 and (pred[:2] >= 0).all()
+
+
+def test_random_crops_cut_long_rows_to_a_contiguous_span_and_keep_short_ones():
+    from ser_core.training.augment import random_crops
+
+    rows = [torch.arange(40.0).reshape(20, 2), torch.arange(6.0).reshape(3, 2)]
+    first = random_crops(rows, 5, np.random.default_rng(1))
+    again = random_crops(rows, 5, np.random.default_rng(1))
+    assert [t.shape for t in first] == [(5, 2), (3, 2)] and torch.equal(first[1], rows[1])
+    start = int(first[0][0, 0]) // 2
+    assert torch.equal(first[0], rows[0][start:start + 5]) and torch.equal(first[0], again[0])

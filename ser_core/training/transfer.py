@@ -72,9 +72,6 @@ def score_views(y: np.ndarray, probs: np.ndarray, labels: Sequence[str]) -> dict
     return out
 
 
-PARTS = ("val", "test")
-
-
 def matrix_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[str]) -> list[dict]:
     """Per (training corpora, tested corpus, part, seed), the three views, from prediction
     rows; ``validation``: the speakers of the validation part."""
@@ -90,6 +87,25 @@ def matrix_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[str
         out.append({"trained_on": trained, "tested": tested, "part": part, "seed": seed,
                     **score_views(y, probs, labels)})
     return out
+
+
+def ensemble_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[str]) -> list[dict]:
+    """Per (training corpora, tested corpus, part), the three views of the seed ensemble:
+    each clip's probabilities averaged over the seeds (only with two seeds or more)."""
+    if len({r["seed"] for r in rows}) < 2:
+        return []
+    merged: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        key = (r["trained_on"], r["utterance_id"])
+        probs = np.array([float(r[PROB_PREFIX + label]) for label in labels])
+        if key in merged:
+            merged[key]["sum"] += probs
+            merged[key]["n"] += 1
+        else:
+            merged[key] = {"row": r, "sum": probs, "n": 1}
+    mean_rows = [{**m["row"], "seed": -1, **{PROB_PREFIX + label: v for label, v in zip(labels, m["sum"] / m["n"])}}
+                 for m in merged.values()]
+    return [{k: v for k, v in r.items() if k != "seed"} for r in matrix_rows(mean_rows, labels, validation)]
 
 
 def mean_over_seeds(rows: Sequence[dict]) -> list[dict]:
@@ -181,7 +197,8 @@ def write_matrix(output: str | Path) -> dict:
     write_csv(output / "predictions.csv", rows, ["trained_on"] + prediction_fields(labels))
     validation = {s for speakers in info["validation_speakers"].values() for s in speakers}
     per_seed = matrix_rows(rows, labels, validation)
-    matrix = {**info, "per_seed": per_seed, "mean": mean_over_seeds(per_seed)}
+    matrix = {**info, "per_seed": per_seed, "mean": mean_over_seeds(per_seed),
+              "ensemble": ensemble_rows(rows, labels, validation)}
     (output / MATRIX).write_text(json.dumps(matrix, indent=2, sort_keys=True) + "\n")
     return matrix
 
@@ -204,6 +221,10 @@ def format_matrix(matrix: dict) -> str:
                      f"{cell(r['as_written'], r['as_written_std'], r['chance'])} | "
                      f"{cell(r['restricted'], r['restricted_std'], r['chance'])} | "
                      f"{cell(r['core4'], r['core4_std'], r['core_chance'])} |")
+    for r in matrix.get("ensemble", []):
+        lines.append(f"| {r['trained_on']} | {r['tested']} | {r['part']} | {r['n_clips']} | ensemble | "
+                     f"{cell(r['as_written'], None, r['chance'])} | {cell(r['restricted'], None, r['chance'])} | "
+                     f"{cell(r['core4'], None, r['core_chance'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -137,3 +137,12 @@ def test_transfer_matrix_is_rebuilt_byte_identical_from_the_runs(tmp_path, two_c
     assert f"| alpha | beta | test | {row['n_clips']} | 1 | {row['as_written']:.3f} ({row['chance']:.2f}) |" in text
     assert ser(["results", "--transfer", f"tiny={out}", "--output", str(tmp_path / "again.md")]) == 0
     assert (tmp_path / "again.md").read_text() == text
+    # a page made earlier from other runs keeps its sections; the matrix section is replaced
+    earlier = tmp_path / "earlier.md"
+    earlier.write_text("# Results\n\nintro\n\n## Runs: pooled out-of-fold UAR\n\n| a | b |\n\n"
+                       "## Between corpora: trained on some, tested on a corpus never heard (ser transfer)\n\nstale\n")
+    for _ in range(2):
+        assert ser(["results", "--transfer", f"tiny={out}", "--output", str(earlier), "--update"]) == 0
+    updated = earlier.read_text()
+    assert updated.startswith("# Results\n\nintro\n\n## Runs: pooled out-of-fold UAR\n\n| a | b |\n\n")
+    assert "stale" not in updated and updated.endswith(text[text.index("## Between corpora"):].rstrip("\n") + "\n")

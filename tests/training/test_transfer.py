@@ -146,3 +146,29 @@ def test_transfer_matrix_is_rebuilt_byte_identical_from_the_runs(tmp_path, two_c
     updated = earlier.read_text()
     assert updated.startswith("# Results\n\nintro\n\n## Runs: pooled out-of-fold UAR\n\n| a | b |\n\n")
     assert "stale" not in updated and updated.endswith(text[text.index("## Between corpora"):].rstrip("\n") + "\n")
+
+
+def test_evaluate_reports_each_corpus_as_written_and_restricted(tmp_path):
+    """A joint model's out-of-fold predictions: per corpus, UAR as written (argmax over every
+    label) and restricted to the classes that corpus's clips carry."""
+    from ser_core.training.evaluate import compute_metrics, read_predictions
+    from ser_core.training.train import prediction_fields
+    from ser_core.storage import write_csv
+
+    labels = list(RAVDESS_LABELS)
+    rows = []
+    for corpus, truth, probs in (
+        ("alpha", "calm", {"calm": 0.6, "neutral": 0.4}),      # right as written
+        ("alpha", "neutral", {"calm": 0.6, "neutral": 0.4}),   # wrong either way: alpha has calm
+        ("beta", "neutral", {"calm": 0.6, "neutral": 0.4}),    # wrong as written, right restricted
+        ("beta", "sad", {"disgust": 0.7, "sad": 0.3}),         # the same
+    ):
+        row = {"utterance_id": f"{corpus}:{len(rows)}", "speaker": f"{corpus}:s{len(rows)}", "gender": "female",
+               "fold": 0, "seed": 0, "label": truth, "predicted": max(probs, key=probs.get), "temperature": "1.0"}
+        row.update({f"prob_{label}": str(probs.get(label, 0.0)) for label in labels})
+        rows.append(row)
+    write_csv(tmp_path / "predictions.csv", rows, prediction_fields(labels))
+    metrics, _, _ = compute_metrics(read_predictions(tmp_path / "predictions.csv"))
+    assert metrics["per_corpus"] == {
+        "alpha": {"n_test": 2, "uar": 0.5, "uar_restricted": 0.5},
+        "beta": {"n_test": 2, "uar": 0.0, "uar_restricted": 1.0}}

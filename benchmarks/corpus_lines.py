@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_core.checkpoint import load_checkpoint
-from ser_core.metrics import uar
+from ser_core.metrics import argmax_within, uar
 from ser_core.normalisation import frame_stats
 from ser_core.training.data import ORIGINAL, load_features
 
@@ -71,7 +71,7 @@ def main() -> None:
                 continue
             written = np.mean([uar(y, p.argmax(1), n) for y, p in runs])
             allowed = classes[corpus]
-            restricted = np.mean([uar(y, np.where(allowed, p, -np.inf).argmax(1), n) for y, p in runs])
+            restricted = np.mean([uar(y, argmax_within(p, allowed), n) for y, p in runs])
             print(f"| {corpus} | {variant or 'clean'} | {len(runs[0][0])} | {written:.4f} | {restricted:.4f} |")
 
 

@@ -26,6 +26,12 @@ def uar(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
     return float(np.nanmean(recall_per_class(y, pred, n_classes))) if len(y) else float("nan")
 
 
+def argmax_within(probs: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """(N,) the most probable class of each row among the ``allowed`` ones ((C,) bool): a
+    prediction restricted to the classes a corpus has."""
+    return np.where(allowed, probs, -np.inf).argmax(axis=1)
+
+
 def confusion_matrix(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts (actual, predicted)."""
     return np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)

@@ -52,6 +52,11 @@ class Fold:
                 "test": list(self.test)}
 
 
+def corpus_of(speaker: str) -> str:
+    """The corpus of a namespaced speaker id (``ravdess:01`` -> ``ravdess``)."""
+    return speaker.split(":", 1)[0]
+
+
 def ravdess_speaker(actor: int) -> str:
     return f"ravdess:{actor:02d}"
 
@@ -87,7 +92,7 @@ def ravdess_paper(speakers: Sequence[str]) -> list[Fold]:
 
 
 def _stratum(speaker: str, genders: Mapping[str, str]) -> tuple[str, str]:
-    return speaker.split(":", 1)[0], genders[speaker]
+    return corpus_of(speaker), genders[speaker]
 
 
 def _interleave(speakers: Sequence[str], genders: Mapping[str, str]) -> list[str]:
@@ -147,7 +152,7 @@ def speakers_by_corpus(genders: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """``genders`` (speaker -> gender) split by the speakers' corpus namespace."""
     out: dict[str, dict[str, str]] = {}
     for speaker, gender in genders.items():
-        out.setdefault(speaker.split(":", 1)[0], {})[speaker] = gender
+        out.setdefault(corpus_of(speaker), {})[speaker] = gender
     return out
 
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from ser_core.features import FEATURES_PREFIX, ROWS_METADATA_KEY, read_feature_config
 from ser_core.labels import select_labels
+from ser_core.splits import corpus_of
 from ser_core.storage import read_schema, shard_paths
 
 log = logging.getLogger(__name__)
@@ -111,11 +112,6 @@ class FeatureSet:
         return h.hexdigest()
 
 
-def corpus_of(speaker: str) -> str:
-    """The corpus a namespaced speaker id belongs to (``ravdess:01`` -> ``ravdess``)."""
-    return speaker.split(":", 1)[0]
-
-
 def _shard_arrays(path: str) -> tuple[dict, list[np.ndarray]]:
     """One shard's columns (as lists) and its feature matrices, checked against ``n_frames``."""
     names = pq.read_schema(str(path)).names
@@ -161,10 +157,12 @@ def load_features(features_dir: str | Path | Sequence[str | Path], labels: Seque
     if len(set(labels)) != len(labels) or len(labels) < 2:
         raise ValueError(f"labels must be at least two distinct names, got {list(labels)}")
     folders = [features_dir] if isinstance(features_dir, (str, Path)) else list(features_dir)
-    paths = [p for folder in folders for p in shard_paths(folder, FEATURES_PREFIX)]
+    paths = []
     for folder in folders:
-        if not shard_paths(folder, FEATURES_PREFIX):
+        found = shard_paths(folder, FEATURES_PREFIX)
+        if not found:
             raise FileNotFoundError(f"no {FEATURES_PREFIX}-*.parquet shards in {folder}")
+        paths += found
     where = ", ".join(map(str, folders))
     config = read_feature_config(paths[0])
     rows_config = read_rows_config(paths[0])

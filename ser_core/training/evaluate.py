@@ -37,8 +37,9 @@ from typing import Sequence
 import numpy as np
 
 from ser_core.labels import RAVDESS_LABELS
-from ser_core.metrics import (PROB_PREFIX, apply_temperature, confusion_matrix, expected_calibration_error,
-                              recall_per_class, uar)
+from ser_core.metrics import (PROB_PREFIX, apply_temperature, argmax_within, confusion_matrix,
+                              expected_calibration_error, recall_per_class, uar)
+from ser_core.splits import corpus_of
 from ser_core.storage import write_csv
 
 # Published UAR (mean, std with ddof=0, max over 10 runs) per (arch, hidden): docs/PAPER.md.
@@ -128,7 +129,7 @@ def compute_metrics(p: Predictions) -> tuple[dict, list[dict], list[dict]]:
     extra = calibration_metrics(p)
     if len(runs) > 1:
         extra.update(ensemble_metrics(p))
-    corpora = np.array([s.split(":", 1)[0] for s in p.speakers])
+    corpora = np.array([corpus_of(s) for s in p.speakers])
     if len(set(corpora.tolist())) > 1:
         extra["per_corpus"] = per_corpus_metrics(p, corpora)
     return {
@@ -157,7 +158,7 @@ def per_corpus_metrics(p: Predictions, corpora: np.ndarray) -> dict:
         c = corpora == corpus
         present = np.zeros(n, dtype=bool)
         present[np.unique(p.y[c])] = True
-        restricted = np.where(present, p.probs, -np.inf).argmax(1)
+        restricted = argmax_within(p.probs, present)
         seeds = sorted(set(p.seeds[c].tolist()))
         out[corpus] = {
             "n_test": len(set(u for u, keep in zip(p.utterance_ids, c) if keep)),

@@ -29,6 +29,7 @@ and the final checkpoint at ``--final`` (default ``OUTPUT/final.pt``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -38,7 +39,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ from ser_core.batching import collate, length_batches, predict_logits
 from ser_core.checkpoint import save_checkpoint
 from ser_core.codebase import ROOT, import_closure
 from ser_core.labels import RAVDESS_LABELS
-from ser_core.metrics import PROB_PREFIX, fit_temperature, uar
+from ser_core.metrics import PROB_PREFIX, argmax_within, fit_temperature, uar
 from ser_core.model import ModelConfig, SERModel
 from ser_core.normalisation import NORMALISATIONS, ClipGroupStats, Normaliser
 from ser_core.params import build_config, flags, load_section
@@ -304,7 +305,7 @@ def restricted_uar(y: np.ndarray, probs: np.ndarray, corpora: Sequence[str],
     for corpus in sorted(set(corpora.tolist())):
         sel = corpora == corpus
         allowed = classes.get(corpus, every)
-        scores.append(uar(y[sel], np.where(allowed, probs[sel], -np.inf).argmax(1), n_classes))
+        scores.append(uar(y[sel], argmax_within(probs[sel], allowed), n_classes))
     return float(np.mean(scores))
 
 
@@ -524,6 +525,35 @@ def mean_curves(histories: Sequence[list[dict]]) -> list[dict]:
                                 for k in HISTORY_FIELDS if k != "epoch"}} for e in range(epochs)]
 
 
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """torch's deterministic algorithms within the block (on CPU a run then repeats exactly)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def train_unless_done(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int, fold_dir: Path,
+                      fingerprints: tuple[str, str], name: str, progress: bool = True) -> dict:
+    """Train and save one fold into ``fold_dir`` unless its marker shows it done with these
+    settings, ``fingerprints`` (of the features, of the code) and seed; its marker's content."""
+    key = fold_key(cfg, fold, seed, *fingerprints)
+    if is_done(fold_dir, key):
+        log.info("%s: already done, skipped (%s)", name, fold_dir)
+    else:
+        start = time.perf_counter()
+        result = train_fold(data, fold, cfg, seed, progress)
+        save_fold(fold_dir, data, cfg, result, key, fingerprints[0])
+        # wall time is the one thing that differs between identical runs: it goes to
+        # timing.json files, which .dvcignore keeps out of the outputs' hashes
+        (fold_dir / TIMING).write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}) + "\n")
+        log.info("%s: best epoch %d, validation UAR %.4f", name, result.best_epoch, result.val_uar)
+    return json.loads((fold_dir / "done.json").read_text())
+
+
 def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: Path | None = None,
                  progress: bool = True) -> dict:
     """Every fold of every seed (skipping finished ones), then the final model; returns run info."""
@@ -531,37 +561,21 @@ def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: P
     final_path = final_path or output / "final.pt"
     folds = make_folds(cfg.split, data.speaker_genders(), k=cfg.k, n_val=cfg.n_val, seed=cfg.split_seed)
     fingerprint, code = data.fingerprint(), code_fingerprint()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
     predictions, histories, history_rows, summary = [], [], [], []
     start = time.perf_counter()
-    try:
+    with deterministic():
         jobs = [(seed, fold, output / "runs" / f"seed{seed}" / f"fold{fold.index}")
                 for seed in cfg.seeds for fold in folds]
         jobs.append((cfg.seeds[0], final_split(folds), output / "runs" / "final"))
         for seed, fold, fold_dir in jobs:
-            key = fold_key(cfg, fold, seed, fingerprint, code)
             name = f"seed {seed} " + ("final model" if fold.index < 0 else f"fold {fold.index}")
-            if is_done(fold_dir, key):
-                log.info("%s: already done, skipped (%s)", name, fold_dir)
-            else:
-                fold_start = time.perf_counter()
-                result = train_fold(data, fold, cfg, seed, progress)
-                save_fold(fold_dir, data, cfg, result, key, fingerprint)
-                # wall time is the one thing that differs between identical runs: it goes to
-                # timing.json files, which .dvcignore keeps out of the outputs' hashes
-                (fold_dir / TIMING).write_text(json.dumps(
-                    {"seconds": round(time.perf_counter() - fold_start, 1)}) + "\n")
-                log.info("%s: best epoch %d, validation UAR %.4f", name, result.best_epoch, result.val_uar)
-            done = json.loads((fold_dir / "done.json").read_text())
+            done = train_unless_done(data, fold, cfg, seed, fold_dir, (fingerprint, code), name, progress)
             summary.append({"seed": seed, "fold": fold.index, "best_epoch": done["best_epoch"],
                             "val_uar": done["val_uar"]})
             if fold.index >= 0:
                 predictions += read_rows(fold_dir / "predictions.csv")
                 histories.append(read_rows(fold_dir / "history.csv"))
                 history_rows += [{"seed": seed, "fold": fold.index, **row} for row in histories[-1]]
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(output / "runs" / "final" / "checkpoint.pt", final_path)
     write_csv(output / "predictions.csv", predictions, prediction_fields(data.labels))
@@ -641,10 +655,16 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
                    help="each epoch draws as many rows from every training corpus (no effect with one)")
 
 
-def main(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """params.yaml ``train`` under the command line's overrides; torch's threads set from it."""
     cfg = build_config(TrainConfig, load_section(args.params, "train"), flags(args, *FLAGS))
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    return cfg
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
     data = load_features(args.features, cfg.labels)
     log.info("%d utterances of %d speakers, %d dims; dropped %s", len(data.y),
              len(set(data.speakers)), data.n_dims, dict(data.dropped) or "none")

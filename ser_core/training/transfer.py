@@ -34,16 +34,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from ser_core.labels import CORE_LABELS
-from ser_core.metrics import PROB_PREFIX, uar
-from ser_core.params import build_config, flags, load_section
-from ser_core.splits import corpus_transfer_folds, corpus_validation_speakers
+from ser_core.metrics import PROB_PREFIX, argmax_within, uar
+from ser_core.splits import corpus_of, corpus_transfer_folds, corpus_validation_speakers
 from ser_core.storage import write_csv
-from ser_core.training.data import FeatureSet, corpus_of, load_features
-from ser_core.training.train import (FLAGS, TrainConfig, add_overrides, code_fingerprint, fold_key,
-                                     is_done, prediction_fields, read_rows, save_fold, train_fold)
+from ser_core.training.data import FeatureSet, load_features
+from ser_core.training.train import (TrainConfig, add_overrides, code_fingerprint, config_from_args,
+                                     deterministic, prediction_fields, read_rows, train_unless_done)
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +61,11 @@ def score_views(y: np.ndarray, probs: np.ndarray, labels: Sequence[str]) -> dict
     in_core = core[y]
     out = {"n_clips": int(len(y)), "n_classes": int(present.sum()),
            "as_written": uar(y, probs.argmax(1), n),
-           "restricted": uar(y, np.where(present, probs, -np.inf).argmax(1), n),
+           "restricted": uar(y, argmax_within(probs, present), n),
            "chance": 1.0 / present.sum(), "n_core_clips": int(in_core.sum()), "core_classes": int(core.sum()),
            "core4": None, "core_chance": None}
     if core.sum() >= 2:
-        out["core4"] = uar(y[in_core], np.where(core, probs[in_core], -np.inf).argmax(1), n)
+        out["core4"] = uar(y[in_core], argmax_within(probs[in_core], core), n)
         out["core_chance"] = 1.0 / core.sum()
     return out
 
@@ -157,24 +155,13 @@ def run_transfer(data: FeatureSet, cfg: TrainConfig, output: Path, progress: boo
     and returns the matrix."""
     output.mkdir(parents=True, exist_ok=True)
     folds = write_run_info(data, cfg, output, only)
-    fingerprint, code = data.fingerprint(), code_fingerprint()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
+    fingerprints = (data.fingerprint(), code_fingerprint())
+    with deterministic():
         for seed in cfg.seeds:
             for trained, fold in folds:
                 name = "+".join(trained)
-                fold_dir = output / "runs" / f"seed{seed}" / name
-                key = fold_key(cfg, fold, seed, fingerprint, code)
-                if is_done(fold_dir, key):
-                    log.info("seed %d, trained on %s: already done, skipped", seed, name)
-                    continue
-                result = train_fold(data, fold, cfg, seed, progress)
-                save_fold(fold_dir, data, cfg, result, key, fingerprint)
-                log.info("seed %d, trained on %s: best epoch %d, validation UAR %.4f",
-                         seed, name, result.best_epoch, result.val_uar)
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
+                train_unless_done(data, fold, cfg, seed, output / "runs" / f"seed{seed}" / name, fingerprints,
+                                  f"seed {seed}, trained on {name}", progress)
     return write_matrix(output)
 
 
@@ -241,9 +228,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = build_config(TrainConfig, load_section(args.params, "train"), flags(args, *FLAGS))
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    cfg = config_from_args(args)
     data = load_features(args.features, cfg.labels)
     log.info("%d rows of %d speakers in corpora %s", len(data.y), len(set(data.speakers)),
              sorted(set(data.corpora)))

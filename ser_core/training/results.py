@@ -10,7 +10,7 @@ stages wrote, so the page can be rebuilt (and checked) from them at any time:
 - ``--trials TRIALS_JSON``: ``ser tune`` records; every trial with its validation UAR.
 - ``--cross NAME=EVAL_DIR``: ``ser evaluate --model --features`` outputs (cross-corpus).
 - ``--transfer NAME=TRANSFER_DIR``: ``ser transfer`` outputs, each matrix rebuilt from its
-  runs' predictions (:func:`ser_core.training.transfer.write_matrix`) and tabulated: one
+  runs' predictions (:func:`ser_core.training.transfer.build_matrix`) and tabulated: one
   recipe per NAME, its validation part beside its test part.
 
 The paper's published figures (docs/PAPER.md) stand beside ours; ours never choose anything on
@@ -160,11 +160,11 @@ def cross_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
 
 
 def transfer_tables(pairs: Sequence[tuple[str, Path]]) -> list[str]:
-    from ser_core.training.transfer import format_matrix, write_matrix
+    from ser_core.training.transfer import build_matrix, format_matrix
 
     out = []
     for name, folder in pairs:
-        matrix = write_matrix(folder)
+        matrix, _ = build_matrix(folder)
         out += [f"### {name}", "", f"Front-end {describe(matrix['feature_config'])}; {recipe_of(matrix['config'])}; "
                 f"labels {', '.join(matrix['labels'])}; validation part "
                 f"{', '.join(s for v in matrix['validation_speakers'].values() for s in v)}.", "",

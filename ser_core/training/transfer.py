@@ -165,10 +165,10 @@ def run_transfer(data: FeatureSet, cfg: TrainConfig, output: Path, progress: boo
     return write_matrix(output)
 
 
-def write_matrix(output: str | Path) -> dict:
-    """``matrix.json`` and the merged ``predictions.csv``, rebuilt from the runs under
-    ``output`` alone (``transfer.json`` and each run's predictions): the same runs give the
-    same bytes."""
+def build_matrix(output: str | Path) -> tuple[dict, list[dict]]:
+    """The matrix and the merged prediction rows, rebuilt from the runs under ``output``
+    alone (``transfer.json`` and each run's predictions): the same runs give the same matrix.
+    Reads only."""
     output = Path(output)
     if not (output / RUN_INFO).is_file():
         raise FileNotFoundError(f"{output / RUN_INFO} not found: not a ser transfer output")
@@ -181,11 +181,19 @@ def write_matrix(output: str | Path) -> dict:
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: the run did not finish (re-run ser transfer)")
             rows += [{"trained_on": "+".join(fold["trained_on"]), **r} for r in read_rows(path)]
-    write_csv(output / "predictions.csv", rows, ["trained_on"] + prediction_fields(labels))
     validation = {s for speakers in info["validation_speakers"].values() for s in speakers}
     per_seed = matrix_rows(rows, labels, validation)
     matrix = {**info, "per_seed": per_seed, "mean": mean_over_seeds(per_seed),
               "ensemble": ensemble_rows(rows, labels, validation)}
+    return matrix, rows
+
+
+def write_matrix(output: str | Path) -> dict:
+    """``matrix.json`` and the merged ``predictions.csv`` under ``output``, from
+    :func:`build_matrix` (byte-identical for the same runs)."""
+    output = Path(output)
+    matrix, rows = build_matrix(output)
+    write_csv(output / "predictions.csv", rows, ["trained_on"] + prediction_fields(matrix["labels"]))
     (output / MATRIX).write_text(json.dumps(matrix, indent=2, sort_keys=True) + "\n")
     return matrix
 

@@ -4,12 +4,11 @@
   ``(element, (exception type, repr, traceback lines))``; :class:`DeadLetterToErrorRow`
   turns them into rows of ``ser_core.errors.ERRORS_SCHEMA`` (``utterance_id, path,
   stage, error``).
-- :class:`WriteShards` writes dict rows to ``DIR/<prefix>-SSSSS-of-NNNNN.parquet``
-  with ``WriteToParquetBatched``: rows are gathered per bundle into Arrow tables, and
-  numpy array values become nested lists in one vectorised step (a row of
-  (frames, dims) features costs microseconds instead of a Python list per frame).
-  :class:`WriteSortedShards` writes the same files, but each row goes to the shard its
-  key names and rows are sorted by key, so the files depend on the rows alone.
+- :class:`WriteSortedShards` writes dict rows to ``DIR/<prefix>-SSSSS-of-NNNNN.parquet``:
+  rows are gathered per bundle into Arrow tables (numpy array values become nested lists
+  in one vectorised step: a row of (frames, dims) features costs microseconds instead of
+  a Python list per frame), each row goes to the shard its key names and rows are sorted
+  by key, so the files depend on the rows alone.
 - :func:`clear_outputs` and :func:`counter_value` work on local paths and on any Beam
   filesystem (gs://, s3://, ...). Listing, counting and reading shards, and opening
   audio, are Beam-free and shared with the library: :mod:`ser_core.storage`.
@@ -41,7 +40,6 @@ from ser_core.storage import HANDLE_READ, shard_pattern
 
 LOGGER = logging.getLogger(__name__)
 NAMESPACE = "ser"
-SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 # Array bytes gathered per Arrow table (= Parquet row group): small enough that worker
 # memory stays flat however many rows it writes (with Beam's default of 64 MB, worker
 # RSS grew by ~70 KB per feature row written, heap fragmentation included).
@@ -219,31 +217,6 @@ class _RowsToTables(beam.DoFn):
         return table
 
 
-class WriteShards(beam.PTransform):
-    """Dict rows -> ``OUTPUT/<prefix>-SSSSS-of-NNNNN.parquet`` with ``schema`` (and its metadata).
-
-    ``num_shards=0`` lets the runner choose (one shard per bundle: no shuffle of the
-    data); a fixed count adds a shuffle. ``written`` names a counter of rows written.
-    """
-
-    def __init__(self, output: str, prefix: str, schema: pa.Schema, num_shards: int = 0,
-                 written: str | None = None, max_bytes: int = ROW_GROUP_BYTES):
-        super().__init__()
-        self._path_prefix = FileSystems.join(output, prefix)
-        self._schema = schema
-        self._num_shards = num_shards
-        self._written = written
-        self._max_bytes = max_bytes
-
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        return (
-            rows
-            | "ToArrowTables" >> beam.ParDo(_RowsToTables(self._schema, self._max_bytes, self._written))
-            | "WriteParquet" >> beam.io.WriteToParquetBatched(
-                self._path_prefix, self._schema, file_name_suffix=".parquet",
-                num_shards=self._num_shards, shard_name_template=SHARD_TEMPLATE))
-
-
 def shard_of(key: str, num_shards: int) -> int:
     """The shard a key belongs to: the same in every process and run (Python's hash() is not)."""
     return zlib.crc32(key.encode("utf-8")) % num_shards
@@ -299,7 +272,7 @@ class _MergeShard(beam.DoFn):
         path = f"{self._path_prefix}-{index:05d}-of-{self._num_shards:05d}.parquet"
         # Written in place (no temp file): a retried bundle writes the same bytes again.
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            # WriteToParquetBatched's settings, so both writers' files read alike.
+            # WriteToParquetBatched's settings: the files read like Beam's own Parquet shards.
             with pq.ParquetWriter(handle, self._schema, compression="none",
                                   use_compliant_nested_type=False) as writer:
                 writer.write_table(table, row_group_size=max(1, self._max_bytes // row_bytes))
@@ -313,9 +286,9 @@ class WriteSortedShards(beam.PTransform):
     ``shard_of(r[key], num_shards)``, rows sorted by ``key`` within a shard, every shard
     written (empty ones too).
 
-    :class:`WriteShards` numbers its shards by bundle, so the same rows land in files that
-    differ with the number of workers and the order they finish in; these files depend on
-    the rows alone, so a DVC output hashes the same on every machine. Each bundle writes
+    Beam's ``WriteToParquetBatched`` numbers its shards by bundle, so the same rows land in
+    files that differ with the number of workers and the order they finish in; these files
+    depend on the rows alone, so a DVC output hashes the same on every machine. Each bundle writes
     its rows of each shard to a temporary file under ``OUTPUT/beam-temp-<prefix>-*``
     (removed by :func:`clear_outputs`); only file names are shuffled, and one worker per
     shard merges and sorts that shard's files. Memory: a bundle's table, or one shard.

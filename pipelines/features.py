@@ -56,7 +56,7 @@ from ser_core import __version__, audio, augmentation
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, StageError
 from ser_core.features import (EXTRACTORS, FEATURES_PREFIX, METADATA_KEY, RESAMPLE_QUALITIES, ROWS_METADATA_KEY,
                                FeatureConfig, FeatureError, make_extractor, warm_up)
-from ser_core.inference.segment import CLIP_SEGMENTATIONS, SegmentConfig, cut_clip
+from ser_core.segmentation import CLIP_SEGMENTATIONS, SegmentConfig, cut_clip
 from ser_core.params import build_config, flags, load_section
 from ser_core.records import MANIFEST_COLUMNS, MANIFEST_SCHEMA, ManifestLocator, manifest_locator
 from ser_core.storage import count_rows, exists, open_audio, parquet_source, read_schema, read_shards
@@ -97,7 +97,7 @@ class RowConfig:
     one carrying its clip's emotion, speaker and ``source_id``). ``segment_config`` is how
     ``ser label`` cuts calls (the ``label`` section of the same params file), so a model
     meant for labelling is trained on the audio it will see. The cutting itself is
-    :func:`ser_core.inference.segment.cut_clip` (``Labeller.predict_clip`` cuts a clip
+    :func:`ser_core.segmentation.cut_clip` (``Labeller.predict_clip`` cuts a clip
     with it too).
     """
 
@@ -108,8 +108,8 @@ class RowConfig:
     def __post_init__(self) -> None:
         names = self.augment.split(",") if isinstance(self.augment, str) else list(self.augment or ())
         object.__setattr__(self, "augment", tuple(augmentation.check_names([n for n in names if n.strip()])))
-        if self.segmentation not in SEGMENTATIONS:
-            raise ValueError(f"features.segmentation must be one of {SEGMENTATIONS}, got {self.segmentation!r}")
+        if self.segmentation not in CLIP_SEGMENTATIONS:
+            raise ValueError(f"features.segmentation must be one of {CLIP_SEGMENTATIONS}, got {self.segmentation!r}")
         if isinstance(self.segment_config, Mapping):
             object.__setattr__(self, "segment_config", SegmentConfig.from_dict(self.segment_config))
 
@@ -123,7 +123,6 @@ class RowConfig:
                 "segmentation": {"mode": self.segmentation, "segment_config": cut}}
 
 
-SEGMENTATIONS = CLIP_SEGMENTATIONS
 ROW_KEYS = ("augment", "segmentation")
 
 
@@ -304,7 +303,7 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
     parser.add_argument("--augment", default=None,
                         help="comma-separated augmentations, each an extra row per clip: speedF, noiseN, "
                              "telephone (e.g. speed0.9,speed1.1); 'none' for none [params features.augment]")
-    parser.add_argument("--segmentation", choices=SEGMENTATIONS, default=None,
+    parser.add_argument("--segmentation", choices=CLIP_SEGMENTATIONS, default=None,
                         help="none: whole clips (the paper); speech: trimmed to detected speech; windows: "
                              "the labelling windows, one row each (cut as params `label` says) "
                              "[params features.segmentation]")

@@ -66,7 +66,7 @@ from ser_core.inference.handler import SERModelHandler
 from ser_core.inference.outputs import (FILES_PREFIX, METADATA_KEY, SEGMENTS_PREFIX, TIMELINE_PREFIX,
                                         check_min_confidence, files_schema, finish_file, label_metadata, segment_row, segments_schema,
                                         timeline_schema)
-from ser_core.inference.segment import SEGMENTATIONS, SegmentConfig
+from ser_core.segmentation import CHANNEL_SEGMENTATIONS, SegmentConfig
 from ser_core.inference.windows import Windower
 from ser_core.params import build_config, flags, load_section
 from ser_core.storage import count_rows, sha256
@@ -138,12 +138,6 @@ def segment_config(args: argparse.Namespace, model_defaults: Mapping[str, Any] |
         return build_config(SegmentConfig, values, flags(args, "segmentation", "window_s", "hop_s", "min_speech_s"))
     except ValueError as exc:
         raise ParamsError(str(exc)) from exc
-
-
-def resolve_configs(args: argparse.Namespace,
-                    model_defaults: Mapping[str, Any] | None = None) -> tuple[LabelConfig, SegmentConfig]:
-    """Both configs (see :func:`label_config` and :func:`segment_config`)."""
-    return label_config(args), segment_config(args, model_defaults)
 
 
 # ---------------------------------------------------------------- typed pure helpers
@@ -303,8 +297,8 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
                    help=f"mix down to mono, or label each channel [{d['channels']}]")
     g.add_argument("--roles", help="comma-separated names of channels 0, 1, ... (used for files with "
                                    "exactly that many channels), e.g. agent,customer [ch0, ch1, ...]")
-    g.add_argument("--segmentation", choices=SEGMENTATIONS,
-                   help=f"speech detector (energy, webrtc, silero; vad = energy), or fixed windows over "
+    g.add_argument("--segmentation", choices=CHANNEL_SEGMENTATIONS,
+                   help=f"speech detector (energy, webrtc, silero), or fixed windows over "
                         f"the whole channel [{d['segmentation']}]")
     g.add_argument("--window-s", dest="window_s", type=float,
                    help=f"window length, s [the model's own if it was trained on windows, else {d['window_s']}]")

@@ -7,6 +7,7 @@ raise :class:`~ser_core.errors.ParamsError`.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -58,3 +59,42 @@ def build_config(cls: type[T], *layers: Mapping[str, Any] | None) -> T:
 def flags(namespace: Any, *names: str) -> dict[str, Any]:
     """The given (non-None) argparse values among ``names``, for :func:`build_config`."""
     return {n: getattr(namespace, n) for n in names if getattr(namespace, n, None) is not None}
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str, choices: tuple | None = None,
+            default_factory: Any = dataclasses.MISSING) -> Any:
+    """A config dataclass field declared once: its default, and the help and choices its
+    command-line flag shows (:func:`add_flags`)."""
+    metadata = {"help": help, "choices": choices}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# How a field's annotation becomes a flag: lists are comma-separated (as in params.yaml's
+# one-line lists), seeds take several values, booleans take --x / --no-x.
+_FLAG_TYPES = {"int": dict(type=int), "float": dict(type=float), "str": dict(type=str),
+               "list[str]": dict(type=str), "list[int]": dict(type=int, nargs="+")}
+
+
+def add_flags(group: Any, cls: type, exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """One ``--field-name`` flag per field of dataclass ``cls`` (but ``exclude``), typed
+    from its annotation, with the help and choices of its :func:`setting`; every flag
+    defaults to None (not given: params.yaml's value stands). Returns the field names."""
+    names = []
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        kind = str(f.type).replace(" ", "")
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if kind == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=help_text)
+        elif kind in _FLAG_TYPES:
+            group.add_argument(flag, dest=f.name, choices=f.metadata.get("choices"), default=None,
+                               help=help_text, **_FLAG_TYPES[kind])
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: no command-line form for type {f.type!r}")
+        names.append(f.name)
+    return tuple(names)

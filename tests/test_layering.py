@@ -15,7 +15,10 @@ from ser_core.codebase import import_closure, imported_modules
 ROOT = Path(__file__).resolve().parents[1]
 INFERENCE = sorted("ser_core.inference." + p.stem for p in (ROOT / "ser_core" / "inference").glob("*.py")
                    if p.stem != "__init__")
-LABELLING = ["pipelines.label", "pipelines.resume", "ser_core.inference", *INFERENCE]
+SEGMENTATION = sorted("ser_core.segmentation." + p.stem for p in (ROOT / "ser_core" / "segmentation").glob("*.py")
+                      if p.stem != "__init__")
+LABELLING = ["pipelines.label", "pipelines.resume", "ser_core.inference", *INFERENCE, "ser_core.segmentation",
+             *SEGMENTATION]
 # What a plain-Python caller of the labelling code needs, and must get without Beam.
 BEAM_FREE = ["ser_core.inference.windows", "ser_core.inference.outputs", "ser_core.inference.engine",
              "ser_core.inference.labeller", "ser_core.checkpoint", "ser_core.onnx_model",
@@ -35,7 +38,7 @@ def loaded_after_import(modules: list[str]) -> list[str]:
 
 def test_the_labelling_side_covers_every_inference_module():
     assert {"ser_core.inference.handler", "ser_core.inference.windows", "ser_core.inference.outputs",
-            "ser_core.inference.segment", "ser_core.inference.score"} <= set(INFERENCE)
+            "ser_core.inference.score"} <= set(INFERENCE)
 
 
 def test_labelling_loads_no_training_module():
@@ -118,3 +121,57 @@ def test_stage_functions_raise_instead_of_exiting():
     files = sorted(p for pkg in ("ser_core", "pipelines") for p in (ROOT / pkg).rglob("*.py"))
     assert ROOT / "pipelines" / "label.py" in files
     assert [hit for p in files for hit in _exits_inside_run_or_main(p)] == []
+
+
+def import_cycles(root: Path = ROOT) -> list[list[str]]:
+    """Groups of project modules that import each other, directly or through others (the
+    strongly connected components of the import graph with more than one module, or a
+    module importing itself). Every import statement counts, those in functions included."""
+    files = sorted(p for pkg in ("ser_core", "pipelines") for p in (root / pkg).rglob("*.py"))
+    names = [".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__") for p in files]
+    graph = {n: sorted(imported_modules(p, root)) for n, p in zip(names, files)}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's algorithm
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, []):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1 or v in graph.get(v, []):
+                cycles.append(sorted(group))
+
+    for name in names:
+        if name not in index:
+            visit(name)
+    return cycles
+
+
+def test_no_module_imports_itself_back():
+    """The structure drawn from the imports is a hierarchy: no two modules import each other,
+    however far apart."""
+    assert import_cycles() == []
+
+
+def test_the_cycle_check_finds_a_cycle_through_a_function(tmp_path):
+    (tmp_path / "ser_core").mkdir()
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "ser_core" / "__init__.py").write_text("")
+    (tmp_path / "pipelines" / "__init__.py").write_text("")
+    (tmp_path / "ser_core" / "a.py").write_text("from ser_core import b\n")
+    (tmp_path / "ser_core" / "b.py").write_text("def f():\n    from pipelines import c\n")
+    (tmp_path / "pipelines" / "c.py").write_text("import ser_core.a\n")
+    assert import_cycles(tmp_path) == [["pipelines.c", "ser_core.a", "ser_core.b"]]

@@ -1,9 +1,8 @@
 """Bulk labelling helpers behind ``pipelines/label.py`` and ``ser score``.
 
-- :mod:`~ser_core.inference.vad`: speech detectors (energy, WebRTC, Silero) behind one
-  streaming frame-decision interface.
-- :mod:`~ser_core.inference.segment`: where to label: speech regions from a detector and
-  the windows cut from them, streamed block by block.
+Where to label (speech detectors, regions, windows) is :mod:`ser_core.segmentation`,
+shared with the features stage.
+
 - :mod:`~ser_core.inference.windows`: one recording -> its keyed windows with features,
   in bounded memory, without Beam (the pipeline and any plain-Python caller share it).
 - :mod:`~ser_core.inference.engine`: the model that labels (a checkpoint in PyTorch or an

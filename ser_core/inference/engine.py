@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from ser_core.inference.segment import SegmentConfig
+from ser_core.segmentation import SegmentConfig
 from ser_core.inference.windows import SegmentExample
 from ser_core.storage import is_url, open_binary
 

@@ -44,7 +44,7 @@ from ser_core.inference.engine import (LabellingModel, check_model, label_exampl
                                        segmentation_warnings)
 from ser_core.inference.outputs import (check_min_confidence, finish_file, segment_row, segments_schema,
                                         timeline_schema)
-from ser_core.inference.segment import SegmentConfig, cut_clip
+from ser_core.segmentation import SegmentConfig, cut_clip
 from ser_core.inference.summary import role_schema
 from ser_core.inference.windows import Windower
 from ser_core.storage import open_audio
@@ -104,7 +104,7 @@ class Labeller:
              **segmentation: Any) -> "Labeller":
         """The model at ``path`` (a checkpoint, or an ``.onnx`` file from ``ser export``;
         ``engine`` overrides the choice by extension). ``segmentation`` takes any
-        :class:`~ser_core.inference.segment.SegmentConfig` field (``segmentation``,
+        :class:`~ser_core.segmentation.SegmentConfig` field (``segmentation``,
         ``window_s``, ``hop_s``, ``min_speech_s``, ...) over the defaults, which are the
         model's own windows when it was trained on windows. ``threads`` caps the engine's
         and, while labelling, BLAS's threads (None: as they are); on a busy machine a BLAS

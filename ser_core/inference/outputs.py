@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from ser_core.errors import error_row
 from ser_core.inference import UNCERTAIN
-from ser_core.inference.segment import SegmentConfig
+from ser_core.segmentation import SegmentConfig
 from ser_core.inference.summary import (DEFAULT_MAX_GAP_S, TIMELINE_SCHEMA, dominant, emotion_seconds,
                                         role_schema, shares, summarise_file, uncertain_share)
 from ser_core.inference.windows import FileInfo, SegmentKey

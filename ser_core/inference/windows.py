@@ -34,7 +34,7 @@ from ser_core import audio
 from ser_core.errors import FileError
 from ser_core.features import FeatureConfig, make_extractor, warm_up
 from ser_core.inference import MIX_CHANNEL, MIX_ROLE
-from ser_core.inference.segment import SegmentConfig, Segmenter, Window, make_detector
+from ser_core.segmentation import SegmentConfig, Segmenter, Window, make_detector
 from ser_core.normalisation import RunningStats
 from ser_core.storage import open_audio
 

@@ -37,7 +37,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -54,7 +54,7 @@ from ser_core.labels import RAVDESS_LABELS
 from ser_core.metrics import PROB_PREFIX, argmax_within, fit_temperature, uar
 from ser_core.model import ModelConfig, SERModel
 from ser_core.normalisation import NORMALISATIONS, ClipGroupStats, Normaliser
-from ser_core.params import build_config, flags, load_section
+from ser_core.params import add_flags, build_config, flags, load_section, setting
 from ser_core.splits import SPLITS, Fold, final_split, make_folds
 from ser_core.storage import write_csv
 from ser_core.training.augment import Augment, mask_batch, mixup_batch, random_crops
@@ -71,53 +71,55 @@ FINAL_RULE = ("trained on every speaker except fold 0's validation speakers, whi
 
 @dataclass
 class TrainConfig:
-    """params.yaml ``train``; defaults are the setting docs/PAPER.md measured on real RAVDESS."""
+    """params.yaml ``train``; defaults are the setting docs/PAPER.md measured on real RAVDESS.
+    Each field is also a ``ser train``/``ser transfer`` flag (``--field-name``) with this help."""
 
-    arch: str = "reslstm"  # 'reslstm' | 'lstm'
-    hidden: int = 64
-    dropout: float = 0.3
-    mask_padding: bool = True  # False: the authors' unmasked attention and BatchNorm
-    epochs: int = 100
-    batch_size: int = 16
-    lr: float = 3e-4
-    weight_decay: float = 1.6e-3
-    t0: int = 5  # CosineAnnealingWarmRestarts T_0, in epochs
-    labels: list[str] = field(default_factory=lambda: list(RAVDESS_LABELS))
-    split: str = "ravdess_paper"  # 'ravdess_paper' | 'speaker_kfold'
-    k: int = 5  # speaker_kfold: folds
-    n_val: int = 2  # speaker_kfold: validation speakers per fold
-    split_seed: int = 0  # speaker_kfold: the speaker shuffle (fixed across runs)
-    seeds: list[int] = field(default_factory=lambda: [0])
-    normalisation: str = "speaker"  # 'global' (training speakers) | 'speaker' (each its own)
-    # speaker mode: 0 = each speaker over all its clips; N = over random groups of N clips,
-    # dealt afresh every epoch (validation: one fixed grouping), as a call channel of a few
-    # turns is normalised when labelling. Test clips are always normalised per speaker.
-    stats_clips: int = 0
+    arch: str = setting("reslstm", choices=("reslstm", "lstm"), help="ResLSTM-SA or the LSTM-SA baseline")
+    hidden: int = setting(64, help="LSTM hidden units")
+    dropout: float = setting(0.3, help="dropout before the classifier")
+    mask_padding: bool = setting(True, help="mask padded frames in attention and BatchNorm "
+                                            "(--no-mask-padding: the authors' unmasked model)")
+    epochs: int = setting(100, help="epochs per fold")
+    batch_size: int = setting(16, help="clips per batch")
+    lr: float = setting(3e-4, help="Adam learning rate")
+    weight_decay: float = setting(1.6e-3, help="Adam weight decay")
+    t0: int = setting(5, help="CosineAnnealingWarmRestarts T_0 (epochs)")
+    labels: list[str] = setting(default_factory=lambda: list(RAVDESS_LABELS),
+                                help="comma-separated label set, in class order")
+    split: str = setting("ravdess_paper", choices=SPLITS, help="the paper's five folds, or folds of speakers")
+    k: int = setting(5, help="speaker_kfold: number of folds")
+    n_val: int = setting(2, help="speaker_kfold: validation speakers per fold")
+    split_seed: int = setting(0, help="speaker_kfold: the speaker shuffle (fixed across runs)")
+    seeds: list[int] = setting(default_factory=lambda: [0], help="one independent run per seed")
+    normalisation: str = setting("speaker", choices=NORMALISATIONS,
+                                 help="each speaker with its own statistics, or the training speakers'")
+    stats_clips: int = setting(0, help="speaker statistics over random groups of N clips, dealt afresh "
+                                       "every epoch (a call channel's worth of turns, as labelling "
+                                       "normalises); 0 = all of a speaker's clips; test clips are always "
+                                       "normalised per speaker")
     # The recipe beyond the paper (all off by default = the paper's training).
-    class_weights: str = "none"  # 'none' | 'balanced' (inverse class frequency of the training rows)
-    label_smoothing: float = 0.0
-    time_masks: int = 0          # SpecAugment: masks per example ...
-    time_mask_frames: int = 0    # ... each up to this many frames
-    freq_masks: int = 0          # feature-dimension masks per example ...
-    freq_mask_dims: int = 0      # ... each up to this many dimensions
-    mixup_alpha: float = 0.0     # mixup Beta(alpha, alpha); 0 = off
-    patience: int = 0            # stop after this many epochs without a better validation UAR; 0 = never
-    # Exponential moving average of the weights (and BatchNorm statistics), updated every
-    # step; validation, early stopping and the checkpoint use the averaged model. 0 = off.
-    ema_decay: float = 0.0
-    # Several corpora in the training rows: every epoch draws as many rows from each corpus
-    # (rows of a smaller corpus more often), so the largest corpus does not set the decision
-    # boundaries alone. No effect (and no random draw) with one corpus.
-    balance_corpora: bool = True
-    # Each epoch, a training row longer than this many frames is cut to a random span of it
-    # (whole rows are still validated and tested). 0 = off.
-    crop_frames: int = 0
-    # Augmented rows (made by `ser features --augment`) to draw from: every epoch each training
-    # clip is replaced by one of {itself, its augmented copies}, uniformly. [] = originals only.
-    augment: list[str] = field(default_factory=list)
-    # torch CPU threads (0: torch's default). One is as fast as two for this small model
-    # and does not collapse when other processes share the cores (benchmarks/train.py).
-    threads: int = 1
+    class_weights: str = setting("none", choices=CLASS_WEIGHTS,
+                                 help="balanced: inverse class frequency of the training rows")
+    label_smoothing: float = setting(0.0, help="label smoothing of the loss")
+    time_masks: int = setting(0, help="SpecAugment time masks per example")
+    time_mask_frames: int = setting(0, help="longest time mask, frames")
+    freq_masks: int = setting(0, help="SpecAugment feature-dimension masks per example")
+    freq_mask_dims: int = setting(0, help="widest feature mask, dimensions")
+    mixup_alpha: float = setting(0.0, help="mixup Beta(alpha, alpha); 0 = off")
+    patience: int = setting(0, help="early stop after N epochs without a better validation UAR (0 = never)")
+    ema_decay: float = setting(0.0, help="moving average of the weights (and BatchNorm statistics), "
+                                         "e.g. 0.998, validated and kept instead of the raw weights; 0 = off")
+    balance_corpora: bool = setting(True, help="several corpora: every epoch draws as many rows from each, "
+                                               "so the largest does not set the boundaries alone "
+                                               "(no effect, and no random draw, with one)")
+    crop_frames: int = setting(0, help="each epoch, training rows longer than N frames are cut to a random "
+                                       "span of them (validation and test rows stay whole); 0 = off")
+    augment: list[str] = setting(default_factory=list,
+                                 help="comma-separated augmented rows (ser features --augment) to draw "
+                                      "from: every epoch each training clip is replaced by one of itself "
+                                      "and its copies; 'none' for none")
+    threads: int = setting(1, help="torch CPU threads (0: torch's default); one is as fast as two for "
+                                   "this small model and does not collapse when processes share the cores")
 
     def __post_init__(self) -> None:
         if isinstance(self.labels, str):
@@ -597,13 +599,6 @@ def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: P
 
 # ---------------------------------------------------------------- command line
 
-FLAGS = ("arch", "hidden", "dropout", "mask_padding", "epochs", "batch_size", "lr", "weight_decay",
-         "t0", "labels", "split", "k", "n_val", "split_seed", "seeds", "normalisation", "threads",
-         "class_weights", "label_smoothing", "time_masks", "time_mask_frames", "freq_masks",
-         "freq_mask_dims", "mixup_alpha", "patience", "augment", "ema_decay", "stats_clips",
-         "balance_corpora", "crop_frames")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, action="append",
                         help="directory of features-*.parquet shards; repeat for one folder per corpus")
@@ -615,49 +610,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_overrides(parser: argparse.ArgumentParser) -> None:
-    """The flags that override params.yaml ``train`` (``ser train``, ``ser transfer``)."""
-    g = parser.add_argument_group("overrides of params.yaml 'train'")
-    g.add_argument("--arch", choices=("reslstm", "lstm"))
-    g.add_argument("--hidden", type=int)
-    g.add_argument("--dropout", type=float)
-    g.add_argument("--mask-padding", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--t0", type=int, help="CosineAnnealingWarmRestarts T_0 (epochs)")
-    g.add_argument("--labels", help="comma-separated label set, in class order")
-    g.add_argument("--split", choices=SPLITS)
-    g.add_argument("--k", type=int, help="speaker_kfold: number of folds")
-    g.add_argument("--n-val", type=int, help="speaker_kfold: validation speakers per fold")
-    g.add_argument("--split-seed", type=int)
-    g.add_argument("--seeds", type=int, nargs="+", help="one independent run per seed")
-    g.add_argument("--normalisation", choices=NORMALISATIONS)
-    g.add_argument("--stats-clips", type=int, help="speaker statistics over random groups of N clips "
-                                                    "(a call channel's worth; 0 = all of a speaker's clips)")
-    g.add_argument("--threads", type=int, help="torch CPU threads (0: torch's default)")
-    g.add_argument("--class-weights", choices=CLASS_WEIGHTS, help="balanced: inverse class frequency")
-    g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--time-masks", type=int, help="SpecAugment time masks per example")
-    g.add_argument("--time-mask-frames", type=int, help="longest time mask, frames")
-    g.add_argument("--freq-masks", type=int, help="SpecAugment feature-dimension masks per example")
-    g.add_argument("--freq-mask-dims", type=int, help="widest feature mask, dimensions")
-    g.add_argument("--mixup-alpha", type=float, help="mixup Beta(alpha, alpha); 0 = off")
-    g.add_argument("--augment", help="comma-separated augmented rows to draw from (see ser features "
-                                      "--augment), e.g. speed0.9,speed1.1; 'none' for none")
-    g.add_argument("--patience", type=int, help="early stop after N epochs without a better "
-                                                 "validation UAR (0 = never)")
-    g.add_argument("--ema-decay", type=float, help="moving average of the weights, e.g. 0.998 "
-                                                    "(validated and kept instead of the raw weights; 0 = off)")
-    g.add_argument("--crop-frames", type=int, help="each epoch, cut training rows to a random span of N frames "
-                                                   "(0 = whole rows)")
-    g.add_argument("--balance-corpora", action=argparse.BooleanOptionalAction, default=None,
-                   help="each epoch draws as many rows from every training corpus (no effect with one)")
+    """The flags that override params.yaml ``train`` (``ser train``, ``ser transfer``): one
+    per :class:`TrainConfig` field, derived from it."""
+    add_flags(parser.add_argument_group("overrides of params.yaml 'train'"), TrainConfig)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """params.yaml ``train`` under the command line's overrides; torch's threads set from it."""
-    cfg = build_config(TrainConfig, load_section(args.params, "train"), flags(args, *FLAGS))
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    cfg = build_config(TrainConfig, load_section(args.params, "train"), flags(args, *names))
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     return cfg

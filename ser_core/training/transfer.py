@@ -15,6 +15,8 @@ part (UAR, the mean recall over the classes its clips carry):
 - ``as_written``: the model chooses among all its labels, as it does when it labels a call
   (a label the corpus lacks is an error);
 - ``restricted``: it chooses among the corpus's own classes;
+- ``shared``: the clips of the classes both the training corpora and the tested corpus
+  carry, chosen among those (a class the model never learnt is not counted against it);
 - ``core4``: the clips of the four classes nearly every corpus has (neutral, happy, sad,
   angry: :data:`ser_core.labels.CORE_LABELS`), chosen among those four.
 
@@ -45,35 +47,54 @@ from ser_core.training.train import (TrainConfig, add_overrides, code_fingerprin
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("as_written", "restricted", "core4")
+VIEWS = ("as_written", "restricted", "shared", "core4")
 MATRIX = "matrix.json"
 
 
-def score_views(y: np.ndarray, probs: np.ndarray, labels: Sequence[str]) -> dict:
-    """UAR of one tested corpus's clips in the three views (module docstring), with chance
-    and clip counts; a view the corpus cannot give (fewer than two of its classes) is None."""
+def score_views(y: np.ndarray, probs: np.ndarray, labels: Sequence[str],
+                learnt: np.ndarray | None = None) -> dict:
+    """UAR of one tested corpus's clips in the four views (module docstring), with chance
+    and clip counts; ``learnt``: (C,) bool, the classes the model was trained on (default:
+    all). A view the corpus cannot give (fewer than two of its classes) is None."""
     n = len(labels)
     present = np.zeros(n, dtype=bool)
     present[np.unique(y)] = True
     core = np.zeros(n, dtype=bool)
     core[[labels.index(c) for c in CORE_LABELS if c in labels]] = True
     core &= present
-    in_core = core[y]
+    shared = present & (np.ones(n, dtype=bool) if learnt is None else learnt)
     out = {"n_clips": int(len(y)), "n_classes": int(present.sum()),
            "as_written": uar(y, probs.argmax(1), n),
            "restricted": uar(y, argmax_within(probs, present), n),
-           "chance": 1.0 / present.sum(), "n_core_clips": int(in_core.sum()), "core_classes": int(core.sum()),
-           "core4": None, "core_chance": None}
-    if core.sum() >= 2:
-        out["core4"] = uar(y[in_core], argmax_within(probs[in_core], core), n)
-        out["core_chance"] = 1.0 / core.sum()
+           "chance": 1.0 / present.sum(), "n_core_clips": int(core[y].sum()), "core_classes": int(core.sum()),
+           "shared_classes": int(shared.sum())}
+    for view, classes in (("shared", shared), ("core4", core)):
+        keep = classes[y]
+        out[view] = uar(y[keep], argmax_within(probs[keep], classes), n) if classes.sum() >= 2 else None
+        out[view + "_chance"] = 1.0 / classes.sum() if classes.sum() >= 2 else None
+    out["core_chance"] = out.pop("core4_chance")
     return out
 
 
-def matrix_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[str]) -> list[dict]:
-    """Per (training corpora, tested corpus, part, seed), the three views, from prediction
-    rows; ``validation``: the speakers of the validation part."""
+def corpus_classes(rows: Sequence[dict], labels: Sequence[str],
+                   recorded: dict[str, Sequence[str]] | None = None) -> dict[str, np.ndarray]:
+    """Each corpus's classes, (C,) bool: as ``transfer.json`` records them, else from the
+    prediction rows (a corpus left out has all its clips there)."""
+    out: dict[str, np.ndarray] = {}
+    for r in rows:
+        out.setdefault(corpus_of(r["speaker"]), np.zeros(len(labels), dtype=bool))[labels.index(r["label"])] = True
+    for corpus, names in (recorded or {}).items():
+        out[corpus] = np.isin(np.asarray(labels), list(names))
+    return out
+
+
+def matrix_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[str],
+                classes: dict[str, np.ndarray]) -> list[dict]:
+    """Per (training corpora, tested corpus, part, seed), the four views, from prediction
+    rows; ``validation``: the speakers of the validation part; ``classes``: each corpus's
+    (:func:`corpus_classes`)."""
     index = {label: i for i, label in enumerate(labels)}
+    none = np.zeros(len(labels), dtype=bool)
     groups: dict[tuple[str, str, str, int], list[dict]] = {}
     for r in rows:
         part = "val" if r["speaker"] in validation else "test"
@@ -82,13 +103,15 @@ def matrix_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[str
     for (trained, tested, part, seed), members in sorted(groups.items()):
         y = np.array([index[r["label"]] for r in members])
         probs = np.array([[float(r[PROB_PREFIX + label]) for label in labels] for r in members])
+        learnt = np.logical_or.reduce([classes.get(c, none) for c in trained.split("+")])
         out.append({"trained_on": trained, "tested": tested, "part": part, "seed": seed,
-                    **score_views(y, probs, labels)})
+                    **score_views(y, probs, labels, learnt)})
     return out
 
 
-def ensemble_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[str]) -> list[dict]:
-    """Per (training corpora, tested corpus, part), the three views of the seed ensemble:
+def ensemble_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[str],
+                  classes: dict[str, np.ndarray]) -> list[dict]:
+    """Per (training corpora, tested corpus, part), the four views of the seed ensemble:
     each clip's probabilities averaged over the seeds (only with two seeds or more)."""
     if len({r["seed"] for r in rows}) < 2:
         return []
@@ -103,7 +126,7 @@ def ensemble_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[s
             merged[key] = {"row": r, "sum": probs, "n": 1}
     mean_rows = [{**m["row"], "seed": -1, **{PROB_PREFIX + label: v for label, v in zip(labels, m["sum"] / m["n"])}}
                  for m in merged.values()]
-    return [{k: v for k, v in r.items() if k != "seed"} for r in matrix_rows(mean_rows, labels, validation)]
+    return [{k: v for k, v in r.items() if k != "seed"} for r in matrix_rows(mean_rows, labels, validation, classes)]
 
 
 def mean_over_seeds(rows: Sequence[dict]) -> list[dict]:
@@ -115,7 +138,7 @@ def mean_over_seeds(rows: Sequence[dict]) -> list[dict]:
     for (trained, tested, part), members in sorted(groups.items()):
         row = {"trained_on": trained, "tested": tested, "part": part, "seeds": [r["seed"] for r in members],
                "n_clips": members[0]["n_clips"], "chance": members[0]["chance"],
-               "core_chance": members[0]["core_chance"]}
+               "shared_chance": members[0]["shared_chance"], "core_chance": members[0]["core_chance"]}
         for view in VIEWS:
             values = [r[view] for r in members if r[view] is not None]
             row[view] = float(np.mean(values)) if values else None
@@ -141,7 +164,9 @@ def write_run_info(data: FeatureSet, cfg: TrainConfig, output: Path, only: Seque
                              f"{['+'.join(t) for t, _ in folds]}")
         folds = [(t, f) for t, f in folds if "+".join(t) in only]
     validation = corpus_validation_speakers(genders, cfg.n_val, cfg.split_seed) if folds else {}
+    present = data.corpus_classes(np.arange(len(data.y)))
     info = {"corpora": corpora, "labels": list(data.labels), "core_labels": list(CORE_LABELS), "views": list(VIEWS),
+            "corpus_classes": {c: [l for l, on in zip(data.labels, present[c]) if on] for c in corpora},
             "feature_config": data.feature_config, "config": cfg.to_dict(),
             "folds": [{"trained_on": list(t), **f.to_dict()} for t, f in folds],
             "validation_speakers": {c: list(v) for c, v in sorted(validation.items())}}
@@ -182,9 +207,10 @@ def build_matrix(output: str | Path) -> tuple[dict, list[dict]]:
                 raise FileNotFoundError(f"{path} not found: the run did not finish (re-run ser transfer)")
             rows += [{"trained_on": "+".join(fold["trained_on"]), **r} for r in read_rows(path)]
     validation = {s for speakers in info["validation_speakers"].values() for s in speakers}
-    per_seed = matrix_rows(rows, labels, validation)
+    classes = corpus_classes(rows, labels, info.get("corpus_classes"))
+    per_seed = matrix_rows(rows, labels, validation, classes)
     matrix = {**info, "per_seed": per_seed, "mean": mean_over_seeds(per_seed),
-              "ensemble": ensemble_rows(rows, labels, validation)}
+              "ensemble": ensemble_rows(rows, labels, validation, classes)}
     return matrix, rows
 
 
@@ -210,16 +236,12 @@ def format_matrix(matrix: dict) -> str:
         return (f"Only one corpus ({', '.join(matrix['corpora'])}): nothing to transfer to. Add one to "
                 f"manifest.sources (README, between corpora).\n")
     lines = ["| trained on | tested on | part | clips | seeds | UAR as written (chance) | restricted to its "
-             "classes | 4 core classes |", "|---|---|---|---|---|---|---|---|"]
-    for r in matrix["mean"]:
-        lines.append(f"| {r['trained_on']} | {r['tested']} | {r['part']} | {r['n_clips']} | {len(r['seeds'])} | "
-                     f"{cell(r['as_written'], r['as_written_std'], r['chance'])} | "
-                     f"{cell(r['restricted'], r['restricted_std'], r['chance'])} | "
-                     f"{cell(r['core4'], r['core4_std'], r['core_chance'])} |")
-    for r in matrix.get("ensemble", []):
-        lines.append(f"| {r['trained_on']} | {r['tested']} | {r['part']} | {r['n_clips']} | ensemble | "
-                     f"{cell(r['as_written'], None, r['chance'])} | {cell(r['restricted'], None, r['chance'])} | "
-                     f"{cell(r['core4'], None, r['core_chance'])} |")
+             "classes | shared classes | 4 core classes |", "|---|---|---|---|---|---|---|---|---|"]
+    chances = {"as_written": "chance", "restricted": "chance", "shared": "shared_chance", "core4": "core_chance"}
+    for r in matrix["mean"] + matrix.get("ensemble", []):
+        seeds = len(r["seeds"]) if "seeds" in r else "ensemble"
+        lines.append(f"| {r['trained_on']} | {r['tested']} | {r['part']} | {r['n_clips']} | {seeds} | " + " | ".join(
+            cell(r[view], r.get(view + "_std"), r[chance]) for view, chance in chances.items()) + " |")
     return "\n".join(lines) + "\n"
 
 

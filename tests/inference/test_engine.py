@@ -4,7 +4,7 @@ windows to cut, and the warnings when labelling would feed it other audio."""
 import pytest
 
 from ser_core.inference.engine import engine_for, model_windows, segmentation_warnings
-from ser_core.inference.segment import SegmentConfig
+from ser_core.segmentation import SegmentConfig
 
 
 def test_the_engine_follows_the_extension_and_a_flag_must_fit_the_file():

@@ -19,7 +19,7 @@ from ser_core.checkpoint import load_checkpoint
 from ser_core.errors import FileError
 from ser_core.features import extract
 from ser_core.inference.labeller import Labeller
-from ser_core.inference.segment import SegmentConfig, segment_channel
+from ser_core.segmentation import SegmentConfig, segment_channel
 from ser_core.normalisation import Normaliser, frame_stats
 from ser_core.storage import read_shards
 from tests import onnx_checkpoints

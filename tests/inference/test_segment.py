@@ -6,9 +6,9 @@ import pytest
 import soxr
 
 from ser_core.features import FeatureError
-from ser_core.inference.segment import (EnergyDetector, EnergyHistogram, SegmentConfig, Segmenter,
-                                        cut_clip, segment_channel)
-from ser_core.inference.vad import BandFilter
+from ser_core.segmentation import SegmentConfig, Segmenter, cut_clip, segment_channel
+from ser_core.segmentation.energy import EnergyDetector, FloorStart
+from ser_core.segmentation.frames import BandFilter
 from tests.inference.tiny_model import bursts
 from tests.synth_audio import line_noise, speech
 
@@ -71,12 +71,11 @@ def test_tiny_inputs_give_no_windows(n):
 
 def test_threshold_is_noise_floor_plus_margin_and_silence_is_not_speech():
     cfg = SegmentConfig(min_db=-80.0)
-    hist = EnergyHistogram(cfg, SR)
+    hist = FloorStart(cfg, SR)
     hist.update(bursts([], 5.0))  # noise only, std 0.001 -> -60 dBFS
-    assert hist.percentile(10) == pytest.approx(-60.5, abs=1.0)
     assert hist.floor_db() == pytest.approx(-60.0, abs=0.5)  # the steady chunks' level
     assert hist.threshold_db() == pytest.approx(hist.floor_db() + cfg.margin_db)
-    assert EnergyHistogram(SegmentConfig(), SR).threshold_db() == SegmentConfig().min_db  # no floor yet
+    assert FloorStart(SegmentConfig(), SR).threshold_db() == SegmentConfig().min_db  # no floor yet
     windows, speech = segment_channel(np.zeros(5 * SR, np.float32), SR, SegmentConfig())
     assert windows == [] and speech == 0
 
@@ -162,10 +161,13 @@ def test_band_filter_output_does_not_depend_on_blocks():
     assert top.sos is not None and np.abs(top(hum(1.0))[SR // 2:]).max() < 0.01  # 120 Hz: -32 dB
 
 
-def test_vad_is_the_old_name_of_the_energy_detector():
-    old = SegmentConfig(segmentation="vad")
-    assert old.segmentation == "energy" and old == SegmentConfig(segmentation="energy")
-    assert spans(segment_channel(SIGNAL, SR, old)[0]) == spans(segment_channel(SIGNAL, SR, SegmentConfig())[0])
+def test_settings_are_refused_by_name():
+    with pytest.raises(ValueError, match="segmentation must be one of"):
+        SegmentConfig(segmentation="vad")  # the energy detector's old name is gone
+    with pytest.raises(ValueError, match=r"unknown segmentation setting\(s\) \['windows_s'\]"):
+        SegmentConfig.from_dict({"windows_s": 2.0})
+    cfg = SegmentConfig(segmentation="webrtc", frame_s=0.01, window_s=2.0, hop_s=1.0)
+    assert SegmentConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_regions_are_reported_as_they_close():

@@ -9,10 +9,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ser_core.inference import vad
-from ser_core.inference.segment import EnergyDetector, EnergyHistogram, SegmentConfig, Segmenter, segment_channel
-from ser_core.inference.vad import (DetectorUnavailable, SileroDetector, WebRtcDetector, make_detector,
-                                    nearest_rate)
+from ser_core.segmentation import SegmentConfig, Segmenter, detectors as vad, segment_channel
+from ser_core.segmentation.detectors import SileroDetector, WebRtcDetector, make_detector
+from ser_core.segmentation.energy import EnergyDetector, FloorStart
+from ser_core.segmentation.frames import DetectorUnavailable, Framer, frame_db, nearest_rate
 from ser_core.inference.windows import Windower
 from tests.inference import tiny_model
 from tests.synth_audio import line_noise, real_speech, signal, speech, write_audio
@@ -53,9 +53,8 @@ def coverage(spans, start_s: float, end_s: float) -> float:
 def old_energy_windows(x: np.ndarray):
     """The energy detector as it was: floor = 10th percentile of ALL frames, + 12 dB."""
     cfg = SegmentConfig(segmentation="energy")
-    hist = EnergyHistogram(cfg, SR)
-    hist.update(x)
-    seg = Segmenter(cfg, SR, EnergyDetector(cfg, SR, threshold_db=max(-55.0, hist.percentile(10) + 12)))
+    every_frame = frame_db(Framer(int(round(cfg.frame_s * SR))).frames(x))
+    seg = Segmenter(cfg, SR, EnergyDetector(cfg, SR, threshold_db=max(-55.0, np.percentile(every_frame, 10) + 12)))
     return [(w.start / SR, w.end / SR) for w in seg.feed(x) + seg.flush()]
 
 
@@ -160,7 +159,7 @@ def test_the_floor_follows_the_line():
 
 
 def test_a_channel_that_never_rests_has_no_floor():
-    hist = EnergyHistogram(SegmentConfig(), SR)
+    hist = FloorStart(SegmentConfig(), SR)
     hist.update(speech(10.0, SR, seed=3, emotion="angry"))
     assert hist.floor_db() is None and hist.threshold_db() == SegmentConfig().min_db
     hist.update(line_noise(2.0, SR, seed=3))

@@ -8,7 +8,7 @@ import pytest
 
 from ser_core.errors import FileError
 from ser_core.features import extract
-from ser_core.inference.segment import SegmentConfig, segment_channel
+from ser_core.segmentation import SegmentConfig, segment_channel
 from ser_core.inference.windows import SegmentKey, Windower, channel_roles
 from ser_core.normalisation import frame_stats
 from tests.inference import tiny_model

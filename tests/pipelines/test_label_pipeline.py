@@ -25,7 +25,7 @@ from apache_beam.testing.util import assert_that
 from pipelines import label, resume
 from ser_core.errors import StageError
 from ser_core.features import extract
-from ser_core.inference.segment import SegmentConfig, segment_channel
+from ser_core.segmentation import SegmentConfig, segment_channel
 from ser_core.normalisation import RunningStats
 from ser_core.storage import read_shards
 from tests.inference import tiny_model
@@ -289,47 +289,6 @@ def test_every_input_ends_as_exactly_one_row(models, tmp_path):
                    "--roles", "agent,customer", "--window-s", "2"])
 
 
-def test_killed_run_resumes_and_labels_every_file_once(models, tmp_path):
-    inputs, out = tmp_path / "archive", tmp_path / "labels"
-    names = [f"call_{i:02d}.wav" for i in range(8)]
-    for i, name in enumerate(names):
-        write_audio(inputs / name, sample_rate=SR, data=stereo_call(seed=i))
-    (inputs / "broken.wav").write_bytes(b"RIFF....not really")
-    names.append("broken.wav")
-    argv = ["--model", models["speaker"], "--input", str(inputs / "*.wav"), "--output", str(out),
-            "--chunk-files", "2"]
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.label", *argv], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while not list(out.glob("files-*.parquet")) and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    first = resume.completed_paths(str(out))  # committed before the kill
-    assert 0 < len(first) < len(names) and set(first.values()) == {1}
-
-    summary = label.run(argv)
-    assert summary.skipped == len(first) and summary.labelled == len(names) - len(first)
-    files = read_shards(str(out), "files").to_pylist()
-    errors = read_shards(str(out), "errors").to_pylist()
-    assert sorted(Path(r["path"]).name for r in files + errors) == sorted(names)
-    assert [Path(r["path"]).name for r in errors] == ["broken.wav"]
-    segments = read_shards(str(out), "segments").to_pylist()
-    keys = [(s["path"], s["channel"], s["start_s"]) for s in segments]
-    assert len(keys) == len(set(keys))  # no segment written twice
-    assert Counter(s["path"] for s in segments) == {r["path"]: r["n_segments"] for r in files}
-    turns = read_shards(str(out), "timeline").to_pylist()  # committed with their files
-    turn_keys = [(t["path"], t["channel"], t["turn"]) for t in turns]
-    assert len(turn_keys) == len(set(turn_keys)) and {t["path"] for t in turns} == {s["path"] for s in segments}
-    assert not (out / resume.STAGING).exists()
-
-    again = label.run(argv)  # nothing left to do
-    assert again.labelled == 0 and again.skipped == len(names)
-
-
 def test_the_onnx_engine_labels_as_the_torch_engine(models, tmp_path):
     """``--engine onnx`` (and an .onnx model by default) through the whole run: the same
     windows, the same labels, probabilities within 1e-5; the engine is recorded."""
@@ -421,14 +380,14 @@ def test_params_section_and_flags(tmp_path):
                       "  window_s: 4.0\n  margin_db: 9.0\n  chunk_files: 7\n")
     args, beam_args = label.parse_known_args(["--params", str(params), "--window-s", "2", "--hop-s", "1",
                                               "--channels", "mix", "--direct_num_workers", "2"])
-    cfg, seg = label.resolve_configs(args)
+    cfg, seg = label.label_config(args), label.segment_config(args)
     assert (cfg.model, cfg.input, cfg.roles, cfg.channels, cfg.chunk_files) == (
         "m.pt", ["a/*.wav"], ["agent", "customer"], "mix", 7)
     assert (seg.window_s, seg.hop_s, seg.margin_db) == (2.0, 1.0, 9.0)
     assert beam_args == ["--direct_num_workers", "2"]
     params.write_text("label:\n  model: m.pt\n  input: a.wav\n  output: out\n  windw_s: 3\n")
     with pytest.raises(ValueError, match="windw_s"):
-        label.resolve_configs(label.parse_known_args(["--params", str(params)])[0])
+        label.segment_config(label.parse_known_args(["--params", str(params)])[0])
 
 
 @pytest.mark.parametrize("case, message", [

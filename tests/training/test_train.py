@@ -148,3 +148,31 @@ def test_learns_speaker_independently_and_evaluates(features_dir, tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n_test"] == 384 and metrics["n_runs"] == 1
     assert metrics["uar"] > 0.7  # chance is 0.125 (measured: 0.95)
+
+
+def test_every_train_setting_is_a_flag_declared_by_its_field():
+    """``ser train``'s overrides come from TrainConfig's fields: each one is a flag that
+    sets exactly that field, and nothing else is."""
+    import argparse
+
+    from ser_core.training.train import add_overrides, config_from_args
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--params", default=None)
+    add_overrides(parser)
+    given = {"arch": ("lstm", "lstm"), "hidden": ("7", 7), "dropout": ("0.1", 0.1), "epochs": ("3", 3),
+             "labels": ("happy,sad", ["happy", "sad"]), "seeds": (["4", "5"], [4, 5]),
+             "augment": ("speed0.9", ["speed0.9"]), "split": ("speaker_kfold", "speaker_kfold"),
+             "crop_frames": ("20", 20), "threads": ("0", 0)}
+    argv = [a for name, (value, _) in given.items()
+            for a in ([f"--{name.replace('_', '-')}"] + (value if isinstance(value, list) else [value]))]
+    cfg = config_from_args(parser.parse_args(argv + ["--no-mask-padding", "--no-balance-corpora"]))
+    for name, (_, expected) in given.items():
+        assert getattr(cfg, name) == expected, name
+    assert cfg.mask_padding is False and cfg.balance_corpora is False
+    untouched = set(TrainConfig().to_dict()) - set(given) - {"mask_padding", "balance_corpora"}
+    assert all(getattr(cfg, n) == getattr(TrainConfig(), n) for n in untouched)
+    dests = {a.dest for a in parser._actions} - {"help", "params"}
+    assert dests == set(TrainConfig().to_dict())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--arch", "transformer"])  # choices come from the field too

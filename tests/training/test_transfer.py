@@ -99,6 +99,14 @@ def test_views_score_as_written_restricted_and_core4():
     v = score_views(y, probs, labels)
     assert v["as_written"] == pytest.approx(3 / 6) and v["restricted"] == pytest.approx(5 / 6)
     assert v["core4"] == 1.0 and v["n_core_clips"] == 4 and v["chance"] == pytest.approx(1 / 6)
+    assert v["shared"] == v["restricted"] and v["shared_classes"] == 6  # a model that learnt every class
+    # A model that never learnt surprised: that clip is not counted against it, and the
+    # other clips choose among the 5 classes both sides carry.
+    learnt = np.ones(8, dtype=bool)
+    learnt[idx["surprised"]] = False
+    v = score_views(y, probs, labels, learnt)
+    assert v["shared"] == 1.0 and v["shared_classes"] == 5 and v["shared_chance"] == pytest.approx(1 / 5)
+    assert v["restricted"] == pytest.approx(5 / 6)  # the other views do not change
 
 
 def test_multi_corpus_fold_masks_the_missing_classes_and_validates_per_corpus(two_corpora):

@@ -8,13 +8,13 @@ state carries over between blocks), which the tests pin.
 ``segmentation`` picks how a channel is cut (params.yaml ``label.segmentation``):
 
 - ``energy`` (default), ``webrtc`` or ``silero``: a speech detector
-  (:mod:`ser_core.inference.vad`) decides frame by frame; ``vad``, the old name of the
-  energy detector, is still accepted (and recorded as ``energy``). The detectors were compared against ground truth on
-  the demo archive and on calls of real speech: see the README (``benchmarks/vad.py``).
+  (:mod:`ser_core.segmentation.detectors`) decides frame by frame. The detectors were
+  compared against ground truth on the demo archive and on calls of real speech:
+  docs/detectors.md (``benchmarks/vad.py``).
 - ``fixed``: no detection, the whole channel is one region.
 
 One channel is processed in at most two passes over its blocks: the energy detector
-needs a first pass (:meth:`~ser_core.inference.vad.FrameDetector.observe`) to find the
+needs a first pass (:meth:`~ser_core.segmentation.frames.FrameDetector.observe`) to find the
 channel's noise floor; the others decide in the same pass that cuts the windows.
 :class:`Segmenter` turns frame decisions into windows: speech runs separated by less
 than ``min_silence_s`` are merged into one region, regions whose speech lasts less than
@@ -33,50 +33,31 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
-from ser_core.features import FeatureError
-from ser_core.inference.vad import (DETECTORS, WEBRTC_FRAMES_S, EnergyDetector, EnergyHistogram,
-                                    FrameDetector, frame_db, make_detector)
+from ser_core.segmentation.detectors import make_detector
+from ser_core.segmentation.frames import DetectorConfig, FrameDetector
 
-SEGMENTATIONS = (*DETECTORS, "fixed", "vad")  # 'vad': the old name of 'energy'
-# How a training clip is cut (features.segmentation; a checkpoint's segmentation.mode):
-# whole, trimmed to its speech, or into the labelling windows.
-CLIP_SEGMENTATIONS = ("none", "speech", "windows")
-ALIASES = {"vad": "energy"}
-
-__all__ = ["SEGMENTATIONS", "CLIP_SEGMENTATIONS", "SegmentConfig", "Window", "Segmenter", "segment_channel",
-           "cut_clip",
-           "EnergyDetector", "EnergyHistogram", "FrameDetector", "frame_db", "make_detector"]
+__all__ = ["SegmentConfig", "Window", "Segmenter", "segment_channel"]
 
 
 @dataclass(frozen=True)
-class SegmentConfig:
-    """How a channel is cut into the windows the model labels (params.yaml ``label``)."""
+class SegmentConfig(DetectorConfig):
+    """How a channel is cut into the windows the model labels (params.yaml ``label``): the
+    detector's settings (:class:`~ser_core.segmentation.frames.DetectorConfig`) and, here,
+    how its frame decisions become regions and the regions windows."""
 
-    segmentation: str = "energy"   # energy ('vad') | webrtc | silero | fixed (whole channel)
     window_s: float = 3.0          # window length
     hop_s: float = 1.5             # step between window starts inside a region
     min_speech_s: float = 1.0      # regions shorter than this are not labelled
-    frame_s: float = 0.02          # detector frame (energy; webrtc: 0.01, 0.02 or 0.03; silero: 32 ms)
-    webrtc_mode: int = 0           # webrtc aggressiveness 0-3 (higher: fewer false alarms)
-    silero_threshold: float = 0.5  # silero: speech probability from which a chunk is speech
-    margin_db: float = 3.0         # energy: speech = frames louder than floor + margin ...
-    min_db: float = -55.0          # ... and louder than this absolute level (dBFS)
-    max_floor_db: float = -35.0    # energy: steadier sound louder than this is a signal, not line noise
-    stationary_db: float = 4.0     # energy: a chunk whose frames stay within this is noise
-    floor_chunk_s: float = 0.4     # energy: length of those chunks
-    floor_track_s: float = 4.0     # energy: the floor is the lowest of this much recent steady line
     min_silence_s: float = 0.3     # shorter pauses do not split a region
     min_region_s: float = 0.2      # regions with less speech than this are noise
     pad_s: float = 0.1             # kept regions grow by this on both sides
 
     def __post_init__(self) -> None:
-        if self.segmentation not in SEGMENTATIONS:
-            raise ValueError(f"segmentation must be one of {SEGMENTATIONS}, got {self.segmentation!r}")
-        object.__setattr__(self, "segmentation", ALIASES.get(self.segmentation, self.segmentation))
-        for name in ("window_s", "hop_s", "frame_s", "stationary_db", "floor_chunk_s", "floor_track_s"):
+        super().__post_init__()
+        for name in ("window_s", "hop_s"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("min_speech_s", "min_silence_s", "min_region_s", "pad_s", "margin_db"):
+        for name in ("min_speech_s", "min_silence_s", "min_region_s", "pad_s"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.hop_s > self.window_s:
@@ -86,23 +67,6 @@ class SegmentConfig:
         if self.pad_s > self.min_silence_s:
             # a region must be over (pad included) by the time its closing pause is seen
             raise ValueError(f"pad_s ({self.pad_s}) must not exceed min_silence_s ({self.min_silence_s})")
-        if self.max_floor_db <= self.min_db - self.margin_db:
-            raise ValueError(f"max_floor_db ({self.max_floor_db}) must be above min_db - margin_db "
-                             f"({self.min_db - self.margin_db}), or no floor would matter")
-        if self.floor_chunk_s < 2 * self.frame_s:
-            raise ValueError(f"floor_chunk_s ({self.floor_chunk_s}) must hold at least two frames "
-                             f"of frame_s ({self.frame_s})")
-        if self.webrtc_mode not in (0, 1, 2, 3):
-            raise ValueError(f"webrtc_mode must be 0, 1, 2 or 3, got {self.webrtc_mode!r}")
-        if self.segmentation == "webrtc" and not any(abs(self.frame_s - f) < 1e-9 for f in WEBRTC_FRAMES_S):
-            raise ValueError(f"frame_s must be one of {WEBRTC_FRAMES_S} s for webrtc, got {self.frame_s!r}")
-        if not 0 < self.silero_threshold < 1:
-            raise ValueError(f"silero_threshold must be in (0, 1), got {self.silero_threshold!r}")
-
-    @property
-    def detector(self) -> str | None:
-        """The speech detector's name, or None for ``fixed`` windows."""
-        return None if self.segmentation == "fixed" else self.segmentation
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -110,7 +74,10 @@ class SegmentConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SegmentConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown segmentation setting(s) {unknown}; known: {sorted(names)}")
+        return cls(**data)
 
 
 class Window(NamedTuple):
@@ -304,23 +271,3 @@ def segment_channel(samples: np.ndarray, sample_rate: int, config: SegmentConfig
             detector.observe(b)
     windows = [w for b in blocks for w in seg.feed(b)] + seg.flush()
     return windows, seg.speech_samples
-
-
-def cut_clip(y: np.ndarray, sample_rate: int, mode: str, config: SegmentConfig,
-             band_hz: tuple[float, float] | None = None) -> list[tuple[int, int]]:
-    """The (start, end) sample spans of one clip that become feature rows, as the features
-    stage cuts training clips (``mode`` one of :data:`CLIP_SEGMENTATIONS`): the whole clip,
-    its first to last speech window, or each labelling window. The detector listens within
-    ``band_hz`` (the features' band) as it does on calls. A clip in which the detector
-    finds no speech raises :class:`~ser_core.features.FeatureError`: never silently dropped."""
-    if mode not in CLIP_SEGMENTATIONS:
-        raise ValueError(f"clip segmentation must be one of {CLIP_SEGMENTATIONS}, got {mode!r}")
-    if mode == "none":
-        return [(0, len(y))]
-    windows, _ = segment_channel(y, sample_rate, config, band_hz=band_hz)
-    if not windows:
-        raise FeatureError(f"no speech detected to cut ({mode} segmentation, "
-                           f"{config.segmentation} detector, {len(y) / sample_rate:.2f} s clip)")
-    if mode == "speech":
-        return [(min(w.start for w in windows), max(w.end for w in windows))]
-    return [(w.start, w.end) for w in windows]

@@ -158,7 +158,7 @@ def our_frontend(fc):
 def label_file(checkpoint, fc, load, extract, path: str) -> tuple[float, list[tuple]]:
     """(seconds of audio, [(channel, window, features, probabilities)]) for one file, the
     model run on one window at a time."""
-    from ser_core.inference.segment import SegmentConfig, segment_channel
+    from ser_core.segmentation import SegmentConfig, segment_channel
     from ser_core.normalisation import frame_stats
 
     data = load(path)  # (C, N)

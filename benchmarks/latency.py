@@ -50,7 +50,7 @@ import soundfile as sf
 from ser_core import Labeller, audio
 from ser_core.export import export_onnx
 from ser_core.features import FeatureConfig, make_extractor, warm_up
-from ser_core.inference.segment import SegmentConfig, segment_channel
+from ser_core.segmentation import SegmentConfig, segment_channel
 from ser_core.onnx_model import OnnxModel
 from ser_core.checkpoint import load_checkpoint
 from ser_core.normalisation import frame_stats

@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from ser_core import audio  # noqa: E402
 from ser_core.features import parse_band  # noqa: E402
 from ser_core.inference.score import read_ground_truth  # noqa: E402
-from ser_core.inference.segment import SegmentConfig, segment_channel  # noqa: E402
+from ser_core.segmentation import SegmentConfig, segment_channel  # noqa: E402
 from ser_core.storage import path_key  # noqa: E402
 
 SR = 8000

@@ -33,3 +33,21 @@ def test_the_papers_protocol_is_in_the_repository():
     text = (ROOT / "docs" / "PAPER.md").read_text()
     for needle in ("| fold | test actors | validation actors |", "46,772", "0.6232"):
         assert needle in text
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_every_markdown_link_to_a_file_resolves():
+    """Links between the README, the docs pages and the CHANGELOG point at files that exist
+    (relative to the page, as a reader's browser resolves them)."""
+    broken = {}
+    for path in tracked_text_files():
+        if path.suffix != ".md" or not path.is_file():
+            continue
+        for target in LINK.findall(path.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://", "#", "mailto:")):
+                continue
+            if not (path.parent / target.split("#", 1)[0]).exists():
+                broken.setdefault(str(path.relative_to(ROOT)), []).append(target)
+    assert broken == {}

@@ -1,6 +1,6 @@
 """The Python API: ``Labeller`` gives the pipeline's rows for a file (same code, both
 engines), scores a clip as its model was trained, normalises a call channel exactly as
-training normalised a speaker's window rows, and the README's example runs."""
+training normalised a speaker's window rows, and the documented example runs."""
 
 from __future__ import annotations
 
@@ -189,19 +189,19 @@ def test_a_channel_is_normalised_as_training_normalised_a_speakers_window_rows(t
         np.testing.assert_allclose(probs, checkpoint.predict_proba(feats, (mean, std)), atol=1e-5)
 
 
-def readme_python_example() -> str:
-    """The README's Python API example: the python block under '### Python API'."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### Python API", 1)[1]
+def documented_python_example() -> str:
+    """The Python API example: the python block under '## Python API' in docs/labelling.md."""
+    text = (ROOT / "docs" / "labelling.md").read_text()
+    section = text.split("## Python API", 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "README: no python block under '### Python API'"
+    assert match, "docs/labelling.md: no python block under '## Python API'"
     return match.group(1)
 
 
-def test_the_readme_example_runs(tmp_path):
+def test_the_documented_python_example_runs(tmp_path):
     """Run in a fresh interpreter, in a folder holding what the example names: a tiny
     checkpoint as final.pt, its export as model.onnx, a call and a clip."""
-    code = readme_python_example()
+    code = documented_python_example()
     for name in re.findall(r'"([\w.]+\.(?:pt|onnx|wav))"', code):
         if name.endswith(".pt"):
             tiny_model.make_checkpoint(tmp_path / name, "speaker")

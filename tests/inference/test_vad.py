@@ -107,7 +107,7 @@ QUIET = (16.0, 19.0)
 @pytest.mark.parametrize("detector", [
     "energy", "webrtc",
     pytest.param("silero", marks=pytest.mark.xfail(strict=True, reason="silero does not hear speech this "
-                                                   "quiet (24 dB down) as speech; see the README's table")),
+                                                   "quiet (24 dB down) as speech; see docs/detectors.md")),
 ])
 @pytest.mark.parametrize("telephone", [False, True])
 def test_a_quiet_turn_on_a_busy_channel_is_found(tmp_path, detector, telephone):

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.metadata
-import json
 import logging
 import sys
 import time
@@ -54,11 +53,11 @@ from pipelines.common import (CountElements, DeadLetterToErrorRow, WriteSortedSh
                               counter_value, limit_blas_threads, pipeline_options, pipeline_parser)
 from ser_core import __version__, audio, augmentation
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, StageError
-from ser_core.features import (EXTRACTORS, FEATURES_PREFIX, METADATA_KEY, RESAMPLE_QUALITIES, ROWS_METADATA_KEY,
-                               FeatureConfig, FeatureError, make_extractor, warm_up)
+from ser_core.feature_shards import FEATURES_PREFIX, ROW_KEYS, RowConfig, features_schema
+from ser_core.features import EXTRACTORS, RESAMPLE_QUALITIES, FeatureConfig, FeatureError, make_extractor, warm_up
 from ser_core.segmentation import CLIP_SEGMENTATIONS, SegmentConfig, cut_clip
 from ser_core.params import build_config, flags, load_section
-from ser_core.records import MANIFEST_COLUMNS, MANIFEST_SCHEMA, ManifestLocator, manifest_locator
+from ser_core.records import MANIFEST_COLUMNS, ManifestLocator, manifest_locator
 from ser_core.storage import count_rows, exists, open_audio, parquet_source, read_schema, read_shards
 
 LOGGER = logging.getLogger(__name__)
@@ -85,65 +84,6 @@ CONFIG_FLAGS = {
 
 
 # ---------------------------------------------------------------- typed pure helpers
-
-
-@dataclass(frozen=True)
-class RowConfig:
-    """params.yaml ``features`` keys that decide which rows a clip gives (not the front-end).
-
-    ``segmentation``: ``none`` (the whole clip, as the paper trains), ``speech`` (the clip
-    trimmed to the speech the labelling detector finds: first to last speech region, pads
-    included) or ``windows`` (the labelling windows over that speech, one row each, every
-    one carrying its clip's emotion, speaker and ``source_id``). ``segment_config`` is how
-    ``ser label`` cuts calls (the ``label`` section of the same params file), so a model
-    meant for labelling is trained on the audio it will see. The cutting itself is
-    :func:`ser_core.segmentation.cut_clip` (``Labeller.predict_clip`` cuts a clip
-    with it too).
-    """
-
-    augment: tuple[str, ...] = ()
-    segmentation: str = "none"
-    segment_config: SegmentConfig = SegmentConfig()
-
-    def __post_init__(self) -> None:
-        names = self.augment.split(",") if isinstance(self.augment, str) else list(self.augment or ())
-        object.__setattr__(self, "augment", tuple(augmentation.check_names([n for n in names if n.strip()])))
-        if self.segmentation not in CLIP_SEGMENTATIONS:
-            raise ValueError(f"features.segmentation must be one of {CLIP_SEGMENTATIONS}, got {self.segmentation!r}")
-        if isinstance(self.segment_config, Mapping):
-            object.__setattr__(self, "segment_config", SegmentConfig.from_dict(self.segment_config))
-
-    @property
-    def variants(self) -> tuple[str, ...]:
-        return (augmentation.ORIGINAL,) + self.augment
-
-    def to_dict(self) -> dict[str, Any]:
-        cut = None if self.segmentation == "none" else self.segment_config.to_dict()
-        return {"augment": list(self.augment),
-                "segmentation": {"mode": self.segmentation, "segment_config": cut}}
-
-
-ROW_KEYS = ("augment", "segmentation")
-
-
-def features_schema(config: FeatureConfig, provenance: Mapping[str, Any],
-                    rows: RowConfig = RowConfig()) -> pa.Schema:
-    """Manifest columns, source_id, variant, span, n_frames, sample_rate, features; config,
-    row settings and provenance as metadata."""
-    fields = list(MANIFEST_SCHEMA) + [
-        pa.field("source_id", pa.string(), nullable=False),
-        pa.field("variant", pa.string(), nullable=False),
-        pa.field("start_s", pa.float64(), nullable=False),
-        pa.field("end_s", pa.float64(), nullable=False),
-        pa.field("n_frames", pa.int32(), nullable=False),
-        pa.field("sample_rate", pa.int32(), nullable=False),
-        pa.field("features", pa.list_(pa.list_(pa.float32())), nullable=False),
-    ]
-    return pa.schema(fields).with_metadata({
-        METADATA_KEY: json.dumps(config.to_dict(), sort_keys=True).encode(),
-        ROWS_METADATA_KEY: json.dumps(rows.to_dict(), sort_keys=True).encode(),
-        b"ser.provenance": json.dumps(dict(provenance), sort_keys=True).encode(),
-    })
 
 
 def manifest_summary(path: str) -> tuple[int, list[str]]:

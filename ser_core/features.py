@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -37,7 +36,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ser_core import prosody
-from ser_core.storage import read_schema
 
 # At 48 kHz these are exactly the paper's n_fft 4096 and hop 2048.
 PAPER_WINDOW_S = 4096 / 48000
@@ -47,9 +45,6 @@ RESAMPLE_QUALITIES = ("VHQ", "HQ", "MQ", "LQ", "QQ")
 AMIN = 1e-10
 TOP_DB = 80.0
 TUNING_FMIN, TUNING_FMAX, TUNING_THRESHOLD, TUNING_RESOLUTION = 150.0, 4000.0, 0.1, 0.01
-FEATURES_PREFIX = "features"  # shards DIR/features-*.parquet (docs/CONTRACTS.md)
-METADATA_KEY = b"ser.features"  # Parquet schema metadata: JSON of FeatureConfig.to_dict()
-ROWS_METADATA_KEY = b"ser.rows"  # ... and JSON of how the rows were made (augmentations, segmentation)
 
 
 class FeatureError(ValueError):
@@ -171,16 +166,6 @@ def band_limit(audio: np.ndarray, sample_rate: int, band_hz: tuple[float, float]
     freqs = np.fft.rfftfreq(audio.shape[0], 1.0 / sample_rate)
     spectrum[(freqs < band_hz[0]) | (freqs > band_hz[1])] = 0
     return np.fft.irfft(spectrum, audio.shape[0]).astype(np.float32)
-
-
-def read_feature_config(path: str) -> dict[str, Any]:
-    """The feature settings a features shard (local or URL) was written with, as stored
-    (``ser.features``: JSON of :meth:`FeatureConfig.to_dict`); ``FeatureConfig.from_dict``
-    turns it into a config. Read from the Parquet footer only."""
-    raw = (read_schema(path).metadata or {}).get(METADATA_KEY)
-    if raw is None:
-        raise ValueError(f"{path}: no {METADATA_KEY.decode()} schema metadata; not a features shard")
-    return json.loads(raw)
 
 
 # ---------------------------------------------------------------- shared DSP pieces

@@ -1,8 +1,8 @@
 """Features shards -> arrays: the utterances of an experiment, with integer labels.
 
-Reads ``DIR/features-*.parquet`` (docs/CONTRACTS.md): one row per utterance with
-``features`` (frames x dims, float32) and the feature configuration in the schema
-metadata ``ser.features``. Utterances whose emotion is outside the experiment's label set
+Reads ``DIR/features-*.parquet`` through the shard contract
+(:mod:`ser_core.feature_shards`): one row per utterance with ``features`` (frames x dims,
+float32) and the feature configuration in the schema metadata ``ser.features``. Utterances whose emotion is outside the experiment's label set
 are dropped and counted (:func:`ser_core.labels.select_labels`), never relabelled.
 Normalisation (:mod:`ser_core.normalisation`) and batching (:mod:`ser_core.batching`)
 are shared with labelling and live beside the model.
@@ -19,19 +19,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from ser_core.features import FEATURES_PREFIX, ROWS_METADATA_KEY, read_feature_config
+from ser_core.feature_shards import (COLUMNS, FEATURES_PREFIX, ORIGINAL, ROW_COLUMNS, read_feature_config,
+                                     read_rows_config, read_shard)
 from ser_core.labels import select_labels
 from ser_core.splits import corpus_of
-from ser_core.storage import read_schema, shard_paths
+from ser_core.storage import shard_paths
 
 log = logging.getLogger(__name__)
-
-COLUMNS = ("utterance_id", "corpus", "speaker", "gender", "emotion", "n_frames", "features")
-ROW_COLUMNS = ("source_id", "variant")  # absent from shards written before augmentation existed
-ORIGINAL = ""  # the variant of an unaugmented row
 
 
 @dataclass
@@ -112,45 +107,6 @@ class FeatureSet:
         return h.hexdigest()
 
 
-def _shard_arrays(path: str) -> tuple[dict, list[np.ndarray]]:
-    """One shard's columns (as lists) and its feature matrices, checked against ``n_frames``."""
-    names = pq.read_schema(str(path)).names
-    missing = [c for c in COLUMNS if c not in names]
-    if missing:
-        raise ValueError(f"{path}: not a features shard, missing columns {missing}")
-    table = pq.read_table(str(path), columns=list(COLUMNS) + [c for c in ROW_COLUMNS if c in names])
-    arrays: list[np.ndarray] = []
-    for chunk in table.column("features").chunks:
-        if len(chunk) == 0:
-            continue
-        if chunk.null_count:
-            raise ValueError(f"{path}: null features in {chunk.null_count} row(s)")
-        frames = chunk.flatten()  # one list per frame
-        n_dims = np.unique(pc.list_value_length(frames).to_numpy(zero_copy_only=False))
-        if len(n_dims) != 1:
-            raise ValueError(f"{path}: frames must all have one size, found {n_dims.tolist()}")
-        values = frames.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        bounds = np.cumsum(pc.list_value_length(chunk).to_numpy(zero_copy_only=False))[:-1]
-        arrays += np.split(values.reshape(-1, int(n_dims[0])), bounds)
-    columns = table.select([c for c in table.column_names if c != "features"]).to_pydict()
-    columns.setdefault("source_id", list(columns["utterance_id"]))
-    columns.setdefault("variant", [ORIGINAL] * len(columns["utterance_id"]))
-    for uid, n, x in zip(columns["utterance_id"], columns["n_frames"], arrays):
-        if x.shape[0] == 0 or x.shape[0] != n:
-            raise ValueError(f"{path}: utterance {uid!r} has {x.shape[0]} frames, n_frames says {n}")
-    return columns, arrays
-
-
-def read_rows_config(path: str | Path) -> dict:
-    """How a features shard's rows were made (``ser.rows``: augmentations, segmentation);
-    shards written before it existed hold whole, unaugmented clips."""
-    raw = (read_schema(str(path)).metadata or {}).get(ROWS_METADATA_KEY)
-    rows = json.loads(raw) if raw else {}
-    rows.setdefault("augment", [])
-    rows.setdefault("segmentation", {"mode": "none", "segment_config": None})
-    return rows
-
-
 def load_features(features_dir: str | Path | Sequence[str | Path], labels: Sequence[str]) -> FeatureSet:
     """Every shard in ``features_dir`` (or in each of several folders, e.g. one per corpus,
     made with one feature configuration), keeping the utterances whose emotion is in ``labels``."""
@@ -173,7 +129,7 @@ def load_features(features_dir: str | Path | Sequence[str | Path], labels: Seque
             raise ValueError(f"{path}: feature configuration differs from {paths[0]}'s")
         if read_rows_config(path)["segmentation"] != rows_config["segmentation"]:
             raise ValueError(f"{path}: rows were cut differently from {paths[0]}'s (ser.rows segmentation)")
-        shard_columns, shard_arrays = _shard_arrays(path)
+        shard_columns, shard_arrays = read_shard(path)
         for name, values in shard_columns.items():
             columns[name] += values
         arrays += shard_arrays

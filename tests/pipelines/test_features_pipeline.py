@@ -1,7 +1,6 @@
 """pipelines/features.py end to end: a corpus of bad inputs, exact row accounting, schema and
 metadata, the same numbers as the library, params/flags, and the three runner paths."""
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from ser_core import audio
 from ser_core.corpora import prepare
 from ser_core.cli import main as ser_main
 from ser_core.errors import StageError
-from ser_core.features import FeatureConfig, extract, read_feature_config
+from ser_core.feature_shards import read_feature_config
+from ser_core.features import FeatureConfig, extract
 from ser_core.records import Utterance, write_manifest
 from ser_core.storage import read_shards
 from tests.synth_audio import signal, touch_tree, write_audio

@@ -7,10 +7,8 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import soundfile as sf
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that
 
-from pipelines import label, resume
+from pipelines import label
 from ser_core.errors import StageError
 from ser_core.features import extract
 from ser_core.segmentation import SegmentConfig, segment_channel

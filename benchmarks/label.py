@@ -186,7 +186,7 @@ def labeller_loop(model_path: str, paths: list[str], single_thread: bool) -> dic
         single_threaded()
     from ser_core import Labeller
 
-    labeller = Labeller.load(model_path, roles=["agent", "customer"], threads=1 if single_thread else None)
+    labeller = Labeller.load(model_path, roles=["agent", "customer"], threads=1 if single_thread else 0)
     audio_s, windows = 0.0, 0
     for path in paths:
         result = labeller.label_file(path)

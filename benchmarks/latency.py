@@ -152,7 +152,7 @@ class TimedModel:
 def throughput(paths: Sequence[Path], engine) -> dict:
     """Whole files on one core through ``Labeller.label_file`` (the pipeline's code)."""
     timed = TimedModel(engine)
-    labeller = Labeller(timed, roles=["agent", "customer"], batch_size=BATCH_SIZE, block_s=BLOCK_S, threads=1)
+    labeller = Labeller.for_model(timed, roles=["agent", "customer"], batch_size=BATCH_SIZE, block_s=BLOCK_S, threads=1)
     start = time.perf_counter()
     audio_s, windows = 0.0, 0
     for path in paths:

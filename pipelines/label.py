@@ -45,7 +45,7 @@ import sys
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import apache_beam as beam
@@ -56,19 +56,16 @@ from pipelines.common import (WriteSortedShards, counter, counter_value, describ
                               pipeline_options, pipeline_parser)
 from pipelines.resume import (check_same_settings, commit, completed_paths, mark_done, match_inputs, pending,
                               prepare_output, staging_dir)
-from ser_core import audio
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, FileError, ParamsError, StageError, error_row
 from ser_core.features import FeatureConfig
-from ser_core.inference import UNCERTAIN
-from ser_core.inference.engine import (ENGINES, check_model, engine_for, load_model, model_windows,
-                                      segmentation_warnings)
+from ser_core.inference.engine import load_model
 from ser_core.inference.handler import SERModelHandler
-from ser_core.inference.outputs import (FILES_PREFIX, METADATA_KEY, SEGMENTS_PREFIX, TIMELINE_PREFIX,
-                                        check_min_confidence, files_schema, finish_file, label_metadata, segment_row, segments_schema,
-                                        timeline_schema)
-from ser_core.segmentation import CHANNEL_SEGMENTATIONS, SegmentConfig
+from ser_core.inference.outputs import (FILES_PREFIX, METADATA_KEY, SEGMENTS_PREFIX, TIMELINE_PREFIX, files_schema,
+                                        finish_file, segment_row, segments_schema, timeline_schema)
+from ser_core.inference.plan import SEGMENT_KEYS, SETTING_KEYS, LabelPlan, LabelSettings, resolve
 from ser_core.inference.windows import Windower
-from ser_core.params import build_config, flags, load_section
+from ser_core.params import add_flags, build_config, flags, load_section
+from ser_core.segmentation import SegmentConfig
 from ser_core.storage import count_rows, sha256
 
 LOGGER = logging.getLogger(__name__)
@@ -78,66 +75,44 @@ LOGGER = logging.getLogger(__name__)
 
 
 @dataclass
-class LabelConfig:
-    """params.yaml ``label`` (with the SegmentConfig keys beside these); flags override."""
+class LabelJob:
+    """What to label with what, and where (params.yaml ``label``: these keys, beside the
+    :class:`~ser_core.inference.plan.LabelSettings` and segmentation keys); flags override."""
 
     model: str | None = None
     input: list[str] | str | None = None
     output: str | None = None
-    engine: str | None = None        # torch | onnx; None: by the model file's extension
-    min_confidence: float = 0.0      # segments less confident than this are 'uncertain' (0: off)
-    channels: str = "separate"       # 'mix' | 'separate'
-    roles: list[str] | str = field(default_factory=list)  # names of channels 0, 1, ...
-    block_s: float = 30.0            # decoding block
-    batch_size: int = 64             # windows per model call
     chunk_files: int = 1000          # files per pipeline run (the unit of resumption)
-    threads: int = 1                 # BLAS and torch threads per worker process
 
     def __post_init__(self) -> None:
         if isinstance(self.input, str):
             self.input = [self.input]
-        if isinstance(self.roles, str):
-            self.roles = [r.strip() for r in self.roles.split(",") if r.strip()]
-        if self.channels not in audio.CHANNEL_MODES:
-            raise ParamsError(f"channels must be one of {audio.CHANNEL_MODES}, got {self.channels!r}")
-        for name in ("block_s", "batch_size", "chunk_files", "threads"):
-            if not getattr(self, name) > 0:
-                raise ParamsError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.engine is not None and self.engine not in ENGINES:
-            raise ParamsError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if not self.chunk_files > 0:
+            raise ParamsError(f"chunk_files must be > 0, got {self.chunk_files!r}")
         for name in ("model", "input", "output"):
             if not getattr(self, name):
                 raise ParamsError(f"--{name} is required (or params.yaml label.{name})")
 
 
-def label_section(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
-    """params.yaml ``label`` (unknown keys refused) and the names of SegmentConfig's keys."""
+JOB_KEYS = frozenset(f.name for f in dataclasses.fields(LabelJob))
+
+
+def read_settings(args: argparse.Namespace) -> tuple[LabelJob, LabelSettings, dict[str, Any]]:
+    """params.yaml ``label`` (read once; unknown keys refused) under the flags, split into the
+    job, the labelling settings and the segmentation settings (applied over the model's own
+    windows by :func:`ser_core.inference.plan.resolve`)."""
     section = load_section(args.params, "label")
-    seg_names = {f.name for f in dataclasses.fields(SegmentConfig)}
-    known = seg_names | {f.name for f in dataclasses.fields(LabelConfig)}
+    known = JOB_KEYS | SETTING_KEYS | SEGMENT_KEYS
     unknown = sorted(set(section) - known)
     if unknown:
         raise ParamsError(f"unknown label parameter(s) {unknown}; known: {sorted(known)}")
-    return section, seg_names
-
-
-def label_config(args: argparse.Namespace) -> LabelConfig:
-    """Defaults <- params.yaml ``label`` <- flags: what to label with what, and how to run."""
-    section, seg_names = label_section(args)
-    label_flags = flags(args, "model", "input", "output", "engine", "channels", "roles", "min_confidence",
-                        "block_s", "batch_size", "chunk_files", "threads")
-    return build_config(LabelConfig, {k: v for k, v in section.items() if k not in seg_names}, label_flags)
-
-
-def segment_config(args: argparse.Namespace, model_defaults: Mapping[str, Any] | None = None) -> SegmentConfig:
-    """Defaults <- ``model_defaults`` (the windows a windows-trained model saw,
-    :func:`~ser_core.inference.engine.model_windows`) <- params.yaml ``label`` <- flags."""
-    section, seg_names = label_section(args)
-    values = {**(model_defaults or {}), **{k: v for k, v in section.items() if k in seg_names}}
+    given = {**section, **flags(args, *known)}
     try:
-        return build_config(SegmentConfig, values, flags(args, "segmentation", "window_s", "hop_s", "min_speech_s"))
+        job = build_config(LabelJob, {k: v for k, v in given.items() if k in JOB_KEYS})
+        settings = build_config(LabelSettings, {k: v for k, v in given.items() if k in SETTING_KEYS})
     except ValueError as exc:
         raise ParamsError(str(exc)) from exc
+    return job, settings, {k: v for k, v in given.items() if k in SEGMENT_KEYS and v is not None}
 
 
 # ---------------------------------------------------------------- typed pure helpers
@@ -157,16 +132,15 @@ class SegmentFileFn(beam.DoFn):
     """Audio path -> keyed windows (main output), then ``info`` (a good file) or one
     ``errors`` row (a failed file)."""
 
-    def __init__(self, feature_config: Mapping[str, Any], segment_config: SegmentConfig,
-                 channels: str, roles: Sequence[str], block_s: float, speaker_stats: bool,
-                 threads: int | None = 1):
-        self._feature_config = dict(feature_config)
-        self._settings = (segment_config, channels, list(roles), block_s, speaker_stats)
-        self._threads = threads
+    def __init__(self, plan: LabelPlan):
+        self._plan = plan
 
     def setup(self) -> None:
-        self._blas_limits = limit_blas_threads(self._threads) if self._threads else None
-        self._windower = Windower(FeatureConfig.from_dict(self._feature_config), *self._settings)
+        plan, settings = self._plan, self._plan.settings
+        threads = settings.engine_threads
+        self._blas_limits = limit_blas_threads(threads) if threads else None
+        self._windower = Windower(FeatureConfig.from_dict(plan.feature_config), plan.segment, settings.channels,
+                                  settings.roles, settings.block_s, plan.speaker_stats)
         self._files, self._failed = counter("label_files"), counter("label_failed")
         self._windows, self._audio_ms = counter("label_windows"), counter("label_audio_ms")
 
@@ -223,20 +197,18 @@ class LabelOutputs(NamedTuple):
 
 class LabelFiles(beam.PTransform):
     """PCollection of audio paths -> :class:`LabelOutputs` (files, segment, error and
-    timeline rows)."""
+    timeline rows), labelled as ``plan`` says."""
 
-    def __init__(self, model: str, labels: Sequence[str], feature_config: Mapping[str, Any],
-                 normalisation: str, seg: SegmentConfig, channels: str = "separate",
-                 roles: Sequence[str] = (), block_s: float = 30.0, batch_size: int = 64,
-                 threads: int | None = 1, engine: str | None = None, min_confidence: float = 0.0):
+    def __init__(self, plan: LabelPlan):
         super().__init__()
-        self._labels = list(labels)
-        self._min_confidence = float(min_confidence)
-        self._max_gap_s = seg.hop_s
-        self._segment_fn = SegmentFileFn(feature_config, seg, channels, roles, block_s,
-                                         speaker_stats=normalisation == "speaker", threads=threads)
-        self._handler = KeyedModelHandler(SERModelHandler(model, engine=engine, batch_size=batch_size,
-                                                          threads=threads))
+        settings = plan.settings
+        self._labels = list(plan.labels)
+        self._min_confidence = float(settings.min_confidence)
+        self._max_gap_s = plan.segment.hop_s
+        self._segment_fn = SegmentFileFn(plan)
+        self._handler = KeyedModelHandler(SERModelHandler(plan.model_path, engine=plan.engine,
+                                                          batch_size=settings.batch_size,
+                                                          threads=settings.engine_threads))
 
     def expand(self, paths: beam.PCollection) -> LabelOutputs:
         labels, min_confidence = self._labels, self._min_confidence
@@ -275,11 +247,6 @@ def write_outputs(outputs: LabelOutputs, staging: str, tag: str, labels: Sequenc
 # ---------------------------------------------------------------- pipeline
 
 
-def _defaults() -> dict[str, Any]:
-    return {f.name: f.default for cls in (LabelConfig, SegmentConfig) for f in dataclasses.fields(cls)
-            if f.default is not dataclasses.MISSING}
-
-
 def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """Our options; everything else is left for Beam's PipelineOptions."""
     parser = pipeline_parser("ser label", "Beam pipeline: label audio archives with a trained checkpoint (resumable).")
@@ -288,79 +255,42 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
     parser.add_argument("--input", action="append", help="audio glob; repeat for more (gs:// too)")
     parser.add_argument("--output", help="output folder; files already labelled there are skipped")
     parser.add_argument("--params", help="params.yaml to read the `label` section from")
-    g = parser.add_argument_group("overrides of params.yaml `label` (defaults in brackets)")
-    d = _defaults()
-    g.add_argument("--engine", choices=ENGINES,
-                   help="run the model in PyTorch (a checkpoint) or onnxruntime (an ONNX model from ser "
-                        "export) [by the model file's extension: .onnx -> onnx]")
-    g.add_argument("--channels", choices=audio.CHANNEL_MODES,
-                   help=f"mix down to mono, or label each channel [{d['channels']}]")
-    g.add_argument("--roles", help="comma-separated names of channels 0, 1, ... (used for files with "
-                                   "exactly that many channels), e.g. agent,customer [ch0, ch1, ...]")
-    g.add_argument("--segmentation", choices=CHANNEL_SEGMENTATIONS,
-                   help=f"speech detector (energy, webrtc, silero), or fixed windows over "
-                        f"the whole channel [{d['segmentation']}]")
-    g.add_argument("--window-s", dest="window_s", type=float,
-                   help=f"window length, s [the model's own if it was trained on windows, else {d['window_s']}]")
-    g.add_argument("--hop-s", dest="hop_s", type=float,
-                   help=f"step between windows, s [the model's own if it was trained on windows, else {d['hop_s']}]")
-    g.add_argument("--min-speech-s", dest="min_speech_s", type=float,
-                   help=f"shortest speech region labelled, s [{d['min_speech_s']}]")
-    g.add_argument("--min-confidence", dest="min_confidence", type=float,
-                   help=f"segments whose calibrated top probability is below this are labelled "
-                        f"{UNCERTAIN!r} (kept) [{d['min_confidence']}: off]")
-    g.add_argument("--block-s", dest="block_s", type=float, help=f"decoding block, s [{d['block_s']}]")
-    g.add_argument("--batch-size", dest="batch_size", type=int,
-                   help=f"windows per model call [{d['batch_size']}]")
-    g.add_argument("--chunk-files", dest="chunk_files", type=int,
-                   help=f"files per pipeline run: the unit of resumption [{d['chunk_files']}]")
-    g.add_argument("--threads", type=int,
-                   help=f"BLAS and torch threads per worker process; run one worker per core [{d['threads']}]")
+    parser.add_argument("--chunk-files", dest="chunk_files", type=int,
+                        help=f"files per pipeline run: the unit of resumption [{LabelJob.chunk_files}]")
+    add_flags(parser.add_argument_group("how to label: overrides of params.yaml `label`"), LabelSettings)
+    add_flags(parser.add_argument_group("where to label: overrides of params.yaml `label` (default: the "
+                                        "model's own windows if it was trained on windows)"), SegmentConfig)
     return parser.parse_known_args(argv)
 
 
 @dataclass(frozen=True)
-class Plan:
+class Run:
     """What a run will do, settled before any pipeline starts."""
 
-    cfg: LabelConfig
-    seg: SegmentConfig
-    labels: list[str]
-    feature_config: dict
-    normalisation: str
-    engine: str
+    job: LabelJob
+    plan: LabelPlan
     metadata: dict[bytes, bytes]
     inputs: list[str]
     todo: list[str]
 
 
-def plan(args: argparse.Namespace) -> Plan:
+def prepare(args: argparse.Namespace) -> Run:
     """Check settings, model and inputs, recover an interrupted run, find what is left;
     raises :class:`StageError` (naming what is wrong) before any work. Warns (and records
     in the metadata) where the model was trained on audio cut unlike the labelling windows."""
     try:
-        cfg = label_config(args)
-        engine = engine_for(cfg.model, cfg.engine)
-        model = load_model(cfg.model, engine, threads=None)
-        check_model(model, cfg.model)
-        seg = segment_config(args, model_windows(model.segmentation))
-        labels, mode = list(model.labels), model.normalisation["mode"]
-        check_min_confidence(cfg.min_confidence, labels)
-        inputs = match_inputs(cfg.input)
+        job, settings, segmentation = read_settings(args)
+        model = load_model(job.model, settings.engine or None, threads=None)
+        plan = resolve(job.model, model, settings, segmentation)
+        inputs = match_inputs(job.input)
         if not inputs:
-            raise FileNotFoundError(f"no input files match {cfg.input}")
-        warnings = segmentation_warnings(model.segmentation, seg)
-        for warning in warnings:
-            LOGGER.warning("%s: %s", cfg.model, warning)
-        metadata = label_metadata(cfg.model, sha256(cfg.model), labels, model.feature_config, mode, seg,
-                                  cfg.channels, cfg.roles, engine=engine, min_confidence=cfg.min_confidence,
-                                  model_segmentation=model.segmentation, warnings=warnings)
-        prepare_output(cfg.output)
+            raise FileNotFoundError(f"no input files match {job.input}")
+        metadata = plan.metadata(sha256(job.model))
+        prepare_output(job.output)
     except (ValueError, OSError) as exc:  # ParamsError included
         raise StageError(str(exc)) from exc
-    check_same_settings(cfg.output, metadata)
-    return Plan(cfg, seg, labels, model.feature_config, mode, engine, metadata, inputs,
-                pending(inputs, cfg.output))
+    check_same_settings(job.output, metadata)
+    return Run(job, plan, metadata, inputs, pending(inputs, job.output))
 
 
 @dataclass(frozen=True)
@@ -389,40 +319,38 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     """Check inputs, recover, skip what is done, label the rest chunk by chunk."""
     args, pipeline_args = parse_known_args(argv)
     options = pipeline_options(pipeline_args)
-    job = plan(args)
-    cfg, todo = job.cfg, job.todo
-    size = len(todo) if test_pipeline is not None else cfg.chunk_files
+    ready = prepare(args)
+    job, plan, todo = ready.job, ready.plan, ready.todo
+    size = len(todo) if test_pipeline is not None else job.chunk_files
     chunks = [todo[i:i + size] for i in range(0, len(todo), size)] if todo else []
     LOGGER.info("%d input files: %d already done, %d to label in %d chunk(s); model %s (%s engine, %s, %s "
-                "normalisation)", len(job.inputs), len(job.inputs) - len(todo), len(todo), len(chunks),
-                cfg.model, job.engine, job.labels, job.normalisation)
+                "normalisation)", len(ready.inputs), len(ready.inputs) - len(todo), len(todo), len(chunks),
+                job.model, plan.engine, plan.labels, plan.normalisation)
     # Named after what it labels (not the clock), so the same inputs give the same files.
-    run_id = hashlib.sha256(json.dumps([sorted(todo), job.metadata[METADATA_KEY].decode()]).encode()).hexdigest()[:12]
+    run_id = hashlib.sha256(json.dumps([sorted(todo), ready.metadata[METADATA_KEY].decode()]).encode()).hexdigest()[:12]
     start, audio_s = time.perf_counter(), 0.0
     for n, chunk in enumerate(chunks):
         tag = f"{run_id}-{n:04d}"
-        staging = staging_dir(cfg.output, tag)
+        staging = staging_dir(job.output, tag)
         pipeline = test_pipeline or beam.Pipeline(options=options)
         outputs = (pipeline
                    | "Inputs" >> beam.Create(chunk)
-                   | "LabelFiles" >> LabelFiles(cfg.model, job.labels, job.feature_config, job.normalisation, job.seg,
-                                                cfg.channels, cfg.roles, cfg.block_s, cfg.batch_size,
-                                                cfg.threads, job.engine, cfg.min_confidence))
-        write_outputs(outputs, staging, tag, job.labels, job.metadata)
+                   | "LabelFiles" >> LabelFiles(plan))
+        write_outputs(outputs, staging, tag, plan.labels, ready.metadata)
         result = pipeline.run()
         result.wait_until_finish()
         audio_s += (counter_value(result, "label_audio_ms") or 0) / 1000
         mark_done(staging)
-        commit(staging, cfg.output)
+        commit(staging, job.output)
         LOGGER.info("chunk %d/%d committed (%d files)", n + 1, len(chunks), len(chunk))
 
-    summary = Summary(cfg.output, len(job.inputs), len(job.inputs) - len(todo), len(todo), len(chunks),
-                      count_rows(cfg.output, FILES_PREFIX), count_rows(cfg.output, ERRORS_PREFIX),
+    summary = Summary(job.output, len(ready.inputs), len(ready.inputs) - len(todo), len(todo), len(chunks),
+                      count_rows(job.output, FILES_PREFIX), count_rows(job.output, ERRORS_PREFIX),
                       audio_s, time.perf_counter() - start)
     print(summary.format())
-    twice = sorted(path for path, n in completed_paths(cfg.output).items() if n > 1)
+    twice = sorted(path for path, n in completed_paths(job.output).items() if n > 1)
     if twice:
-        raise RuntimeError(f"{len(twice)} file(s) have more than one row in {cfg.output}, e.g. {twice[0]}")
+        raise RuntimeError(f"{len(twice)} file(s) have more than one row in {job.output}, e.g. {twice[0]}")
     return summary
 
 

@@ -459,6 +459,53 @@ def logmel_prosody(config: FeatureConfig) -> Extractor:
     return extract
 
 
+EGEMAPS_LLDS = 25  # eGeMAPS v02 low-level descriptors per 10 ms frame
+EGEMAPS_STEP_S = 0.01
+
+
+def pool_to_frames(values: np.ndarray, centres_s: np.ndarray, n_frames: int, hop_s: float) -> np.ndarray:
+    """Rows of ``values`` (one per time ``centres_s``) averaged into the ``n_frames`` centred
+    frames of ``hop_s`` (frame t covers t * hop_s +- hop_s / 2); a frame no row falls in
+    takes the nearest frame's value."""
+    index = np.clip(np.round(centres_s / hop_s).astype(np.int64), 0, n_frames - 1)
+    sums = np.zeros((n_frames, values.shape[1]), dtype=np.float64)
+    np.add.at(sums, index, values)
+    counts = np.bincount(index, minlength=n_frames)
+    filled = np.flatnonzero(counts)
+    out = sums[filled] / counts[filled, None]
+    nearest = filled[np.clip(np.searchsorted(filled, np.arange(n_frames)), 0, len(filled) - 1)]
+    before = filled[np.clip(np.searchsorted(filled, np.arange(n_frames)) - 1, 0, len(filled) - 1)]
+    pick = np.where(np.abs(before - np.arange(n_frames)) <= np.abs(nearest - np.arange(n_frames)), before, nearest)
+    return out[np.searchsorted(filled, pick)].astype(np.float32)
+
+
+@register("egemaps", n_dims=lambda c: EGEMAPS_LLDS)
+def egemaps(config: FeatureConfig) -> Extractor:
+    """The 25 low-level descriptors of eGeMAPS v02 (Eyben et al. 2016: loudness, spectral
+    slopes and balance, MFCC 1-4, F0 in semitones, jitter, shimmer, HNR, harmonic
+    differences, F1-F3 frequency, bandwidth and level) computed by openSMILE every 10 ms and
+    averaged into this config's frames (``hop_s``), so sequences are as long as the other
+    front-ends'. Needs the ``opensmile`` package (``pip install 'ser-pipelines[opensmile]'``;
+    openSMILE's licence is free for research and education, commercial use needs
+    audEERING's licence)."""
+    try:
+        import opensmile
+    except ImportError as exc:
+        raise FeatureError("features.kind egemaps needs the opensmile package: "
+                           "pip install 'ser-pipelines[opensmile]'") from exc
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                            feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+    sr, hop_s, hop = config.sample_rate, config.hop_s, config.hop_length
+
+    def extract(y: np.ndarray) -> np.ndarray:
+        if len(y) < int(0.1 * sr):
+            raise FeatureError(f"egemaps needs at least 0.1 s of audio, got {len(y) / sr:.3f} s")
+        lld = smile.process_signal(y, sr).to_numpy(dtype=np.float64)
+        centres = np.arange(len(lld)) * EGEMAPS_STEP_S + EGEMAPS_STEP_S
+        return pool_to_frames(lld, centres, 1 + len(y) // hop, hop_s)
+    return extract
+
+
 # ---------------------------------------------------------------- entry points
 
 

@@ -87,7 +87,9 @@ def add_flags(group: Any, cls: type, exclude: tuple[str, ...] = ()) -> tuple[str
             continue
         kind = str(f.type).replace(" ", "")
         flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        help_text = f.metadata.get("help", "") + (f" [{shown}]" if shown not in ("", None) else "")
         if kind == "bool":
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                help=help_text)

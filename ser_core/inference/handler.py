@@ -41,8 +41,6 @@ class SERModelHandler(ModelHandler[SegmentExample, PredictionResult, LabellingMo
 
     def __init__(self, model_path: str, *, engine: str | None = None, batch_size: int = 64,
                  threads: int | None = 1) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         # Fixed-size batches: windows are cheap to hold, and adaptive sizing would start
         # at one window per call.
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)

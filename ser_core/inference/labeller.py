@@ -31,7 +31,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Iterable, Iterator, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -40,10 +40,9 @@ from threadpoolctl import threadpool_limits
 from ser_core import audio
 from ser_core.errors import FileError
 from ser_core.features import FeatureConfig, FeatureError
-from ser_core.inference.engine import (LabellingModel, check_model, label_examples, load_model, model_windows,
-                                       segmentation_warnings)
-from ser_core.inference.outputs import (check_min_confidence, finish_file, segment_row, segments_schema,
-                                        timeline_schema)
+from ser_core.inference.engine import LabellingModel, label_examples, load_model
+from ser_core.inference.outputs import finish_file, segment_row, segments_schema, timeline_schema
+from ser_core.inference.plan import SEGMENT_KEYS, SETTING_KEYS, LabelPlan, LabelSettings, resolve
 from ser_core.segmentation import SegmentConfig, cut_clip
 from ser_core.inference.summary import role_schema
 from ser_core.inference.windows import Windower
@@ -71,51 +70,64 @@ class FileLabels:
 
 @dataclass
 class Labeller:
-    """A loaded model and the labelling settings; :meth:`label_file` labels one recording
-    as ``ser label`` would, :meth:`predict_clip` scores one clip as training saw clips."""
+    """A loaded model and its :class:`~ser_core.inference.plan.LabelPlan`;
+    :meth:`label_file` labels one recording as ``ser label`` would, :meth:`predict_clip`
+    scores one clip as training saw clips."""
 
     model: LabellingModel
-    segment_config: SegmentConfig = field(default_factory=SegmentConfig)
-    channels: str = "separate"
-    roles: Sequence[str] = ()
-    min_confidence: float = 0.0
-    block_s: float = 30.0
-    batch_size: int = 64
-    threads: int | None = 1  # BLAS threads while labelling (None: as they are)
-    source: str = "model"  # where the model came from, for messages
-    labels: list[str] = field(init=False)
+    plan: LabelPlan
     windower: Windower = field(init=False)
-    warnings: list[str] = field(init=False)  # where the labelling windows differ from the training audio
 
     def __post_init__(self) -> None:
-        check_model(self.model, self.source)
-        self.labels = list(self.model.labels)
-        self.min_confidence = check_min_confidence(self.min_confidence, self.labels)
-        self.windower = Windower(FeatureConfig.from_dict(self.model.feature_config), self.segment_config,
-                                 self.channels, self.roles, self.block_s,
-                                 speaker_stats=self.model.normalisation["mode"] == "speaker")
-        self.warnings = segmentation_warnings(self.model.segmentation, self.segment_config)
-        for warning in self.warnings:
-            log.warning("%s: %s", self.source, warning)
+        self.windower = Windower(FeatureConfig.from_dict(self.plan.feature_config), self.plan.segment,
+                                 self.settings.channels, self.settings.roles, self.settings.block_s,
+                                 speaker_stats=self.plan.speaker_stats)
+
+    @property
+    def settings(self) -> LabelSettings:
+        return self.plan.settings
+
+    @property
+    def labels(self) -> list[str]:
+        return self.plan.labels
+
+    @property
+    def segment_config(self) -> SegmentConfig:
+        return self.plan.segment
+
+    @property
+    def warnings(self) -> list[str]:
+        """Where the labelling windows differ from the model's training audio."""
+        return self.plan.warnings
 
     @classmethod
-    def load(cls, path: str, *, engine: str | None = None, threads: int | None = 1, channels: str = "separate",
-             roles: Sequence[str] = (), min_confidence: float = 0.0, block_s: float = 30.0, batch_size: int = 64,
-             **segmentation: Any) -> "Labeller":
+    def for_model(cls, model: LabellingModel, source: str = "model", **options: Any) -> "Labeller":
+        """A labeller for an already loaded ``model``: ``options`` are
+        :class:`~ser_core.inference.plan.LabelSettings` fields (``channels``, ``roles``,
+        ``min_confidence``, ``block_s``, ``batch_size``, ``threads``) and
+        :class:`~ser_core.segmentation.SegmentConfig` fields (``segmentation``, ``window_s``,
+        ``hop_s``, ``min_speech_s``, ...) over the defaults, which are the model's own
+        windows when it was trained on windows. ``source`` names the model in messages."""
+        unknown = sorted(set(options) - SETTING_KEYS - SEGMENT_KEYS)
+        if unknown:
+            raise TypeError(f"unknown labelling option(s) {unknown}")
+        settings = LabelSettings(**{k: v for k, v in options.items() if k in SETTING_KEYS})
+        return cls(model, resolve(source, model, settings, {k: v for k, v in options.items() if k in SEGMENT_KEYS}))
+
+    @classmethod
+    def load(cls, path: str, **options: Any) -> "Labeller":
         """The model at ``path`` (a checkpoint, or an ``.onnx`` file from ``ser export``;
-        ``engine`` overrides the choice by extension). ``segmentation`` takes any
-        :class:`~ser_core.segmentation.SegmentConfig` field (``segmentation``,
-        ``window_s``, ``hop_s``, ``min_speech_s``, ...) over the defaults, which are the
-        model's own windows when it was trained on windows. ``threads`` caps the engine's
-        and, while labelling, BLAS's threads (None: as they are); on a busy machine a BLAS
-        pool makes the front-end's small matrix products many times slower."""
-        model = load_model(path, engine, threads)
-        segment_config = SegmentConfig(**{**model_windows(model.segmentation), **segmentation})
-        return cls(model, segment_config, channels, list(roles), min_confidence, block_s, batch_size, threads,
-                   source=path)
+        ``engine='torch'|'onnx'`` overrides the choice by extension), with ``options`` as
+        :meth:`for_model` takes them. ``threads`` (default 1) caps the engine's and, while
+        labelling, BLAS's threads (0: as they are); on a busy machine a BLAS pool makes the
+        front-end's small matrix products many times slower."""
+        settings = LabelSettings(**{k: v for k, v in options.items() if k in SETTING_KEYS})
+        model = load_model(path, settings.engine or None, settings.engine_threads)
+        return cls.for_model(model, source=path, **options)
 
     def _blas_limit(self) -> contextlib.AbstractContextManager:
-        return threadpool_limits(limits=self.threads, user_api="blas") if self.threads else contextlib.nullcontext()
+        threads = self.settings.engine_threads
+        return threadpool_limits(limits=threads, user_api="blas") if threads else contextlib.nullcontext()
 
     def label_file(self, path: str) -> FileLabels:
         """Label one recording (any format libsndfile reads, local or a URL): its segments,
@@ -123,11 +135,12 @@ class Labeller:
         :class:`~ser_core.errors.FileError` naming the path and the stage that failed."""
         rows = []
         with self._blas_limit(), self.windower.open(path) as windows:
-            for chunk in _chunks(windows, self.batch_size):
-                probs = label_examples(self.model, [example for _, example in chunk], self.batch_size)
-                rows += [segment_row(key, p, self.labels, self.min_confidence) for (key, _), p in zip(chunk, probs)]
+            batch, min_confidence = self.settings.batch_size, self.settings.min_confidence
+            for chunk in _chunks(windows, batch):
+                probs = label_examples(self.model, [example for _, example in chunk], batch)
+                rows += [segment_row(key, p, self.labels, min_confidence) for (key, _), p in zip(chunk, probs)]
             info = windows.info
-        result, error = finish_file(path, [info], rows, [], self.labels, self.segment_config.hop_s)
+        result, error = finish_file(path, [info], rows, [], self.labels, self.plan.segment.hop_s)
         if error is not None:  # every window comes back here: a failure is a bug, not an input
             raise FileError(path, error["stage"], error["error"])
         return FileLabels(pa.Table.from_pylist(result.segments, schema=segments_schema(self.labels)),
@@ -154,5 +167,5 @@ class Labeller:
                 features = [self.windower.extract(y[start:end]) for start, end in spans]
             except FeatureError as exc:
                 raise FileError(path, "features", str(exc)) from exc
-            probs = self.model.predict_proba(features, stats, self.batch_size).mean(axis=0)
+            probs = self.model.predict_proba(features, stats, self.settings.batch_size).mean(axis=0)
         return {label: float(p) for label, p in zip(self.labels, probs)}

@@ -150,8 +150,6 @@ class Windower:
     def __init__(self, feature_config: FeatureConfig, segment_config: SegmentConfig,
                  channels: str = "separate", roles: Sequence[str] = (), block_s: float = 30.0,
                  speaker_stats: bool = True):
-        if channels not in audio.CHANNEL_MODES:
-            raise ValueError(f"channels must be one of {audio.CHANNEL_MODES}, got {channels!r}")
         self.feature_config = feature_config
         self.segment_config = segment_config
         self.channels = channels

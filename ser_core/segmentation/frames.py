@@ -23,6 +23,8 @@ import numpy as np
 import soxr
 from scipy import signal
 
+from ser_core.params import setting
+
 DETECTORS = ("energy", "webrtc", "silero")
 WEBRTC_FRAMES_S = (0.01, 0.02, 0.03)
 DB_MIN, DB_MAX = -120.0, 20.0  # frame energies are clipped to this range (dBFS)
@@ -36,16 +38,19 @@ class DetectorConfig:
     """Which detector decides the frames of a channel, and its settings (params.yaml
     ``label``). ``segmentation`` 'fixed' means no detector: the whole channel is speech."""
 
-    segmentation: str = "energy"   # energy | webrtc | silero | fixed (whole channel)
-    frame_s: float = 0.02          # detector frame (energy; webrtc: 0.01, 0.02 or 0.03; silero: 32 ms)
-    webrtc_mode: int = 0           # webrtc aggressiveness 0-3 (higher: fewer false alarms)
-    silero_threshold: float = 0.5  # silero: speech probability from which a chunk is speech
-    margin_db: float = 3.0         # energy: speech = frames louder than floor + margin ...
-    min_db: float = -55.0          # ... and louder than this absolute level (dBFS)
-    max_floor_db: float = -35.0    # energy: steadier sound louder than this is a signal, not line noise
-    stationary_db: float = 4.0     # energy: a chunk whose frames stay within this is noise
-    floor_chunk_s: float = 0.4     # energy: length of those chunks
-    floor_track_s: float = 4.0     # energy: the floor is the lowest of this much recent steady line
+    segmentation: str = setting("energy", choices=CHANNEL_SEGMENTATIONS,
+                                help="speech detector (energy, webrtc, silero), or fixed windows over the "
+                                     "whole channel")
+    frame_s: float = setting(0.02, help="detector frame, s (webrtc: 0.01, 0.02 or 0.03; silero: 32 ms)")
+    webrtc_mode: int = setting(0, help="webrtc aggressiveness 0-3 (higher: fewer false alarms)")
+    silero_threshold: float = setting(0.5, help="silero: speech probability from which a chunk is speech")
+    margin_db: float = setting(3.0, help="energy: speech is this far above the line's steady noise floor, dB")
+    min_db: float = setting(-55.0, help="energy: ... and above this level, dBFS")
+    max_floor_db: float = setting(-35.0, help="energy: a steadier sound louder than this is a signal, not "
+                                              "line noise, dBFS")
+    stationary_db: float = setting(4.0, help="energy: a chunk whose frames stay within this is line noise, dB")
+    floor_chunk_s: float = setting(0.4, help="energy: length of those chunks, s")
+    floor_track_s: float = setting(4.0, help="energy: the floor is the lowest of this much recent steady line, s")
 
     def __post_init__(self) -> None:
         if self.segmentation not in CHANNEL_SEGMENTATIONS:

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
+from ser_core.params import setting
 from ser_core.segmentation.detectors import make_detector
 from ser_core.segmentation.frames import DetectorConfig, FrameDetector
 
@@ -45,12 +46,14 @@ class SegmentConfig(DetectorConfig):
     detector's settings (:class:`~ser_core.segmentation.frames.DetectorConfig`) and, here,
     how its frame decisions become regions and the regions windows."""
 
-    window_s: float = 3.0          # window length
-    hop_s: float = 1.5             # step between window starts inside a region
-    min_speech_s: float = 1.0      # regions shorter than this are not labelled
-    min_silence_s: float = 0.3     # shorter pauses do not split a region
-    min_region_s: float = 0.2      # regions with less speech than this are noise
-    pad_s: float = 0.1             # kept regions grow by this on both sides
+    window_s: float = setting(3.0, help="window length, s (default: the model's own if it was trained on "
+                                        "windows)")
+    hop_s: float = setting(1.5, help="step between window starts inside a region, s (default: the model's "
+                                     "own if it was trained on windows)")
+    min_speech_s: float = setting(1.0, help="regions shorter than this are not labelled, s")
+    min_silence_s: float = setting(0.3, help="shorter pauses do not split a region, s")
+    min_region_s: float = setting(0.2, help="regions with less speech than this are noise, s")
+    pad_s: float = setting(0.1, help="kept regions grow by this on both sides, s")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -78,9 +78,17 @@ def test_running_stats_equal_pooled_frame_stats():
     assert constant.result()[1].tolist() == [pytest.approx(1e-4)] * 2  # floored, as in training
 
 
-def test_batch_size_must_be_positive():
-    with pytest.raises(ValueError):
-        SERModelHandler("model.pt", batch_size=0)
+@pytest.mark.parametrize("setting, value, message", [
+    ("batch_size", 0, "batch_size must be > 0"), ("block_s", -1.0, "block_s must be > 0"),
+    ("channels", "left", "channels must be one of"), ("engine", "tflite", "engine must be one of"),
+    ("threads", -1, "threads must be >= 0")])
+def test_labelling_settings_are_checked_in_one_place(setting, value, message):
+    """The pipeline and the Labeller take their settings from LabelSettings, which refuses
+    what cannot work (the handler and the windower trust it)."""
+    from ser_core.inference.plan import LabelSettings
+
+    with pytest.raises(ValueError, match=message):
+        LabelSettings(**{setting: value})
 
 
 @pytest.mark.parametrize("engine", ["torch", "onnx"])

@@ -22,6 +22,8 @@ from apache_beam.testing.util import assert_that
 
 from pipelines import label
 from ser_core.errors import StageError
+from ser_core.inference.engine import load_model
+from ser_core.inference.plan import LabelPlan, LabelSettings, resolve
 from ser_core.features import extract
 from ser_core.segmentation import SegmentConfig, segment_channel
 from ser_core.normalisation import RunningStats
@@ -161,8 +163,8 @@ def test_labels_are_exact(models, tmp_path, normalisation, channels, engine):
     with BeamTestPipeline() as p:
         files, segments, errors, timeline = (
             p | beam.Create([path])
-            | label.LabelFiles(model, tiny_model.LABELS, tiny_model.FEATURES.to_dict(),
-                               normalisation, seg, channels, ["agent", "customer"], block_s=0.7))
+            | label.LabelFiles(label_plan(model, seg, channels=channels, roles=["agent", "customer"],
+                                          block_s=0.7)))
         assert_that(segments, check_segments, label="segments")
         assert_that(files, check_files, label="files")
         assert_that(timeline, check_timeline, label="timeline")
@@ -207,11 +209,15 @@ def test_min_confidence_marks_segments_uncertain_and_keeps_them(models, tmp_path
 
     with BeamTestPipeline() as p:
         outputs = (p | beam.Create([path])
-                   | label.LabelFiles(models["speaker"], tiny_model.LABELS, tiny_model.FEATURES.to_dict(),
-                                      "speaker", seg, "separate", ["agent", "customer"],
-                                      min_confidence=threshold))
+                   | label.LabelFiles(label_plan(models["speaker"], seg, roles=["agent", "customer"],
+                                                 min_confidence=threshold)))
         assert_that(outputs.segments, check_segments, label="segments")
         assert_that(outputs.files, check_files, label="files")
+
+
+def label_plan(model_path: str, seg: SegmentConfig, **settings) -> LabelPlan:
+    """The plan ``ser label`` makes for a model, labelling with ``seg``."""
+    return resolve(model_path, load_model(model_path), LabelSettings(**settings), seg.to_dict())
 
 
 def write_inputs(root: Path) -> dict[str, str]:
@@ -361,8 +367,8 @@ def test_inference_failures_become_error_rows_and_drop_the_files_segments(models
     with BeamTestPipeline() as p:
         files, segments, errors, _ = (
             p | beam.Create(calls + [silent])
-            | label.LabelFiles(models["global"], tiny_model.LABELS, two_dims.to_dict(), "global",
-                               SegmentConfig(), "separate", [], batch_size=4))
+            | label.LabelFiles(dataclasses.replace(label_plan(models["global"], SegmentConfig(), batch_size=4),
+                                                   feature_config=two_dims.to_dict())))
         assert_that(segments, lambda rows: rows == [] or pytest.fail(f"{len(rows)} segments"), label="segments")
         # the silent file never reaches the model: it is labelled (no speech) all the same
         assert_that(files | beam.Map(lambda r: (r["path"], r["n_segments"])),
@@ -378,14 +384,30 @@ def test_params_section_and_flags(tmp_path):
                       "  window_s: 4.0\n  margin_db: 9.0\n  chunk_files: 7\n")
     args, beam_args = label.parse_known_args(["--params", str(params), "--window-s", "2", "--hop-s", "1",
                                               "--channels", "mix", "--direct_num_workers", "2"])
-    cfg, seg = label.label_config(args), label.segment_config(args)
-    assert (cfg.model, cfg.input, cfg.roles, cfg.channels, cfg.chunk_files) == (
-        "m.pt", ["a/*.wav"], ["agent", "customer"], "mix", 7)
-    assert (seg.window_s, seg.hop_s, seg.margin_db) == (2.0, 1.0, 9.0)
+    job, settings, seg = label.read_settings(args)
+    assert (job.model, job.input, job.chunk_files, settings.roles, settings.channels) == (
+        "m.pt", ["a/*.wav"], 7, ["agent", "customer"], "mix")
+    assert seg == {"window_s": 2.0, "hop_s": 1.0, "margin_db": 9.0}  # applied over the model's own windows
     assert beam_args == ["--direct_num_workers", "2"]
     params.write_text("label:\n  model: m.pt\n  input: a.wav\n  output: out\n  windw_s: 3\n")
     with pytest.raises(ValueError, match="windw_s"):
-        label.segment_config(label.parse_known_args(["--params", str(params)])[0])
+        label.read_settings(label.parse_known_args(["--params", str(params)])[0])
+
+
+def test_every_label_setting_is_a_flag_declared_by_its_field():
+    """``ser label``'s flags come from LabelSettings' and SegmentConfig's fields (plus the
+    job's model, input, output, chunk files and params)."""
+    parser_args, _ = label.parse_known_args(["--model", "m.pt"])
+    expected = set(label.JOB_KEYS) | set(label.SETTING_KEYS) | set(label.SEGMENT_KEYS) | {"params"}
+    assert set(vars(parser_args)) == expected
+    args, _ = label.parse_known_args(["--model", "m.pt", "--input", "a.wav", "--output", "o", "--margin-db", "6",
+                                      "--segmentation", "webrtc", "--frame-s", "0.01", "--engine", "onnx",
+                                      "--threads", "0"])
+    job, settings, seg = label.read_settings(args)
+    assert seg == {"margin_db": 6.0, "segmentation": "webrtc", "frame_s": 0.01}
+    assert (settings.engine, settings.threads, settings.engine_threads) == ("onnx", 0, None)
+    with pytest.raises(SystemExit):
+        label.parse_known_args(["--segmentation", "vad"])
 
 
 @pytest.mark.parametrize("case, message", [

@@ -1,0 +1,118 @@
+"""Labelling resolved once: the settings, the model's own facts, the windows, the warnings.
+
+``ser label`` and :class:`~ser_core.Labeller` both label through a :class:`LabelPlan`: the
+how-to-label settings (:class:`LabelSettings`, validated here and nowhere else), the
+segmentation (:class:`~ser_core.segmentation.SegmentConfig`: the model's own windows as
+defaults when it was trained on windows, then what the caller sets), and what the model
+says of itself (labels, front-end, normalisation, how its training clips were cut). The
+Beam graph takes the plan whole; so does the one-file ``Labeller``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ser_core import audio
+from ser_core.inference.engine import (ENGINES, LabellingModel, check_model, engine_for, model_windows,
+                                       segmentation_warnings)
+from ser_core.inference.outputs import check_min_confidence, label_metadata
+from ser_core.params import setting
+from ser_core.segmentation import SegmentConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """How recordings are labelled (params.yaml ``label``, beside the segmentation settings);
+    each field is also a ``ser label`` flag."""
+
+    engine: str = setting("", choices=("", *ENGINES),
+                          help="run the model in PyTorch (a checkpoint) or onnxruntime (an ONNX model from "
+                               "ser export); '' (default): by the model file's extension")
+    channels: str = setting("separate", choices=audio.CHANNEL_MODES,
+                            help="label each channel, or the channels mixed down to mono")
+    roles: list[str] = setting(default_factory=list,
+                               help="comma-separated names of channels 0, 1, ... (used for files with exactly "
+                                    "that many channels), e.g. agent,customer (default ch0, ch1, ...)")
+    min_confidence: float = setting(0.0, help="segments whose calibrated top probability is below this are "
+                                              "labelled 'uncertain' (kept); 0 = off")
+    block_s: float = setting(30.0, help="decoding block, s")
+    batch_size: int = setting(64, help="windows per model call")
+    threads: int = setting(1, help="BLAS and engine threads per worker process (0: as the libraries set "
+                                   "them); run one worker per core")
+
+    def __post_init__(self) -> None:
+        roles = self.roles.split(",") if isinstance(self.roles, str) else list(self.roles or ())
+        object.__setattr__(self, "roles", [r.strip() for r in roles if r.strip()])
+        object.__setattr__(self, "engine", self.engine or "")
+        if self.engine not in ("", *ENGINES):
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.channels not in audio.CHANNEL_MODES:
+            raise ValueError(f"channels must be one of {audio.CHANNEL_MODES}, got {self.channels!r}")
+        for name in ("block_s", "batch_size"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads!r}")
+        # min_confidence is checked against the model's labels, in resolve()
+
+    @property
+    def engine_threads(self) -> int | None:
+        """Threads for the engine and BLAS (None: leave them as they are)."""
+        return self.threads or None
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """Everything labelling needs to know, settled before the first file is read."""
+
+    model_path: str
+    engine: str
+    settings: LabelSettings
+    segment: SegmentConfig
+    labels: list[str]
+    feature_config: dict
+    normalisation: str             # the model's normalisation mode: speaker | global
+    model_segmentation: dict       # how the model's training clips were cut
+    warnings: list[str]            # where the labelling windows differ from the training audio
+
+    @property
+    def speaker_stats(self) -> bool:
+        return self.normalisation == "speaker"
+
+    def metadata(self, model_sha256: str) -> dict[bytes, bytes]:
+        """The ``ser.label`` schema metadata every output shard carries."""
+        s = self.settings
+        return label_metadata(self.model_path, model_sha256, self.labels, self.feature_config, self.normalisation,
+                              self.segment, s.channels, s.roles, engine=self.engine,
+                              min_confidence=s.min_confidence, model_segmentation=self.model_segmentation,
+                              warnings=self.warnings)
+
+
+SEGMENT_KEYS = frozenset(f.name for f in dataclasses.fields(SegmentConfig))
+SETTING_KEYS = frozenset(f.name for f in dataclasses.fields(LabelSettings))
+
+
+def resolve(model_path: str, model: LabellingModel, settings: LabelSettings,
+            segmentation: Mapping[str, Any] | None = None) -> LabelPlan:
+    """The plan for labelling with ``model`` (loaded from ``model_path``): its windows are
+    the model's own when it was trained on windows, under ``segmentation`` (any
+    :class:`SegmentConfig` field). Raises ValueError naming what does not fit; logs a
+    WARNING for each way the windows differ from the model's training audio."""
+    engine = engine_for(model_path, settings.engine or None)
+    check_model(model, model_path)
+    labels = list(model.labels)
+    check_min_confidence(settings.min_confidence, labels)
+    unknown = sorted(set(segmentation or {}) - SEGMENT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown segmentation setting(s) {unknown}; known: {sorted(SEGMENT_KEYS)}")
+    segment = SegmentConfig(**{**model_windows(model.segmentation), **(segmentation or {})})
+    warnings = segmentation_warnings(model.segmentation, segment)
+    for warning in warnings:
+        log.warning("%s: %s", model_path, warning)
+    return LabelPlan(model_path, engine, settings, segment, labels, dict(model.feature_config),
+                     model.normalisation["mode"], dict(model.segmentation), warnings)

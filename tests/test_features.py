@@ -221,3 +221,40 @@ def test_a_front_end_is_described_by_what_sets_it_apart():
     assert describe(tel.to_dict()) == "logmel_deltas, 46 dims, 8000 Hz, band 300-3400 Hz, 85/43 ms frames"
     short = FeatureConfig(kind="logmel_deltas", n_mels=23, window_s=0.025, hop_s=0.01)
     assert describe(short.to_dict()) == "logmel_deltas, 46 dims, 48000 Hz, 25/10 ms frames"
+
+
+# ---------------------------------------------------------------- eGeMAPS through openSMILE
+
+TEL = dict(sample_rate=8000, window_s=F.PAPER_WINDOW_S, hop_s=F.PAPER_HOP_S, band_hz=(300, 3400),
+           fmin=300.0, fmax=3400.0)
+
+
+def test_descriptors_are_pooled_into_the_frames_of_the_config():
+    """10 ms descriptor rows averaged into centred frames of hop_s; an empty frame takes
+    its nearest neighbour's value (the earlier one on a tie)."""
+    rows = np.arange(6, dtype=np.float64)[:, None]
+    centres = np.array([0.0, 0.01, 0.02, 0.2, 0.21, 0.22])
+    np.testing.assert_array_equal(F.pool_to_frames(rows, centres, 6, 0.04).ravel(), [1, 1, 1, 4, 4, 4])
+    one = F.pool_to_frames(np.array([[2.0, 3.0]]), np.array([0.05]), 3, 0.04)
+    assert one.shape == (3, 2) and (one == [2.0, 3.0]).all()
+
+
+def test_egemaps_gives_25_descriptors_per_frame_of_the_config():
+    pytest.importorskip("opensmile")
+    config = FeatureConfig(kind="egemaps", **TEL)
+    voiced = signal(3.0, 8000, seed=1, freq=180.0)
+    feats = extract(config, voiced)
+    assert config.n_dims == 25 and feats.shape == (1 + len(voiced) // config.hop_length, 25)
+    assert np.isfinite(feats).all()
+    louder = extract(config, (voiced * 4).astype(np.float32))
+    assert louder[:, 0].mean() > feats[:, 0].mean()  # column 0 is loudness
+    with pytest.raises(FeatureError, match="at least 0.1 s"):
+        extract(config, voiced[:400])
+
+
+def test_egemaps_without_opensmile_says_how_to_install_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opensmile", None)  # import opensmile -> ImportError
+    with pytest.raises(FeatureError, match=r"pip install 'ser-pipelines\[opensmile\]'"):
+        F.EXTRACTORS["egemaps"].build(FeatureConfig(kind="egemaps", **TEL))

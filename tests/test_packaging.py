@@ -81,6 +81,36 @@ def _third_party_imports(path: Path) -> set[str]:
     return {n for n in names if n not in sys.stdlib_module_names and n not in PACKAGES}
 
 
+def _guarded_imports(path: Path) -> set[str]:
+    """Top-level names imported under ``try: ... except ImportError`` (or
+    ``ModuleNotFoundError``) inside a function: optional packages, loaded only when the
+    feature that needs them is used, which say how to install them when they are missing."""
+    names = set()
+    for func in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(func):
+            if not isinstance(node, ast.Try):
+                continue
+            caught = {n.id for h in node.handlers for n in ast.walk(h.type or ast.Name("BaseException"))
+                      if isinstance(n, ast.Name)}
+            if not caught & {"ImportError", "ModuleNotFoundError"}:
+                continue
+            for stmt in node.body:
+                for imp in ast.walk(stmt):
+                    if isinstance(imp, ast.Import):
+                        names |= {a.name.split(".")[0] for a in imp.names}
+                    elif isinstance(imp, ast.ImportFrom) and imp.level == 0 and imp.module:
+                        names.add(imp.module.split(".")[0])
+    return names
+
+
+def _extras(metadata: str) -> set[str]:
+    """Distributions the wheel declares for an extra (``Requires-Dist: x; extra == "..."``)."""
+    return {canonicalize_name(Requirement(line.split(":", 1)[1].strip()).name)
+            for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" in line}
+
+
 def _name(requirement: str) -> str:
     return canonicalize_name(Requirement(requirement).name)
 
@@ -119,17 +149,24 @@ def _declared(metadata: str) -> set[str]:
 def test_every_import_of_the_package_is_a_declared_dependency(built):
     """``pip install .`` (no extras) is what a Dataflow worker runs: every third-party module
     any file of the package imports must come from a distribution in the closure of the plain
-    requirements; one reached only through an extra (scipy through librosa, once) fails here."""
+    requirements; one reached only through an extra (scipy through librosa, once) fails here.
+    The one exception is an optional package imported lazily under ``except ImportError``
+    (the ``egemaps`` front-end's opensmile): it must be declared as an extra."""
     _, _, metadata, _ = built
     declared = _declared(metadata)
     closure = _closure(declared)
+    extras = _extras(metadata)
     owners = importlib.metadata.packages_distributions()
     problems = {}
     for module in sorted(_modules()):
+        guarded = _guarded_imports(ROOT / module)
         for name in sorted(_third_party_imports(ROOT / module)):
             dists = {canonicalize_name(d) for d in owners.get(name, [])}
             if not dists:
                 problems[f"{module}: {name}"] = "no installed distribution provides it"
+            elif name in guarded and not dists & closure:
+                if not dists & extras:
+                    problems[f"{module}: {name}"] = f"{sorted(dists)}: optional, but no extra declares it"
             elif not dists & closure:
                 problems[f"{module}: {name}"] = f"{sorted(dists)} is not among the package's dependencies"
             elif not dists & declared:

@@ -27,7 +27,8 @@ from ser_core.labels import RAVDESS_LABELS
 from ser_core.model import SERModel
 from ser_core.splits import final_split, ravdess_paper
 from ser_core.training.data import FeatureSet
-from ser_core.training.train import Objective, TrainConfig, train_epoch
+from ser_core.training.config import TrainConfig
+from ser_core.training.fold import Objective, train_epoch
 
 CLIPS_PER_SPEAKER = 60
 TARGET_MINUTES = 10.0  # one run of the chosen recipe

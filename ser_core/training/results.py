@@ -28,7 +28,8 @@ import numpy as np
 
 from ser_core.features import describe
 from ser_core.model import ModelConfig, SERModel, count_parameters
-from ser_core.training.train import TrainConfig, result_settings
+from ser_core.training.config import TrainConfig
+from ser_core.training.train import result_settings
 from ser_core.training.evaluate import PAPER_UAR, Predictions, compute_metrics, read_predictions
 
 ARCH_NAMES = {"reslstm": "ResLSTM-SA", "lstm": "LSTM-SA"}

@@ -42,8 +42,9 @@ from ser_core.metrics import PROB_PREFIX, argmax_within, uar
 from ser_core.splits import corpus_of, corpus_transfer_folds, corpus_validation_speakers
 from ser_core.storage import write_csv
 from ser_core.training.data import FeatureSet, load_features
-from ser_core.training.train import (TrainConfig, add_overrides, code_fingerprint, config_from_args,
-                                     deterministic, prediction_fields, read_rows, train_unless_done)
+from ser_core.training.config import TrainConfig, add_overrides, config_from_args
+from ser_core.training.train import (code_fingerprint, deterministic, prediction_fields, read_rows,
+                                     train_unless_done)
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,9 @@ from ser_core.splits import Fold, make_folds
 from ser_core.metrics import uar
 from ser_core.storage import write_csv
 from ser_core.training.data import FeatureSet, load_features
-from ser_core.training.train import TrainConfig, code_fingerprint, train_fold
+from ser_core.training.config import TrainConfig
+from ser_core.training.fold import train_fold
+from ser_core.training.train import code_fingerprint
 
 log = logging.getLogger(__name__)
 

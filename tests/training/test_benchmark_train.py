@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ser_core.codebase import ROOT
-from ser_core.training.train import TrainConfig
+from ser_core.training.config import TrainConfig
 
 
 def test_the_training_benchmark_runs_the_recipe_loop():

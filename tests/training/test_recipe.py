@@ -10,13 +10,14 @@ import yaml
 
 from ser_core.cli import main as ser
 from ser_core.splits import make_folds
-from ser_core.training import train as train_module
+from ser_core.training import fold as fold_module
 from ser_core.training import tune as tune_module
 from ser_core.training.augment import Augment, mask_batch, mixup_batch
 from ser_core.training.data import load_features
 from ser_core.model import SERModel
 from ser_core.batching import predict_logits
-from ser_core.training.train import TrainConfig, class_weights, clip_level, fold_seed, train_fold
+from ser_core.training.config import TrainConfig
+from ser_core.training.fold import class_weights, clip_level, fold_seed, train_fold
 
 TINY = {"epochs": 3, "hidden": 4, "batch_size": 32, "threads": 1}
 
@@ -133,7 +134,7 @@ def test_tuning_never_sees_a_test_speaker(features_dir, monkeypatch):
     data = load_features(features_dir, TrainConfig().labels)
     folds = make_folds("ravdess_paper", data.speaker_genders())
     seen_speakers = []
-    real_train_fold = train_module.train_fold
+    real_train_fold = fold_module.train_fold
 
     def spy(d, fold, cfg, seed, progress):
         seen_speakers.append((fold.index, set(d.speakers), set(fold.test)))
@@ -189,7 +190,7 @@ def test_augmented_rows_come_from_training_speakers_of_the_same_clip(augmented_d
     assert data.augmentations == ["noise20", "speed0.9"] and len(data.y) == 3 * 384
     for fold in make_folds("ravdess_paper", data.speaker_genders()):
         train_idx = data.indices(fold.train)
-        pools = train_module.augmentation_pools(data, train_idx, ["speed0.9"])
+        pools = fold_module.augmentation_pools(data, train_idx, ["speed0.9"])
         for original, pool in zip(train_idx, pools):
             assert data.variants[original] == "" and pool[0] == original and len(pool) == 2
             assert {data.sources[i] for i in pool} == {data.utterance_ids[original]}
@@ -198,7 +199,7 @@ def test_augmented_rows_come_from_training_speakers_of_the_same_clip(augmented_d
         for part in (fold.val, fold.test):  # evaluation sees originals only
             assert {data.variants[i] for i in data.indices(part)} == {""}
     with pytest.raises(ValueError, match="asks for \\['telephone'\\]"):
-        train_module.augmentation_pools(data, data.indices(fold.train), ["telephone"])
+        fold_module.augmentation_pools(data, data.indices(fold.train), ["telephone"])
 
 
 def test_poisoned_augmented_rows_of_other_speakers_are_never_trained_on(augmented_dir):
@@ -224,10 +225,10 @@ def test_a_batch_of_one_sits_the_epoch_out(features_dir):
     model = SERModel(cfg.model_config(data.n_dims))
     tensors = [torch.from_numpy(x) for x in data.features[:3]]
     y = torch.from_numpy(data.y[:3])
-    objective = train_module.Objective(None, 0.0, cfg.batch_augment(), torch.Generator().manual_seed(0),
+    objective = fold_module.Objective(None, 0.0, cfg.batch_augment(), torch.Generator().manual_seed(0),
                                        np.random.default_rng(0))
     optimizer = torch.optim.Adam(model.parameters())
-    loss, pred = train_module.train_epoch(model, tensors, y, [np.array([0, 1]), np.array([2])], optimizer, objective)
+    loss, pred = fold_module.train_epoch(model, tensors, y, [np.array([0, 1]), np.array([2])], optimizer, objective)
     assert np.isfinite(loss) and pred[2] == -1 and (pred[:2] >= 0).all()
 
 

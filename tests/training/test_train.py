@@ -13,7 +13,8 @@ from ser_core.checkpoint import load_checkpoint
 from ser_core.normalisation import frame_stats
 from ser_core.training.data import load_features
 from ser_core.training import train as train_module
-from ser_core.training.train import TrainConfig, fold_seed
+from ser_core.training.config import TrainConfig
+from ser_core.training.fold import fold_seed
 from ser_core.params import ParamsError, build_config
 from tests.training.synth_features import FEATURE_CONFIG
 
@@ -155,7 +156,7 @@ def test_every_train_setting_is_a_flag_declared_by_its_field():
     sets exactly that field, and nothing else is."""
     import argparse
 
-    from ser_core.training.train import add_overrides, config_from_args
+    from ser_core.training.config import add_overrides, config_from_args
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--params", default=None)

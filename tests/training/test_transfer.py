@@ -12,8 +12,8 @@ from ser_core.cli import main as ser
 from ser_core.labels import RAVDESS_LABELS
 from ser_core.splits import TRANSFER_INDEX, corpus_transfer_folds
 from ser_core.training.data import load_features
-from ser_core.training.train import (TrainConfig, balanced_draw, masked_cross_entropy, restricted_uar,
-                                     train_fold)
+from ser_core.training.config import TrainConfig
+from ser_core.training.fold import balanced_draw, masked_cross_entropy, restricted_uar, train_fold
 from ser_core.training.transfer import score_views, write_matrix
 from tests.training.synth_features import feature_table, write_shards
 

@@ -54,31 +54,15 @@ from pipelines.common import (CountElements, DeadLetterToErrorRow, WriteSortedSh
 from ser_core import __version__, audio, augmentation
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, StageError
 from ser_core.feature_shards import FEATURES_PREFIX, ROW_KEYS, RowConfig, features_schema
-from ser_core.features import EXTRACTORS, RESAMPLE_QUALITIES, FeatureConfig, FeatureError, make_extractor, warm_up
+from ser_core.features import FeatureConfig, FeatureError, make_extractor, warm_up
 from ser_core.segmentation import CLIP_SEGMENTATIONS, SegmentConfig, cut_clip
-from ser_core.params import build_config, flags, load_section
+from ser_core.params import add_flags, build_config, flags, load_section
 from ser_core.records import MANIFEST_COLUMNS, ManifestLocator, manifest_locator
 from ser_core.storage import count_rows, exists, open_audio, parquet_source, read_schema, read_shards
 
 LOGGER = logging.getLogger(__name__)
 ROWS_PER_SHARD = 1000  # features shards by default: one per this many manifest rows
 REQUIRED_COLUMNS = tuple(c for c in MANIFEST_COLUMNS if c != "custom")
-# FeatureConfig field -> (type, help) of its flag --field-name
-CONFIG_FLAGS = {
-    "kind": (str, "mfcc_chroma (the paper: MFCC + STFT chroma), logmel or logmel_deltas"),
-    "sample_rate": (int, "Hz; every file is resampled to it (default 48000)"),
-    "window_s": (float, "analysis window in seconds (default 4096/48000: n_fft 4096 at 48 kHz)"),
-    "hop_s": (float, "hop in seconds (default 2048/48000)"),
-    "n_mfcc": (int, "MFCC coefficients (default 34)"),
-    "n_chroma": (int, "chroma bins (default 12)"),
-    "n_mels": (int, "mel bands (default 128)"),
-    "fmin": (float, "lowest mel filter edge in Hz (default 0)"),
-    "fmax": (lambda v: None if v.strip().lower() in ("none", "null", "") else float(v),
-             "highest mel filter edge in Hz, or none (default: Nyquist)"),
-    "resample_quality": (str, "soxr resampling quality (default HQ)"),
-    "band_hz": (str, "LOW,HIGH: band-limit audio before analysis, e.g. 300,3400 to match "
-                     "telephone audio (default none)"),
-}
 
 
 
@@ -249,11 +233,7 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
                              "[params features.segmentation]")
     parser.add_argument("--num-shards", type=int, default=0,
                         help=f"features shards (default 0: one per {ROWS_PER_SHARD} manifest rows)")
-    group = parser.add_argument_group("feature settings (override params.yaml)")
-    choices = {"kind": sorted(EXTRACTORS), "resample_quality": RESAMPLE_QUALITIES}
-    for name, (type_, help_text) in CONFIG_FLAGS.items():
-        group.add_argument("--" + name.replace("_", "-"), dest=name, type=type_, default=None,
-                           choices=choices.get(name), help=help_text)
+    add_flags(parser.add_argument_group("feature settings (override params.yaml)"), FeatureConfig)
     return parser.parse_known_args(argv)
 
 
@@ -262,7 +242,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[FeatureConfig, RowConfig]:
     keys of `label`: training clips are cut as labelling cuts calls) <- flags."""
     section = load_section(args.params, "features")
     config = build_config(FeatureConfig, {k: v for k, v in section.items() if k not in ROW_KEYS},
-                          flags(args, *CONFIG_FLAGS))
+                          flags(args, *(f.name for f in dataclasses.fields(FeatureConfig))))
     augment = None if args.augment is None else ("" if args.augment.strip().lower() == "none" else args.augment)
     seg_names = {f.name for f in dataclasses.fields(SegmentConfig)}
     cut = {k: v for k, v in load_section(args.params, "label").items() if k in seg_names}

@@ -24,9 +24,12 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ser_core import prosody
+from ser_core.params import setting
 from ser_core.spectral import (chroma_basis, dct_matrix, estimate_tuning, hann_window, mel_basis, power_spectrogram,
                                power_to_db)
 
+# Front-ends by name (FeatureConfig.kind), filled by @register below.
+EXTRACTORS: dict[str, "_Registered"] = {}
 # At 48 kHz these are exactly the paper's n_fft 4096 and hop 2048.
 PAPER_WINDOW_S = 4096 / 48000
 PAPER_HOP_S = 2048 / 48000
@@ -47,19 +50,21 @@ class FeatureConfig:
     quality used when a file's rate differs from ``sample_rate``.
     """
 
-    kind: str = "mfcc_chroma"
-    sample_rate: int = 48000
-    window_s: float = PAPER_WINDOW_S
-    hop_s: float = PAPER_HOP_S
-    n_mfcc: int = 34
-    n_chroma: int = 12
-    n_mels: int = 128
-    fmin: float = 0.0
-    fmax: float | None = None
-    resample_quality: str = "HQ"
-    # (low, high) Hz: band-limit the audio before analysis, e.g. (300, 3400) so that a model
-    # trained on wideband corpora hears what a telephone line passes. None: full band.
-    band_hz: tuple[float, float] | None = None
+    kind: str = setting("mfcc_chroma", choices=EXTRACTORS,
+                        help="the front-end: mfcc_chroma (the paper), logmel, logmel_deltas, logmel_prosody, "
+                             "egemaps")
+    sample_rate: int = setting(48000, help="Hz; every file is resampled to it")
+    window_s: float = setting(PAPER_WINDOW_S, help="analysis window, s (4096/48000: n_fft 4096 at 48 kHz)")
+    hop_s: float = setting(PAPER_HOP_S, help="hop, s (2048/48000)")
+    n_mfcc: int = setting(34, help="MFCC coefficients (mfcc_chroma)")
+    n_chroma: int = setting(12, help="chroma bins (mfcc_chroma)")
+    n_mels: int = setting(128, help="mel bands")
+    fmin: float = setting(0.0, help="lowest mel filter edge, Hz")
+    fmax: float | None = setting(None, help="highest mel filter edge, Hz, or none (Nyquist)")
+    resample_quality: str = setting("HQ", choices=RESAMPLE_QUALITIES, help="soxr resampling quality")
+    band_hz: tuple[float, float] | None = setting(
+        None, help="LOW,HIGH: band-limit the audio before analysis, e.g. 300,3400 so that a model trained "
+                   "on wideband corpora hears what a telephone line passes; none: full band")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "band_hz", parse_band(self.band_hz))
@@ -165,7 +170,6 @@ class _Registered:
     n_dims: Callable[[FeatureConfig], int]
 
 
-EXTRACTORS: dict[str, _Registered] = {}
 
 
 def register(name: str, n_dims: Callable[[FeatureConfig], int]):

@@ -73,8 +73,14 @@ def setting(default: Any = dataclasses.MISSING, *, help: str, choices: tuple | N
 
 # How a field's annotation becomes a flag: lists are comma-separated (as in params.yaml's
 # one-line lists), seeds take several values, booleans take --x / --no-x.
+def _optional_float(value: str) -> float | None:
+    return None if value.strip().lower() in ("none", "null", "") else float(value)
+
+
 _FLAG_TYPES = {"int": dict(type=int), "float": dict(type=float), "str": dict(type=str),
-               "list[str]": dict(type=str), "list[int]": dict(type=int, nargs="+")}
+               "list[str]": dict(type=str), "list[int]": dict(type=int, nargs="+"),
+               "float|None": dict(type=_optional_float),            # 'none' for None
+               "tuple[float,float]|None": dict(type=str)}           # 'LOW,HIGH' or 'none': the config parses it
 
 
 def add_flags(group: Any, cls: type, exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -94,7 +100,9 @@ def add_flags(group: Any, cls: type, exclude: tuple[str, ...] = ()) -> tuple[str
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                help=help_text)
         elif kind in _FLAG_TYPES:
-            group.add_argument(flag, dest=f.name, choices=f.metadata.get("choices"), default=None,
+            choices = f.metadata.get("choices")
+            group.add_argument(flag, dest=f.name, choices=choices, default=None,
+                               metavar=None if choices is None else "{" + ",".join(choices) + "}",
                                help=help_text, **_FLAG_TYPES[kind])
         else:
             raise TypeError(f"{cls.__name__}.{f.name}: no command-line form for type {f.type!r}")

@@ -213,26 +213,49 @@ def render(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Sequ
     return "\n".join(out)
 
 
-def update(page: str, new_sections: Sequence[list[str]]) -> str:
-    """``page`` (a page ``ser results`` wrote) with each of ``new_sections`` replacing the
-    section of the same heading, or appended: results made at different times, from runs
-    kept in different places, share one page, each section still generated."""
-    lines = page.rstrip("\n").split("\n")
-    starts = [i for i, line in enumerate(lines) if line.startswith("## ")] + [len(lines)]
-    head, old = lines[:starts[0]], [lines[a:b] for a, b in zip(starts, starts[1:])]
-    by_heading = {section[0]: section for section in old}
+def _merge(old: Sequence[list[str]], new: Sequence[list[str]], prefix: str) -> list[list[str]]:
+    """Sections (each a list of lines, heading first) of ``old`` with each of ``new``
+    replacing the one of the same heading, or appended; within a section that has
+    ``### `` subsections (the transfer matrices, one per recipe), only the subsections given
+    are replaced or added, the others kept."""
+    by_heading = {section[0]: list(section) for section in old}
     order = [section[0] for section in old]
-    for section in new_sections:
-        if section[0] not in by_heading:
-            order.append(section[0])
-        by_heading[section[0]] = section
-    out = list(head)
+    for section in new:
+        heading = section[0]
+        if heading not in by_heading:
+            order.append(heading)
+            by_heading[heading] = list(section)
+            continue
+        sub = prefix + "#"
+        if any(line.startswith(sub + " ") for line in section):
+            intro, old_subs = _split(by_heading[heading], sub)
+            new_intro, new_subs = _split(section, sub)
+            by_heading[heading] = new_intro + [line for s in _merge(old_subs, new_subs, sub) for line in s]
+        else:
+            by_heading[heading] = list(section)
+    out = []
     for heading in order:
         body = list(by_heading[heading])
         while body and body[-1] == "":
             body.pop()
-        out += body + [""]
-    return "\n".join(out)
+        out.append(body + [""])
+    return out
+
+
+def _split(lines: Sequence[str], prefix: str) -> tuple[list[str], list[list[str]]]:
+    """(the lines before the first ``prefix`` heading, the sections from each such heading)."""
+    starts = [i for i, line in enumerate(lines) if line.startswith(prefix + " ")] + [len(lines)]
+    return list(lines[:starts[0]]), [list(lines[a:b]) for a, b in zip(starts, starts[1:])]
+
+
+def update(page: str, new_sections: Sequence[list[str]]) -> str:
+    """``page`` (a page ``ser results`` wrote) with each of ``new_sections`` replacing the
+    section of the same heading, or appended (and, in the transfer section, each recipe's
+    subsection given replacing its namesake or appended, the others kept): results made at
+    different times, from runs kept in different places, share one page, each section
+    still generated."""
+    head, old = _split(page.rstrip("\n").split("\n"), "##")
+    return "\n".join(head + [line for section in _merge(old, new_sections, "##") for line in section])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -208,3 +208,16 @@ def test_results_page_is_rebuilt_from_the_runs_and_trials(tmp_path, features_dir
         render([("tiny", run), ("tiny", other)], [], [])
     with pytest.raises(ValueError, match="more than once"):
         render([("tiny", run), ("tiny", run)], [], [])
+
+
+def test_update_replaces_only_the_sections_and_recipes_given():
+    """``ser results --update``: a section given replaces its namesake; in a section of
+    ``###`` recipes (the transfer matrices), only the recipes given are replaced or added."""
+    from ser_core.training.results import update
+
+    page = "\n".join(["# Results", "", "## Runs", "", "old runs", "", "## Between corpora", "", "intro",
+                      "", "### a", "", "old a", "", "### b", "", "old b", ""])
+    new = update(page, [["## Between corpora", "", "intro", "", "### b", "", "new b", "", "### c", "", "new c", ""],
+                        ["## Runs", "", "new runs", ""]])
+    assert new.split("\n") == ["# Results", "", "## Runs", "", "new runs", "", "## Between corpora", "", "intro",
+                               "", "### a", "", "old a", "", "### b", "", "new b", "", "### c", "", "new c", ""]

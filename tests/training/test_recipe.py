@@ -223,7 +223,7 @@ def test_a_batch_of_one_sits_the_epoch_out(features_dir):
     data = load_features(features_dir, TrainConfig().labels)
     cfg = TrainConfig(**TINY)
     model = SERModel(cfg.model_config(data.n_dims))
-    tensors = [torch.from_numpy(x) for x in data.features[:3]]
+    tensors = [torch.from_numpy(np.array(x)) for x in data.features[:3]]  # writable copies
     y = torch.from_numpy(data.y[:3])
     objective = fold_module.Objective(None, 0.0, cfg.batch_augment(), torch.Generator().manual_seed(0),
                                        np.random.default_rng(0))

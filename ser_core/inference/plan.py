@@ -107,10 +107,7 @@ def resolve(model_path: str, model: LabellingModel, settings: LabelSettings,
     check_model(model, model_path)
     labels = list(model.labels)
     check_min_confidence(settings.min_confidence, labels)
-    unknown = sorted(set(segmentation or {}) - SEGMENT_KEYS)
-    if unknown:
-        raise ValueError(f"unknown segmentation setting(s) {unknown}; known: {sorted(SEGMENT_KEYS)}")
-    segment = SegmentConfig(**{**model_windows(model.segmentation), **(segmentation or {})})
+    segment = SegmentConfig.from_dict({**model_windows(model.segmentation), **(segmentation or {})})
     warnings = segmentation_warnings(model.segmentation, segment)
     for warning in warnings:
         log.warning("%s: %s", model_path, warning)

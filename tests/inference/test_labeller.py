@@ -85,6 +85,20 @@ def test_label_file_gives_the_pipelines_rows(models, tmp_path, engine):
         [(t["path"], t["channel"], t["turn"], t["emotion"]) for t in turns]
 
 
+def test_options_are_the_pipelines_settings_by_name(models):
+    """Labeller.load takes ser label's settings by field name, checked where the pipeline's
+    are (LabelSettings, SegmentConfig); a misspelt or impossible one is refused."""
+    labeller = Labeller.load(models["torch"], roles="agent,customer", window_s=2.0, hop_s=1.0, threads=0)
+    assert labeller.settings.roles == ["agent", "customer"] and labeller.settings.engine_threads is None
+    assert (labeller.segment_config.window_s, labeller.segment_config.hop_s) == (2.0, 1.0)
+    with pytest.raises(TypeError, match=r"unknown labelling option\(s\) \['window_secs'\]"):
+        Labeller.load(models["torch"], window_secs=2.0)
+    with pytest.raises(ValueError, match="channels must be one of"):
+        Labeller.load(models["torch"], channels="left")
+    with pytest.raises(ValueError, match="min_confidence must be in"):
+        Labeller.load(models["torch"], min_confidence=2.0)
+
+
 def test_a_bad_file_raises_a_file_error_naming_it(models, tmp_path):
     (tmp_path / "notes.wav").write_text("not audio\n" * 50)
     labeller = Labeller.load(models["torch"])

@@ -280,7 +280,7 @@ def prepare(args: argparse.Namespace) -> Run:
     in the metadata) where the model was trained on audio cut unlike the labelling windows."""
     try:
         job, settings, segmentation = read_settings(args)
-        model = load_model(job.model, settings.engine or None, threads=None)
+        model = load_model(job.model, settings.engine_choice, threads=None)
         plan = resolve(job.model, model, settings, segmentation)
         inputs = match_inputs(job.input)
         if not inputs:

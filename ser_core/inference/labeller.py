@@ -122,7 +122,7 @@ class Labeller:
         labelling, BLAS's threads (0: as they are); on a busy machine a BLAS pool makes the
         front-end's small matrix products many times slower."""
         settings = LabelSettings(**{k: v for k, v in options.items() if k in SETTING_KEYS})
-        model = load_model(path, settings.engine or None, settings.engine_threads)
+        model = load_model(path, settings.engine_choice, settings.engine_threads)
         return cls.for_model(model, source=path, **options)
 
     def _blas_limit(self) -> contextlib.AbstractContextManager:

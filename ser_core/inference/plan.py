@@ -23,6 +23,7 @@ from ser_core.params import setting
 from ser_core.segmentation import SegmentConfig
 
 log = logging.getLogger(__name__)
+AUTO = "auto"  # LabelSettings.engine: by the model file's extension
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ class LabelSettings:
     """How recordings are labelled (params.yaml ``label``, beside the segmentation settings);
     each field is also a ``ser label`` flag."""
 
-    engine: str = setting("", choices=("", *ENGINES),
+    engine: str = setting(AUTO, choices=(AUTO, *ENGINES),
                           help="run the model in PyTorch (a checkpoint) or onnxruntime (an ONNX model from "
-                               "ser export); '' (default): by the model file's extension")
+                               "ser export); auto: by the model file's extension (.onnx: onnx)")
     channels: str = setting("separate", choices=audio.CHANNEL_MODES,
                             help="label each channel, or the channels mixed down to mono")
     roles: list[str] = setting(default_factory=list,
@@ -48,9 +49,9 @@ class LabelSettings:
     def __post_init__(self) -> None:
         roles = self.roles.split(",") if isinstance(self.roles, str) else list(self.roles or ())
         object.__setattr__(self, "roles", [r.strip() for r in roles if r.strip()])
-        object.__setattr__(self, "engine", self.engine or "")
-        if self.engine not in ("", *ENGINES):
-            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        object.__setattr__(self, "engine", self.engine or AUTO)
+        if self.engine not in (AUTO, *ENGINES):
+            raise ValueError(f"engine must be one of {(AUTO, *ENGINES)}, got {self.engine!r}")
         if self.channels not in audio.CHANNEL_MODES:
             raise ValueError(f"channels must be one of {audio.CHANNEL_MODES}, got {self.channels!r}")
         for name in ("block_s", "batch_size"):
@@ -59,6 +60,11 @@ class LabelSettings:
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads!r}")
         # min_confidence is checked against the model's labels, in resolve()
+
+    @property
+    def engine_choice(self) -> str | None:
+        """The engine asked for (None: by the model file's extension)."""
+        return None if self.engine == AUTO else self.engine
 
     @property
     def engine_threads(self) -> int | None:
@@ -103,7 +109,7 @@ def resolve(model_path: str, model: LabellingModel, settings: LabelSettings,
     the model's own when it was trained on windows, under ``segmentation`` (any
     :class:`SegmentConfig` field). Raises ValueError naming what does not fit; logs a
     WARNING for each way the windows differ from the model's training audio."""
-    engine = engine_for(model_path, settings.engine or None)
+    engine = engine_for(model_path, settings.engine_choice)
     check_model(model, model_path)
     labels = list(model.labels)
     check_min_confidence(settings.min_confidence, labels)

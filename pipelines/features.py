@@ -55,7 +55,7 @@ from ser_core import __version__, audio, augmentation
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, StageError
 from ser_core.feature_shards import FEATURES_PREFIX, ROW_KEYS, RowConfig, features_schema
 from ser_core.features import FeatureConfig, FeatureError, make_extractor, warm_up
-from ser_core.segmentation import CLIP_SEGMENTATIONS, SegmentConfig, cut_clip
+from ser_core.segmentation import CLIP_SEGMENTATIONS, SEGMENT_KEYS, SegmentConfig, cut_clip
 from ser_core.params import add_flags, build_config, flags, load_section
 from ser_core.records import MANIFEST_COLUMNS, ManifestLocator, manifest_locator
 from ser_core.storage import count_rows, exists, open_audio, parquet_source, read_schema, read_shards
@@ -244,8 +244,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[FeatureConfig, RowConfig]:
     config = build_config(FeatureConfig, {k: v for k, v in section.items() if k not in ROW_KEYS},
                           flags(args, *(f.name for f in dataclasses.fields(FeatureConfig))))
     augment = None if args.augment is None else ("" if args.augment.strip().lower() == "none" else args.augment)
-    seg_names = {f.name for f in dataclasses.fields(SegmentConfig)}
-    cut = {k: v for k, v in load_section(args.params, "label").items() if k in seg_names}
+    cut = {k: v for k, v in load_section(args.params, "label").items() if k in SEGMENT_KEYS}
     rows = build_config(RowConfig, {k: v for k, v in section.items() if k in ROW_KEYS},
                         {"augment": augment, "segmentation": args.segmentation,
                          "segment_config": SegmentConfig.from_dict(cut)})

@@ -57,15 +57,13 @@ from pipelines.common import (WriteSortedShards, counter, counter_value, describ
 from pipelines.resume import (check_same_settings, commit, completed_paths, mark_done, match_inputs, pending,
                               prepare_output, staging_dir)
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, FileError, ParamsError, StageError, error_row
-from ser_core.features import FeatureConfig
 from ser_core.inference.engine import load_model
 from ser_core.inference.handler import SERModelHandler
 from ser_core.inference.outputs import (FILES_PREFIX, METADATA_KEY, SEGMENTS_PREFIX, TIMELINE_PREFIX, files_schema,
                                         finish_file, segment_row, segments_schema, timeline_schema)
-from ser_core.inference.plan import SEGMENT_KEYS, SETTING_KEYS, LabelPlan, LabelSettings, resolve
-from ser_core.inference.windows import Windower
+from ser_core.inference.plan import SETTING_KEYS, LabelPlan, LabelSettings, resolve
 from ser_core.params import add_flags, build_config, flags, load_section
-from ser_core.segmentation import SegmentConfig
+from ser_core.segmentation import SEGMENT_KEYS, SegmentConfig
 from ser_core.storage import count_rows, sha256
 
 LOGGER = logging.getLogger(__name__)
@@ -136,11 +134,9 @@ class SegmentFileFn(beam.DoFn):
         self._plan = plan
 
     def setup(self) -> None:
-        plan, settings = self._plan, self._plan.settings
-        threads = settings.engine_threads
+        threads = self._plan.settings.engine_threads
         self._blas_limits = limit_blas_threads(threads) if threads else None
-        self._windower = Windower(FeatureConfig.from_dict(plan.feature_config), plan.segment, settings.channels,
-                                  settings.roles, settings.block_s, plan.speaker_stats)
+        self._windower = self._plan.windower()
         self._files, self._failed = counter("label_files"), counter("label_failed")
         self._windows, self._audio_ms = counter("label_windows"), counter("label_audio_ms")
 

@@ -39,11 +39,11 @@ from threadpoolctl import threadpool_limits
 
 from ser_core import audio
 from ser_core.errors import FileError
-from ser_core.features import FeatureConfig, FeatureError
+from ser_core.features import FeatureError
 from ser_core.inference.engine import LabellingModel, label_examples, load_model
 from ser_core.inference.outputs import finish_file, segment_row, segments_schema, timeline_schema
-from ser_core.inference.plan import SEGMENT_KEYS, SETTING_KEYS, LabelPlan, LabelSettings, resolve
-from ser_core.segmentation import SegmentConfig, cut_clip
+from ser_core.inference.plan import SETTING_KEYS, LabelPlan, LabelSettings, resolve
+from ser_core.segmentation import SEGMENT_KEYS, SegmentConfig, cut_clip
 from ser_core.inference.summary import role_schema
 from ser_core.inference.windows import Windower
 from ser_core.storage import open_audio
@@ -56,6 +56,16 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+def _split_options(options: dict[str, Any]) -> tuple[LabelSettings, dict[str, Any]]:
+    """``Labeller`` options -> (the labelling settings, the segmentation settings); an
+    option that is neither is refused before anything is loaded."""
+    unknown = sorted(set(options) - SETTING_KEYS - SEGMENT_KEYS)
+    if unknown:
+        raise TypeError(f"unknown labelling option(s) {unknown}")
+    return (LabelSettings(**{k: v for k, v in options.items() if k in SETTING_KEYS}),
+            {k: v for k, v in options.items() if k in SEGMENT_KEYS})
 
 
 @dataclass(frozen=True)
@@ -79,9 +89,7 @@ class Labeller:
     windower: Windower = field(init=False)
 
     def __post_init__(self) -> None:
-        self.windower = Windower(FeatureConfig.from_dict(self.plan.feature_config), self.plan.segment,
-                                 self.settings.channels, self.settings.roles, self.settings.block_s,
-                                 speaker_stats=self.plan.speaker_stats)
+        self.windower = self.plan.windower()
 
     @property
     def settings(self) -> LabelSettings:
@@ -108,11 +116,8 @@ class Labeller:
         :class:`~ser_core.segmentation.SegmentConfig` fields (``segmentation``, ``window_s``,
         ``hop_s``, ``min_speech_s``, ...) over the defaults, which are the model's own
         windows when it was trained on windows. ``source`` names the model in messages."""
-        unknown = sorted(set(options) - SETTING_KEYS - SEGMENT_KEYS)
-        if unknown:
-            raise TypeError(f"unknown labelling option(s) {unknown}")
-        settings = LabelSettings(**{k: v for k, v in options.items() if k in SETTING_KEYS})
-        return cls(model, resolve(source, model, settings, {k: v for k, v in options.items() if k in SEGMENT_KEYS}))
+        settings, segmentation = _split_options(options)
+        return cls(model, resolve(source, model, settings, segmentation))
 
     @classmethod
     def load(cls, path: str, **options: Any) -> "Labeller":
@@ -121,9 +126,9 @@ class Labeller:
         :meth:`for_model` takes them. ``threads`` (default 1) caps the engine's and, while
         labelling, BLAS's threads (0: as they are); on a busy machine a BLAS pool makes the
         front-end's small matrix products many times slower."""
-        settings = LabelSettings(**{k: v for k, v in options.items() if k in SETTING_KEYS})
+        settings, segmentation = _split_options(options)
         model = load_model(path, settings.engine_choice, settings.engine_threads)
-        return cls.for_model(model, source=path, **options)
+        return cls(model, resolve(path, model, settings, segmentation))
 
     def _blas_limit(self) -> contextlib.AbstractContextManager:
         threads = self.settings.engine_threads

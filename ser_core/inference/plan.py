@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ser_core import audio
+from ser_core.features import FeatureConfig
 from ser_core.inference.engine import (ENGINES, LabellingModel, check_model, engine_for, model_windows,
                                        segmentation_warnings)
 from ser_core.inference.outputs import check_min_confidence, label_metadata
+from ser_core.inference.windows import Windower
 from ser_core.params import setting
 from ser_core.segmentation import SegmentConfig
 
@@ -90,6 +92,13 @@ class LabelPlan:
     def speaker_stats(self) -> bool:
         return self.normalisation == "speaker"
 
+    def windower(self) -> Windower:
+        """The windows and features of a recording, as this plan cuts them (builds and warms
+        up the front-end: once per worker or labeller)."""
+        s = self.settings
+        return Windower(FeatureConfig.from_dict(self.feature_config), self.segment, s.channels, s.roles,
+                        s.block_s, self.speaker_stats)
+
     def metadata(self, model_sha256: str) -> dict[bytes, bytes]:
         """The ``ser.label`` schema metadata every output shard carries."""
         s = self.settings
@@ -99,7 +108,6 @@ class LabelPlan:
                               warnings=self.warnings)
 
 
-SEGMENT_KEYS = frozenset(f.name for f in dataclasses.fields(SegmentConfig))
 SETTING_KEYS = frozenset(f.name for f in dataclasses.fields(LabelSettings))
 
 

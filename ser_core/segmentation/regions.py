@@ -37,7 +37,7 @@ from ser_core.params import setting
 from ser_core.segmentation.detectors import make_detector
 from ser_core.segmentation.frames import DetectorConfig, FrameDetector
 
-__all__ = ["SegmentConfig", "Window", "Segmenter", "segment_channel"]
+__all__ = ["SEGMENT_KEYS", "SegmentConfig", "Window", "Segmenter", "segment_channel"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,11 @@ class SegmentConfig(DetectorConfig):
         if unknown:
             raise ValueError(f"unknown segmentation setting(s) {unknown}; known: {sorted(names)}")
         return cls(**data)
+
+
+# Every setting of a SegmentConfig: the keys of params.yaml ``label`` (and of a checkpoint's
+# ``segment_config``) that say how channels and clips are cut.
+SEGMENT_KEYS = frozenset(f.name for f in dataclasses.fields(SegmentConfig))
 
 
 class Window(NamedTuple):

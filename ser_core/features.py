@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ser_core import prosody
+from ser_core import prosody, voice
 from ser_core.params import setting
 from ser_core.spectral import (chroma_basis, dct_matrix, estimate_tuning, hann_window, mel_basis, power_spectrogram,
                                power_to_db)
@@ -52,7 +52,7 @@ class FeatureConfig:
 
     kind: str = setting("mfcc_chroma", choices=EXTRACTORS,
                         help="the front-end: mfcc_chroma (the paper), logmel, logmel_deltas, logmel_prosody, "
-                             "egemaps")
+                             "egemaps, voice")
     sample_rate: int = setting(48000, help="Hz; every file is resampled to it")
     window_s: float = setting(PAPER_WINDOW_S, help="analysis window, s (4096/48000: n_fft 4096 at 48 kHz)")
     hop_s: float = setting(PAPER_HOP_S, help="hop, s (2048/48000)")
@@ -299,6 +299,22 @@ def egemaps(config: FeatureConfig) -> Extractor:
         lld = smile.process_signal(y, sr).to_numpy(dtype=np.float64)
         centres = np.arange(len(lld)) * EGEMAPS_STEP_S + EGEMAPS_STEP_S
         return pool_to_frames(lld, centres, 1 + len(y) // hop, hop_s)
+    return extract
+
+
+@register("voice", n_dims=lambda c: voice.N_DESCRIPTORS)
+def voice_descriptors(config: FeatureConfig) -> Extractor:
+    """The 25 voice descriptors of :mod:`ser_core.voice` (GeMAPS-style: loudness, spectral
+    balance and slopes, MFCC 1-4, F0, jitter, shimmer, HNR, harmonic differences, F1-F3
+    frequency, bandwidth and level), computed every 10 ms within the mel band
+    (``fmin``..``fmax``) and averaged into this config's frames. numpy only: what
+    ``egemaps`` measures, under this project's licence."""
+    sr, hop, hop_s = config.sample_rate, config.hop_length, config.hop_s
+    band = (config.fmin, sr / 2 if config.fmax is None else config.fmax)
+
+    def extract(y: np.ndarray) -> np.ndarray:
+        steps = voice.descriptors(y, sr, band)
+        return pool_to_frames(steps, np.arange(len(steps)) * voice.STEP_S, 1 + len(y) // hop, hop_s)
     return extract
 
 

@@ -11,7 +11,8 @@ chroma both come from that one power spectrum (librosa computes it twice), with 
 :mod:`ser_core.spectral` (librosa's formulas restated, filterbanks built once, no librosa
 import). MFCCs agree with librosa's to float32 rounding; ``benchmarks/features.py`` checks
 the agreement on a whole corpus. The log-mel front-ends, the prosodic contours
-(:mod:`ser_core.prosody`) and openSMILE's eGeMAPS descriptors are registered beside it.
+(:mod:`ser_core.prosody`), openSMILE's eGeMAPS descriptors and our own voice descriptors of
+the same kinds (:mod:`ser_core.voice`) are registered beside it.
 """
 
 from __future__ import annotations

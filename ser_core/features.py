@@ -53,7 +53,7 @@ class FeatureConfig:
 
     kind: str = setting("mfcc_chroma", choices=EXTRACTORS,
                         help="the front-end: mfcc_chroma (the paper), logmel, logmel_deltas, logmel_prosody, "
-                             "egemaps, voice")
+                             "egemaps, voice, logmel_voice")
     sample_rate: int = setting(48000, help="Hz; every file is resampled to it")
     window_s: float = setting(PAPER_WINDOW_S, help="analysis window, s (4096/48000: n_fft 4096 at 48 kHz)")
     hop_s: float = setting(PAPER_HOP_S, help="hop, s (2048/48000)")
@@ -317,6 +317,14 @@ def voice_descriptors(config: FeatureConfig) -> Extractor:
         steps = voice.descriptors(y, sr, band)
         return pool_to_frames(steps, np.arange(len(steps)) * voice.STEP_S, 1 + len(y) // hop, hop_s)
     return extract
+
+
+@register("logmel_voice", n_dims=lambda c: c.n_mels + voice.N_DESCRIPTORS)
+def logmel_voice(config: FeatureConfig) -> Extractor:
+    """Log-mel (as ``logmel``) beside the 25 voice descriptors (as ``voice``): 21 bands give
+    46 dims, so the model keeps its size."""
+    spectrum, descriptors = logmel(config), voice_descriptors(config)
+    return lambda y: np.concatenate([spectrum(y), descriptors(y)], axis=1).astype(np.float32)
 
 
 # ---------------------------------------------------------------- entry points

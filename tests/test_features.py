@@ -157,7 +157,7 @@ def test_silence_gives_finite_features_not_nan():
     np.zeros(100, np.float32),  # shorter than a window: one padded frame
 ])
 def test_degenerate_clips_stay_finite(y):
-    for kind in ("mfcc_chroma", "logmel", "logmel_deltas", "logmel_prosody", "voice"):
+    for kind in ("mfcc_chroma", "logmel", "logmel_deltas", "logmel_prosody", "voice", "logmel_voice"):
         feats = extract(FeatureConfig(kind=kind, n_mels=21 if kind == "logmel_prosody" else 128), y)
         assert feats.shape[0] == 1 + len(y) // 2048 and np.isfinite(feats).all()
 

@@ -105,3 +105,13 @@ def test_voice_front_end_gives_the_descriptors_in_the_configs_frames():
     centres = np.arange(len(steps)) * voice.STEP_S
     inside = np.abs(centres - t * config.hop_s) <= config.hop_s / 2
     np.testing.assert_allclose(feats[t], steps[inside].mean(axis=0), rtol=1e-5, atol=1e-5)
+
+
+def test_logmel_voice_is_logmel_beside_the_voice_descriptors():
+    common = dict(sample_rate=SR, window_s=PAPER_WINDOW_S, hop_s=PAPER_HOP_S, band_hz=BAND, fmin=BAND[0],
+                  fmax=BAND[1], n_mels=21)
+    y = pulses(np.full(200, 160.0))
+    both = extract(FeatureConfig(kind="logmel_voice", **common), y)
+    assert both.shape[1] == FeatureConfig(kind="logmel_voice", **common).n_dims == 46
+    np.testing.assert_array_equal(both[:, :21], extract(FeatureConfig(kind="logmel", **common), y))
+    np.testing.assert_array_equal(both[:, 21:], extract(FeatureConfig(kind="voice", **common), y))

@@ -26,8 +26,8 @@ import numpy as np
 
 from ser_core import prosody, voice
 from ser_core.params import setting
-from ser_core.spectral import (chroma_basis, dct_matrix, estimate_tuning, hann_window, mel_basis, power_spectrogram,
-                               power_to_db)
+from ser_core.spectral import (chroma_basis, dct_matrix, estimate_tuning, hann_window, mel_basis, n_frames,
+                               power_spectrogram, power_to_db)
 
 # Front-ends by name (FeatureConfig.kind), filled by @register below.
 EXTRACTORS: dict[str, "_Registered"] = {}
@@ -105,8 +105,8 @@ class FeatureConfig:
         return EXTRACTORS[self.kind].n_dims(self)
 
     def n_frames(self, n_samples: int) -> int:
-        """Frames for a clip of ``n_samples`` (centred frames, as librosa)."""
-        return 1 + n_samples // self.hop_length
+        """Frames for a clip of ``n_samples`` (centred frames, as librosa's STFT gives them)."""
+        return n_frames(n_samples, self.n_fft, self.hop_length)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict: the fields plus the derived n_fft, hop_length, n_dims."""
@@ -292,14 +292,14 @@ def egemaps(config: FeatureConfig) -> Extractor:
                            "pip install 'ser-pipelines[opensmile]'") from exc
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                             feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
-    sr, hop_s, hop = config.sample_rate, config.hop_s, config.hop_length
+    sr, hop_s, hop, n_fft = config.sample_rate, config.hop_s, config.hop_length, config.n_fft
 
     def extract(y: np.ndarray) -> np.ndarray:
         if len(y) < int(0.1 * sr):
             raise FeatureError(f"egemaps needs at least 0.1 s of audio, got {len(y) / sr:.3f} s")
         lld = smile.process_signal(y, sr).to_numpy(dtype=np.float64)
         centres = np.arange(len(lld)) * EGEMAPS_STEP_S + EGEMAPS_STEP_S
-        return pool_to_frames(lld, centres, 1 + len(y) // hop, hop_s)
+        return pool_to_frames(lld, centres, n_frames(len(y), n_fft, hop), hop_s)
     return extract
 
 
@@ -310,12 +310,12 @@ def voice_descriptors(config: FeatureConfig) -> Extractor:
     frequency, bandwidth and level), computed every 10 ms within the mel band
     (``fmin``..``fmax``) and averaged into this config's frames. numpy only: what
     ``egemaps`` measures, under this project's licence."""
-    sr, hop, hop_s = config.sample_rate, config.hop_length, config.hop_s
+    sr, hop, hop_s, n_fft = config.sample_rate, config.hop_length, config.hop_s, config.n_fft
     band = (config.fmin, sr / 2 if config.fmax is None else config.fmax)
 
     def extract(y: np.ndarray) -> np.ndarray:
         steps = voice.descriptors(y, sr, band)
-        return pool_to_frames(steps, np.arange(len(steps)) * voice.STEP_S, 1 + len(y) // hop, hop_s)
+        return pool_to_frames(steps, np.arange(len(steps)) * voice.STEP_S, n_frames(len(y), n_fft, hop), hop_s)
     return extract
 
 

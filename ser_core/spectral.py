@@ -24,6 +24,13 @@ TOP_DB = 80.0
 TUNING_FMIN, TUNING_FMAX, TUNING_THRESHOLD, TUNING_RESOLUTION = 150.0, 4000.0, 0.1, 0.01
 
 
+def n_frames(n_samples: int, n_fft: int, hop_length: int) -> int:
+    """Frames of a centred STFT (``n_fft // 2`` zeros each side, as librosa pads): ``1 +
+    n_samples // hop_length`` when ``n_fft`` is even, one fewer when it is odd and
+    ``n_samples`` a multiple of the hop."""
+    return 1 + (n_samples + 2 * (n_fft // 2) - n_fft) // hop_length
+
+
 def power_spectrogram(y: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray) -> np.ndarray:
     """|STFT|^2 of centred, zero-padded frames, shape (frames, 1 + n_fft // 2), float32.
 

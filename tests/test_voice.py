@@ -115,3 +115,17 @@ def test_logmel_voice_is_logmel_beside_the_voice_descriptors():
     assert both.shape[1] == FeatureConfig(kind="logmel_voice", **common).n_dims == 46
     np.testing.assert_array_equal(both[:, :21], extract(FeatureConfig(kind="logmel", **common), y))
     np.testing.assert_array_equal(both[:, 21:], extract(FeatureConfig(kind="voice", **common), y))
+
+
+@pytest.mark.parametrize("kind", ["voice", "logmel_voice", "logmel", "logmel_deltas", "mfcc_chroma"])
+def test_every_front_end_gives_as_many_frames_as_the_config_says(kind):
+    """With an odd n_fft (683 at 8 kHz) a clip whose length is a multiple of the hop has one
+    frame fewer than 1 + n // hop: descriptors pooled into frames must count as the STFT does
+    (logmel_voice concatenates both)."""
+    config = FeatureConfig(kind=kind, sample_rate=SR, window_s=PAPER_WINDOW_S, hop_s=PAPER_HOP_S,
+                           band_hz=BAND, fmin=BAND[0], fmax=BAND[1], n_mels=40 if kind == "mfcc_chroma" else 21)
+    assert config.n_fft % 2 == 1
+    rng = np.random.default_rng(3)
+    for n in (6 * config.hop_length, 6 * config.hop_length + 1, 109 * config.hop_length, 5000):
+        y = rng.standard_normal(n).astype(np.float32) * 0.1
+        assert extract(config, y).shape[0] == config.n_frames(n)

@@ -14,6 +14,12 @@ Every actor, each by the fold model that held it out (``ser train``'s folds of o
     python benchmarks/label_real.py --train-dir models/telephone/train \
         --manifest data/manifest.parquet --features data/features/telephone --noise-db off
 
+A model trained on several corpora is scored per corpus with ``--corpus NAME`` (each fold's
+speakers of that corpus only; ``--manifest`` and ``--features`` that corpus's):
+
+    python benchmarks/label_real.py --train-dir runs/joint --corpus nemo \
+        --manifest nemo.parquet --features feat_nemo --noise-db -55
+
 ``--part val`` labels each fold's validation speakers instead (10 actors, which chose the
 fold's epoch but were never trained on): the figure to compare labelling recipes by, so
 that the choice never looks at the test folds.
@@ -40,6 +46,7 @@ from ser_core.checkpoint import Checkpoint, load_checkpoint
 from ser_core.cli import main as ser
 from ser_core.metrics import uar
 from ser_core.normalisation import frame_stats
+from ser_core.splits import corpus_of
 from ser_core.training.data import FeatureSet, load_features
 
 
@@ -119,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trim-db", help="ser mix-calls --trim-db: how much of each clip is a turn (default its default)")
     p.add_argument("--seed", type=int, default=0, help="mixing seed; with --train-dir also the run's seed")
     p.add_argument("--params", help="params.yaml whose label section cuts the calls (default: each model's own cut)")
+    p.add_argument("--corpus", help="with --train-dir: only the folds' speakers of this corpus (a model trained "
+                                    "on several)")
     p.add_argument("--work", default="benchmarks/out/label_real")
     args = p.parse_args(argv)
     work = Path(args.work)
@@ -129,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(args.model, speakers, args.calls)]
     else:
         # 3 calls of `turns` turns per speaker: each speaker's 60 clips about once
-        jobs = [(m, s, max(1, round(len(s) * 60 / args.turns))) for m, s in fold_models(Path(args.train_dir), args.seed, args.part)]
+        folds = fold_models(Path(args.train_dir), args.seed, args.part)
+        if args.corpus:
+            folds = [(m, [s for s in speakers if corpus_of(s) == args.corpus]) for m, speakers in folds]
+            folds = [(m, speakers) for m, speakers in folds if speakers]
+            if not folds:
+                p.error(f"no {args.part} speaker of corpus {args.corpus!r} in {args.train_dir}")
+        jobs = [(m, s, max(1, round(len(s) * 60 / args.turns))) for m, s in folds]
     pairs, turns, covered, whole, grouped = [], 0, 0.0, [], []
     data: FeatureSet | None = None
     per_channel = args.turns // 2

@@ -148,16 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     pairs, turns, covered, whole, grouped = [], 0, 0.0, [], []
     data: FeatureSet | None = None
     per_channel = args.turns // 2
+    alone = []  # a fold with one speaker of the corpus: a call needs two, so clip level only
     for i, (model, speakers, calls) in enumerate(jobs):
-        score = label_calls(model, args.manifest, speakers, work / f"part{i}", args, calls)
-        pairs += score["pairs"]
-        turns += score["n_turns"]
-        covered += score["turn_coverage"] * score["n_turns"]
         ckpt = load_checkpoint(model)
         if data is None or data.labels != ckpt.labels:  # the features are read once
             data = load_features(args.features, ckpt.labels)
         whole.append(clip_level(ckpt, data, speakers, None))
         grouped.append(clip_level(ckpt, data, speakers, per_channel))
+        if len(speakers) < 2:
+            alone += speakers
+            print(f"{model}: {speakers}: alone in its fold, clip level only (a call needs two speakers)",
+                  file=sys.stderr)
+            continue
+        score = label_calls(model, args.manifest, speakers, work / f"part{i}", args, calls)
+        pairs += score["pairs"]
+        turns += score["n_turns"]
+        covered += score["turn_coverage"] * score["n_turns"]
         print(f"{model}: {speakers}: segment UAR {score['uar']:.4f}, turns found {score['turn_coverage']:.4f}",
               file=sys.stderr)
     labels = ckpt.labels
@@ -170,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
 
     n_speakers = sum(len(s) for _, s, _ in jobs)
     which = f"{args.part} " if args.train_dir else ""
-    print(f"\n{n_speakers} {which}speakers by {len(jobs)} model(s), {sum(c for *_, c in jobs)} calls x {args.turns} "
-          f"turns, line hiss {args.noise_db} dBFS")
+    n_calls = sum(c for _, s, c in jobs if len(s) >= 2)
+    print(f"\n{n_speakers} {which}speakers by {len(jobs)} model(s), {n_calls} calls x {args.turns} "
+          f"turns, line hiss {args.noise_db} dBFS" + (f"; {', '.join(alone)} alone in a fold: in the clip-level "
+                                                      f"rows, not in the calls" if alone else ""))
     print("| measure | value |\n|---|---|")
     print(f"| clip-level UAR, each speaker normalised over all its clips | {pooled(whole):.4f} |")
     print(f"| clip-level UAR, normalised over {per_channel} clips (one call channel's worth) | {pooled(grouped):.4f} |")

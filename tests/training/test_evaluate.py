@@ -221,3 +221,26 @@ def test_update_replaces_only_the_sections_and_recipes_given():
                         ["## Runs", "", "new runs", ""]])
     assert new.split("\n") == ["# Results", "", "## Runs", "", "new runs", "", "## Between corpora", "", "intro",
                                "", "### a", "", "old a", "", "### b", "", "new b", "", "### c", "", "new c", ""]
+
+
+def test_per_corpus_section_scores_each_corpus_as_written_and_restricted(tmp_path):
+    """``ser results --per-corpus``: a model trained on two corpora, each corpus's pooled
+    UAR as written (among all labels) and restricted to the classes its clips carry."""
+    from ser_core.features import FeatureConfig
+    from ser_core.training.results import PER_CORPUS_HEADING, render
+
+    run = tmp_path / "joint"
+    run.mkdir()
+    _write(run / "predictions.csv", [
+        ("u1", "x:1", 0, 0, "a", "a"), ("u2", "x:1", 0, 0, "b", "b"),  # x: a 1/2, b 2/2 -> 0.75
+        ("u3", "x:1", 0, 0, "a", "b"), ("u4", "x:1", 0, 0, "b", "b"),
+        ("u5", "y:2", 1, 0, "a", "a"), ("u6", "y:2", 1, 0, "c", "c"),  # y as written: a 1/2, c 1/2 -> 0.5
+        ("u7", "y:2", 1, 0, "c", "b"), ("u8", "y:2", 1, 0, "a", "b"),  # y has no b: restricted u7 -> a, u8 -> a
+    ])
+    (run / "run.json").write_text(json.dumps({"config": {"seeds": [0], "split": "speaker_kfold"},
+                                              "feature_config": FeatureConfig().to_dict()}))
+    page = render([], [], [], per_corpus=[("joint", run)])
+    assert PER_CORPUS_HEADING in page
+    rows = {line.split(" | ")[1]: line for line in page.splitlines() if line.startswith("| joint |")}
+    assert rows["x"].endswith("| 0.7500 | 0.7500 |") and "| 4 | 1 | speaker_kfold |" in rows["x"]
+    assert rows["y"].endswith("| 0.5000 | 0.7500 |")

@@ -65,6 +65,9 @@ class TrainConfig:
                                                "(no effect, and no random draw, with one)")
     crop_frames: int = setting(0, help="each epoch, training rows longer than N frames are cut to a random "
                                        "span of them (validation and test rows stay whole); 0 = off")
+    adapt_batchnorm: bool = setting(False, help="before labelling the test speakers, re-estimate the model's "
+                                                "BatchNorm statistics on their windows (unlabelled; AdaBN: "
+                                                "ser_core/adaptation.py); the saved model stays as trained")
     augment: list[str] = setting(default_factory=list,
                                  help="comma-separated augmented rows (ser features --augment) to draw "
                                       "from: every epoch each training clip is replaced by one of itself "

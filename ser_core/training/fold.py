@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from ser_core.adaptation import adapt_batchnorm
 from ser_core.batching import collate, length_batches, predict_logits
 from ser_core.metrics import argmax_within, fit_temperature, uar
 from ser_core.model import SERModel
@@ -283,6 +284,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     temperature = fit_temperature(val_logits.numpy(), y_val.numpy())
     probs = np.zeros((0, n_classes), dtype=np.float32)
     if x_test:
-        probs = clip_level(predict_logits(model, x_test), data.clips(test_idx, positions=True))  # (N_clips, C)
+        labeller = adapt_batchnorm(model, x_test) if cfg.adapt_batchnorm else model
+        probs = clip_level(predict_logits(labeller, x_test), data.clips(test_idx, positions=True))  # (N_clips, C)
     return FoldResult(fold, seed, model, normaliser, history, best_epoch, best[0], probs, temperature,
                       y_val_clips, clip_level(val_logits, val_clips))

@@ -9,6 +9,7 @@ import yaml
 from ser_core.cli import main as ser
 from ser_core.metrics import apply_temperature
 from ser_core.splits import RAVDESS_PAPER_FOLDS
+from ser_core.batching import predict_logits
 from ser_core.checkpoint import load_checkpoint
 from ser_core.normalisation import frame_stats
 from ser_core.training.data import load_features
@@ -177,3 +178,32 @@ def test_every_train_setting_is_a_flag_declared_by_its_field():
     assert dests == set(TrainConfig().to_dict())
     with pytest.raises(SystemExit):
         parser.parse_args(["--arch", "transformer"])  # choices come from the field too
+
+
+def test_adapt_batchnorm_changes_the_test_predictions_not_the_model(trained, features_dir, tmp_path):
+    """train.adapt_batchnorm: the fold's test speakers' windows (unlabelled) adapt the model
+    that labels them; training, the saved checkpoint and its validation choice stay as they were."""
+    from ser_core.adaptation import adapt_batchnorm
+
+    adapted = train(features_dir, tmp_path / "adapted", tmp_path, adapt_batchnorm=True)
+    for seed, fold in (("0", "0"), ("1", "2")):
+        plain_ckpt = torch.load(trained / "runs" / f"seed{seed}" / f"fold{fold}" / "checkpoint.pt", weights_only=True)
+        ckpt = torch.load(adapted / "runs" / f"seed{seed}" / f"fold{fold}" / "checkpoint.pt", weights_only=True)
+        assert all(torch.equal(plain_ckpt["state_dict"][k], v) for k, v in ckpt["state_dict"].items())
+    plain = {(r["seed"], r["utterance_id"]): r for r in read(trained / "predictions.csv")}
+    rows = read(adapted / "predictions.csv")
+    assert {(r["seed"], r["utterance_id"]) for r in rows} == set(plain)
+    assert any(r["prob_happy"] != plain[(r["seed"], r["utterance_id"])]["prob_happy"] for r in rows)
+    # the adapted probabilities are the checkpoint's, adapted on its test speakers' windows
+    data = load_features(features_dir, TrainConfig().labels)
+    ckpt = load_checkpoint(adapted / "runs" / "seed1" / "fold2" / "checkpoint.pt")
+    idx = data.indices(ckpt.provenance["test_speakers"])
+    normed = [torch.from_numpy(np.asarray(x, dtype=np.float32)) for i in idx
+              for x in ckpt.normalise([data.features[i]], stats=frame_stats(
+                  [data.features[j] for j in data.indices([data.speakers[i]])]))]
+    model = adapt_batchnorm(ckpt.model, normed)
+    probs = torch.softmax(predict_logits(model, normed), 1).numpy()
+    by_id = {r["utterance_id"]: r for r in rows if r["seed"] == "1" and r["fold"] == "2"}
+    for i, p in zip(idx, probs):
+        np.testing.assert_allclose(p, [float(by_id[data.utterance_ids[i]][f"prob_{x}"]) for x in ckpt.labels],
+                                   atol=2e-5)

@@ -292,9 +292,17 @@ def evaluate(predictions: str | Path, output_dir: str | Path, run_info: dict | N
     return metrics
 
 
-def cross_corpus_predictions(model: str | Path, features_dir: str | Path) -> tuple[list[dict], dict]:
+def cross_corpus_predictions(model: str | Path, features_dir: str | Path,
+                             adapt: bool = False) -> tuple[list[dict], dict]:
     """A checkpoint's predictions on another corpus's features: one row per clip (rows of
-    ``predictions.csv``: fold -1, the checkpoint's seed), and what was dropped."""
+    ``predictions.csv``: fold -1, the checkpoint's seed), and what was dropped. ``adapt``:
+    the model's BatchNorm statistics are first re-estimated on the whole corpus's windows
+    (unlabelled; :func:`ser_core.adaptation.adapt_batchnorm`)."""
+    import dataclasses
+
+    import torch
+
+    from ser_core.adaptation import adapt_batchnorm
     from ser_core.checkpoint import load_checkpoint
     from ser_core.training.data import load_features
     from ser_core.training.train import prediction_fields
@@ -306,10 +314,16 @@ def cross_corpus_predictions(model: str | Path, features_dir: str | Path) -> tup
                          f"the model's {ckpt.feature_config.get('kind')} x {ckpt.model_config.n_dims}")
     rows = []
     seed = ckpt.provenance.get("seed", -1)
-    for speaker in sorted(set(data.speakers)):
+    speakers = sorted(set(data.speakers))
+    # each speaker normalised with its own statistics, as ser train tests
+    normalised = {s: ckpt.normalise([data.features[i] for i in data.indices([s])]) for s in speakers}
+    if adapt:
+        windows = [torch.from_numpy(np.asarray(x, dtype=np.float32)) for s in speakers for x in normalised[s]]
+        ckpt = dataclasses.replace(ckpt, model=adapt_batchnorm(ckpt.model, windows))
+    for speaker in speakers:
         idx = data.indices([speaker])
         # raw probabilities (T = 1) with the temperature beside them, as ser train writes them
-        probs = apply_temperature(ckpt.predict_proba([data.features[i] for i in idx]), 1.0 / ckpt.temperature)
+        probs = apply_temperature(ckpt.predict_normalised(normalised[speaker]), 1.0 / ckpt.temperature)
         for group in data.clips(idx, positions=True):
             i, p = idx[group[0]], probs[group].mean(axis=0)
             row = {"utterance_id": data.sources[i], "speaker": speaker, "gender": data.genders[i], "fold": -1,
@@ -319,15 +333,17 @@ def cross_corpus_predictions(model: str | Path, features_dir: str | Path) -> tup
             rows.append(row)
     fields = prediction_fields(data.labels)
     present = sorted({r["label"] for r in rows}, key=list(ckpt.labels).index)
-    info = {"model": str(model), "features": str(features_dir), "dropped": dict(sorted(data.dropped.items())),
+    info = {"model": str(model), "features": str(features_dir), "adapt_batchnorm": adapt,
+            "dropped": dict(sorted(data.dropped.items())),
             "n_dropped": int(sum(data.dropped.values())), "shared_labels": present,
             "model_labels_absent_from_corpus": [x for x in ckpt.labels if x not in present], "fields": fields}
     return rows, info
 
 
-def score_other_corpus(model: str | Path, features_dir: str | Path, output_dir: str | Path) -> dict:
-    """``ser evaluate --model --features``: predictions.csv and every evaluate output."""
-    rows, info = cross_corpus_predictions(model, features_dir)
+def score_other_corpus(model: str | Path, features_dir: str | Path, output_dir: str | Path,
+                       adapt: bool = False) -> dict:
+    """``ser evaluate --model --features [--adapt-batchnorm]``: predictions.csv and every evaluate output."""
+    rows, info = cross_corpus_predictions(model, features_dir, adapt)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "predictions.csv", rows, info.pop("fields"))
@@ -342,6 +358,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="out-of-fold predictions CSV written by `ser train` (OUTPUT/predictions.csv)")
     parser.add_argument("--model", help="cross-corpus: a checkpoint to score on --features")
     parser.add_argument("--features", help="cross-corpus: features-*.parquet folder of another corpus")
+    parser.add_argument("--adapt-batchnorm", action="store_true",
+                        help="cross-corpus: re-estimate the model's BatchNorm statistics on the corpus's "
+                             "windows first (unlabelled; AdaBN)")
     parser.add_argument("--output-dir", required=True, help="directory for metrics.json, plots, report")
     parser.add_argument("--run-info", default=None,
                         help="the training run's run.json (default: beside the predictions, if there)")
@@ -350,8 +369,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if bool(args.model) != bool(args.features) or bool(args.model) == bool(args.predictions):
         raise ValueError("give either --predictions (out-of-fold) or --model and --features (cross-corpus)")
+    if args.adapt_batchnorm and not args.model:
+        raise ValueError("--adapt-batchnorm adapts a --model to the --features it scores (cross-corpus)")
     if args.model:
-        m = score_other_corpus(args.model, args.features, args.output_dir)
+        m = score_other_corpus(args.model, args.features, args.output_dir, args.adapt_batchnorm)
         cc = m["cross_corpus"]
         print(f"UAR {m['uar']:.4f} over {len(cc['shared_labels'])} shared labels, accuracy {m['wa']:.4f}, "
               f"{m['n_test']} clips; dropped {cc['n_dropped']} with labels the model lacks {cc['dropped']} "

@@ -130,6 +130,18 @@ def test_cross_corpus_scores_shared_labels_and_counts_the_rest(tmp_path, feature
     with pytest.raises(ValueError, match="either --predictions"):
         evaluate_main(argparse.Namespace(model="x", features=None, predictions=None, output_dir=str(out),
                                          run_info=None))
+    # --adapt-batchnorm: the same clips, the model's BatchNorm statistics re-estimated on them first
+    adapted = tmp_path / "cross_adapted"
+    assert ser(["evaluate", "--model", str(tmp_path / "run" / "final.pt"), "--features", str(other),
+                "--output-dir", str(adapted), "--adapt-batchnorm"]) == 0
+    assert json.loads((adapted / "metrics.json").read_text())["cross_corpus"]["adapt_batchnorm"] is True
+    assert cc["adapt_batchnorm"] is False
+    adapted_rows = list(csv.DictReader(open(adapted / "predictions.csv")))
+    assert [r["utterance_id"] for r in adapted_rows] == [r["utterance_id"] for r in rows]
+    assert any(a["prob_happy"] != b["prob_happy"] for a, b in zip(adapted_rows, rows))
+    with pytest.raises(ValueError, match="adapts a --model"):
+        evaluate_main(argparse.Namespace(model=None, features=None, predictions="p.csv", output_dir=str(out),
+                                         run_info=None, adapt_batchnorm=True))
 
 
 def test_seed_ensemble_and_calibration_are_reported_beside(tmp_path):

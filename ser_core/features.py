@@ -292,14 +292,14 @@ def egemaps(config: FeatureConfig) -> Extractor:
                            "pip install 'ser-pipelines[opensmile]'") from exc
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                             feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
-    sr, hop_s, hop, n_fft = config.sample_rate, config.hop_s, config.hop_length, config.n_fft
+    sr = config.sample_rate
 
     def extract(y: np.ndarray) -> np.ndarray:
         if len(y) < int(0.1 * sr):
             raise FeatureError(f"egemaps needs at least 0.1 s of audio, got {len(y) / sr:.3f} s")
         lld = smile.process_signal(y, sr).to_numpy(dtype=np.float64)
         centres = np.arange(len(lld)) * EGEMAPS_STEP_S + EGEMAPS_STEP_S
-        return pool_to_frames(lld, centres, n_frames(len(y), n_fft, hop), hop_s)
+        return pool_to_frames(lld, centres, config.n_frames(len(y)), config.hop_s)
     return extract
 
 
@@ -310,12 +310,12 @@ def voice_descriptors(config: FeatureConfig) -> Extractor:
     frequency, bandwidth and level), computed every 10 ms within the mel band
     (``fmin``..``fmax``) and averaged into this config's frames. numpy only: what
     ``egemaps`` measures, under this project's licence."""
-    sr, hop, hop_s, n_fft = config.sample_rate, config.hop_length, config.hop_s, config.n_fft
+    sr = config.sample_rate
     band = (config.fmin, sr / 2 if config.fmax is None else config.fmax)
 
     def extract(y: np.ndarray) -> np.ndarray:
         steps = voice.descriptors(y, sr, band)
-        return pool_to_frames(steps, np.arange(len(steps)) * voice.STEP_S, n_frames(len(y), n_fft, hop), hop_s)
+        return pool_to_frames(steps, np.arange(len(steps)) * voice.STEP_S, config.n_frames(len(y)), config.hop_s)
     return extract
 
 

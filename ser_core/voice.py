@@ -202,7 +202,7 @@ def descriptors(y: np.ndarray, sample_rate: int, band: tuple[float, float] | Non
     out[:, 13] = 10.0 * np.log10(r / (1.0 - r))
 
     # Formants, where the step is loud enough to measure them.
-    loud = level > level.max() - prosody.GATE_DB if t else np.zeros(0, dtype=bool)
+    loud = level > level.max() - prosody.GATE_DB  # t >= 1: centred framing gives even empty audio a frame
     fq, bw = _formants(frames, sample_rate, a["order"])
     fq = _fill(fq, loud, 0.0)
     bw = _fill(bw, loud, MAX_BANDWIDTH_HZ)

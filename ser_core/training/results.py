@@ -50,13 +50,18 @@ def _pairs(values: Sequence[str] | None, flag: str) -> list[tuple[str, Path]]:
     return out
 
 
-def _read_run(name: str, train_dir: Path) -> tuple[dict, Predictions, float, int]:
-    """One training folder: its run info, predictions, seconds per run and number of seeds."""
+def _read_outputs(name: str, train_dir: Path) -> tuple[dict, Predictions]:
+    """A ``ser train`` folder's run info and out-of-fold predictions."""
     info_path, predictions = train_dir / "run.json", train_dir / "predictions.csv"
     for path in (info_path, predictions):
         if not path.is_file():
             raise FileNotFoundError(f"{name}: {path} not found (a `ser train` output folder?)")
-    info = json.loads(info_path.read_text())
+    return json.loads(info_path.read_text()), read_predictions(predictions)
+
+
+def _read_run(name: str, train_dir: Path) -> tuple[dict, Predictions, float, int]:
+    """One training folder: its run info, predictions, seconds per run and number of seeds."""
+    info, predictions = _read_outputs(name, train_dir)
     n_seeds = max(1, len(info["config"]["seeds"]))
     timing_path = train_dir / "timing.json"
     if timing_path.is_file():  # the folds' own training times (restarts do not distort them)
@@ -65,7 +70,7 @@ def _read_run(name: str, train_dir: Path) -> tuple[dict, Predictions, float, int
         per_run = sum(cv) / max(1, len({k.split("/")[0] for k in folds if k != "final"}))
     else:  # runs written before timing.json: the whole call, final model included
         per_run = info["seconds"] / n_seeds
-    return info, read_predictions(predictions), per_run, n_seeds
+    return info, predictions, per_run, n_seeds
 
 
 def pool_predictions(parts: Sequence[Predictions]) -> Predictions:
@@ -174,10 +179,7 @@ def per_corpus_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
     lines = ["| model | tested on | clips | seeds | split | front-end | UAR as written | restricted to its classes |",
              "|---|---|---|---|---|---|---|---|"]
     for name, folder in pairs:
-        if not (folder / "run.json").is_file():
-            raise FileNotFoundError(f"{name}: {folder / 'run.json'} not found (a `ser train` output folder?)")
-        info = json.loads((folder / "run.json").read_text())
-        p = read_predictions(folder / "predictions.csv")
+        info, p = _read_outputs(name, folder)
         n_seeds = len(set(p.seeds.tolist()))
         corpora = np.array([corpus_of(s) for s in p.speakers])
         for corpus, m in per_corpus_metrics(p, corpora).items():

@@ -114,6 +114,11 @@ class SERModel(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits (B, C) for zero-padded features ``x`` (B, T, D) with valid ``lengths`` (B,)."""
+        return self.classifier(self.dropout(self.represent(x, lengths)))  # (B, C)
+
+    def represent(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """What the classifier reads (B, H): the attention context after its BatchNorm
+        (domain-adversarial training puts its corpus classifier here too)."""
         steps = torch.arange(x.shape[1], device=x.device)
         mask = steps.unsqueeze(0) < lengths.to(x.device).unsqueeze(1)  # (B, T) True on valid frames
         if self.config.arch == "reslstm":
@@ -123,7 +128,7 @@ class SERModel(nn.Module):
             context = self.attention(h, mask)  # (B, H)
         else:  # the authors' packed LSTM left h_t = 0 on padded steps, which still took weight
             context = self.attention(h * mask.unsqueeze(-1), None)  # (B, H)
-        return self.classifier(self.dropout(self.bn_out(context)))  # (B, C)
+        return self.bn_out(context)  # (B, H)
 
     def _residual_block(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm1(x)  # (B, T, D)

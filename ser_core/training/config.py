@@ -68,6 +68,10 @@ class TrainConfig:
     adapt_batchnorm: bool = setting(False, help="before labelling the test speakers, re-estimate the model's "
                                                 "BatchNorm statistics on their windows (unlabelled; AdaBN: "
                                                 "ser_core/adaptation.py); the saved model stays as trained")
+    domain_adversarial: float = setting(0.0, help="weight of domain-adversarial training: a corpus classifier "
+                                                  "behind a gradient reversal makes the corpora (and a corpus "
+                                                  "left out, through its unlabelled clips) indistinguishable "
+                                                  "(ser_core/training/adversarial.py); 0 = off")
     augment: list[str] = setting(default_factory=list,
                                  help="comma-separated augmented rows (ser features --augment) to draw "
                                       "from: every epoch each training clip is replaced by one of itself "
@@ -105,6 +109,8 @@ class TrainConfig:
         if int(self.stats_clips) < 0 or (self.stats_clips and self.normalisation != "speaker"):
             raise ValueError(f"train.stats_clips must be >= 0 and needs normalisation 'speaker', "
                              f"got {self.stats_clips!r} with {self.normalisation!r}")
+        if float(self.domain_adversarial) < 0:
+            raise ValueError(f"train.domain_adversarial must be >= 0, got {self.domain_adversarial!r}")
         if not 0.0 <= float(self.ema_decay) < 1.0:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.lr <= 0 or self.weight_decay < 0:

@@ -22,6 +22,7 @@ from ser_core.metrics import argmax_within, fit_temperature, uar
 from ser_core.model import SERModel
 from ser_core.normalisation import ClipGroupStats, Normaliser
 from ser_core.splits import Fold
+from ser_core.training.adversarial import Adversary, append_rows, ramp
 from ser_core.training.augment import Augment, mask_batch, mixup_batch, random_crops
 from ser_core.training.config import TrainConfig
 from ser_core.training.data import FeatureSet
@@ -95,10 +96,13 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | No
 def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tensor,
                 batches: Sequence[np.ndarray], optimizer: torch.optim.Optimizer,
                 objective: Objective, ema: AveragedModel | None = None,
-                masks: torch.Tensor | None = None) -> tuple[float, np.ndarray]:
+                masks: torch.Tensor | None = None, adversary: Adversary | None = None,
+                domains: torch.Tensor | None = None) -> tuple[float, np.ndarray]:
     """One pass over ``batches`` (``ema``, when given, averages the weights after every
-    step; ``masks`` (N, C), when given, the classes of each example's corpus); returns the
-    mean loss and the (train-mode) predictions."""
+    step; ``masks`` (N, C), when given, the classes of each example's corpus; ``adversary``
+    with ``domains`` (N,), each example's corpus index: domain-adversarial training, its
+    unlabelled target rows appended to every batch); returns the mean loss (emotion and
+    corpus) and the (train-mode) predictions."""
     model.train()
     total, pred = 0.0, np.empty(len(y), dtype=np.int64)
     aug = objective.augment
@@ -109,16 +113,26 @@ def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tenso
         x, lengths = collate(tensors, idx)
         if aug.masking:
             x = mask_batch(x, lengths, aug, objective.gen)
+        lam, perm = 1.0, None
         if aug.mixup_alpha > 0 and len(idx) > 1:
             lam = float(objective.rng.beta(aug.mixup_alpha, aug.mixup_alpha))
             x, lengths, perm = mixup_batch(x, lengths, lam, objective.gen)
+        if adversary is None:
             logits = model(x, lengths)  # (B, C)
-            m = None if masks is None else masks[idx]
+        else:  # one pass over the batch and as many target rows (BatchNorm sees both)
+            rows, target_domain = adversary.target_batch(len(idx))
+            z = model.represent(*append_rows(x, lengths, rows))  # (B + n, H)
+            logits = model.classifier(model.dropout(z[:len(idx)]))  # (B, C)
+        m = None if masks is None else masks[idx]
+        if perm is not None:
             loss = (lam * objective.loss(logits, y[idx], m)
                     + (1 - lam) * objective.loss(logits, y[idx][perm], None if m is None else m[perm]))
         else:
-            logits = model(x, lengths)  # (B, C)
-            loss = objective.loss(logits, y[idx], None if masks is None else masks[idx])
+            loss = objective.loss(logits, y[idx], m)
+        if adversary is not None:
+            d = domains[idx]
+            loss = loss + adversary.loss(z, torch.cat([d, target_domain]), None if perm is None
+                                         else torch.cat([d[perm], target_domain]), lam)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -209,7 +223,13 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     torch.manual_seed(s)
     rng = np.random.default_rng(s)
     model = SERModel(cfg.model_config(data.n_dims))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = list(model.parameters())
+    adversary = None
+    if cfg.domain_adversarial > 0:  # a corpus classifier behind a gradient reversal (training only)
+        adversary = Adversary.build(data.corpora, features, train_idx, test_idx, cfg.hidden,
+                                    cfg.crop_frames, np.random.default_rng((s, 7)))
+        params += list(adversary.head.parameters())
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=cfg.t0, T_mult=1, eta_min=0.01 * cfg.lr)
     lengths = np.array([t.shape[0] for t in x_train])
@@ -254,8 +274,11 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
             x_epoch = random_crops(x_epoch, cfg.crop_frames, crop_rng)
             lengths = np.array([t.shape[0] for t in x_epoch])
         batches = length_batches(lengths, cfg.batch_size, rng)
+        if adversary is not None:
+            adversary.weight = ramp(cfg.domain_adversarial, (epoch - 1) / cfg.epochs)
         loss, pred = train_epoch(model, x_epoch, y_epoch, batches, optimizer, objective, ema,
-                                 masks_all[rows] if multi else None)
+                                 masks_all[rows] if multi else None, adversary,
+                                 None if adversary is None else adversary.domain[torch.as_tensor(rows)])
         scheduler.step()
         logits = predict_logits(judged, x_val)
         if multi:

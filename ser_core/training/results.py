@@ -136,7 +136,7 @@ def runs_table(rows: Sequence[dict]) -> list[str]:
 def recipe_of(cfg: dict) -> str:
     keys = ("mixup_alpha", "augment", "patience", "class_weights", "label_smoothing", "time_masks",
             "time_mask_frames", "freq_masks", "freq_mask_dims", "ema_decay", "dropout", "normalisation", "stats_clips",
-            "balance_corpora", "crop_frames", "adapt_batchnorm")
+            "balance_corpora", "crop_frames", "adapt_batchnorm", "domain_adversarial")
     return ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from ser_core.codebase import import_closure, imported_modules, module_file
 from ser_core.segmentation import SegmentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,21 @@ def test_training_stages_depend_on_the_whole_train_section():
         assert f"variants.${{key}}.{name}" in train["params"]
     variants = yaml.safe_load((ROOT / "params.yaml").read_text())["variants"]
     assert all("stats_clips" in v and "augment" in v for v in variants.values())
+
+
+def test_training_stages_depend_on_the_code_that_trains():
+    """Every training module the stage's command reaches, and every module the fold loop
+    calls (the model, normalisation, adaptation, ...), is a dependency: editing one of them
+    makes `dvc repro` train again."""
+    fold = module_file("ser_core.training.fold")
+    loop = {str(module_file(m).relative_to(ROOT)) for m in imported_modules(fold)}
+    for name, entry in (("train", "ser_core.training.train"), ("transfer", "ser_core.training.transfer")):
+        stage = stages()[name].get("do", stages()[name])
+        reached = {str(p.relative_to(ROOT)) for p in import_closure(entry).values()}
+        training = {f for f in reached if f.startswith("ser_core/training/") and not f.endswith("__init__.py")}
+        missing = sorted((training | (loop & reached)) - set(stage["deps"]))
+        assert not missing, f"dvc.yaml stage {name} does not depend on {missing}"
+    assert "ser_core/training/adversarial.py" in loop and "ser_core/adaptation.py" in loop
 
 
 def test_features_stage_tracks_every_segmentation_setting_params_yaml_holds():

@@ -15,7 +15,8 @@ corpus of the test rows that no training row comes from: a corpus left out by ``
 transfer`` takes part through its clips' features only, never their labels (transductive
 adaptation, as ``train.adapt_batchnorm``'s statistics are). Each training step then adds
 as many of its clips (drawn at random, cropped like the training rows) to the batch; they
-count in the corpus loss only. Trained on one corpus with nothing to adapt to, there is
+count in the corpus loss only, and the batch's BatchNorm statistics (running statistics
+included) span both corpora. Trained on one corpus with nothing to adapt to, there is
 nothing to separate, and asking for it is an error.
 """
 

@@ -11,7 +11,13 @@ The loop runs the default recipe's batch augmentation (mixup 0.4; speed-perturbe
 replace clips, so an epoch costs the same). Target: one run of the chosen recipe (5 folds x
 100 epochs, an upper bound for its early-stopped run) in <= 10 minutes on this machine.
 
+With ``--domain-adversarial W`` it also times the same loop with domain-adversarial training
+(``train.domain_adversarial``: every batch joined by as many clips of an unlabelled second
+corpus, nEMO-sized: 9 speakers x 500 clips, and a corpus classifier behind a gradient
+reversal) and prints its cost as a ratio to the plain loop, measured in the same run.
+
     python benchmarks/train.py [--epochs 10] [--batch-size 16 32] [--threads 1 2] [--mixup-alpha 0.4]
+                               [--domain-adversarial 0.3]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from ser_core.model import SERModel
 from ser_core.splits import final_split, ravdess_paper
 from ser_core.training.data import FeatureSet
 from ser_core.training.config import TrainConfig
+from ser_core.training.adversarial import Adversary, ramp
 from ser_core.training.fold import Objective, train_epoch
 
 CLIPS_PER_SPEAKER = 60
@@ -49,8 +56,17 @@ def ravdess_sized(seed: int = 0, n_dims: int = 46) -> FeatureSet:
     return FeatureSet(ids, speakers, genders, feats, np.array(y), RAVDESS_LABELS, {"n_dims": n_dims})
 
 
-def epoch_seconds(data: FeatureSet, cfg: TrainConfig, epochs: int) -> list[float]:
-    """Wall time of each epoch (training + validation pass), after one warm-up epoch."""
+def unlabelled_corpus(seed: int = 1, n_dims: int = 46, speakers: int = 9, clips: int = 500) -> list[np.ndarray]:
+    """nEMO's shape, features only: the left-out corpus of domain-adversarial training."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(int(rng.integers(40, 111)), n_dims)).astype(np.float32)
+            for _ in range(speakers * clips)]
+
+
+def epoch_seconds(data: FeatureSet, cfg: TrainConfig, epochs: int,
+                  target: list[np.ndarray] | None = None) -> list[float]:
+    """Wall time of each epoch (training + validation pass), after one warm-up epoch; with
+    ``target`` and ``cfg.domain_adversarial`` > 0, domain-adversarial against those clips."""
     fold = ravdess_paper(sorted(set(data.speakers)))[0]
     tensors = [torch.from_numpy(x) for x in data.features]
     train_idx, val_idx = data.indices(fold.train), data.indices(fold.val)
@@ -60,13 +76,23 @@ def epoch_seconds(data: FeatureSet, cfg: TrainConfig, epochs: int) -> list[float
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     model = SERModel(cfg.model_config(data.n_dims))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params, adversary, domains = list(model.parameters()), None, None
+    if target and cfg.domain_adversarial > 0:
+        every = tensors + [torch.from_numpy(x) for x in target]
+        corpora = ["ravdess"] * len(tensors) + ["target"] * len(target)
+        adversary = Adversary.build(corpora, every, train_idx, np.arange(len(tensors), len(every)),
+                                    cfg.hidden, cfg.crop_frames, np.random.default_rng(2))
+        adversary.weight = ramp(cfg.domain_adversarial, 0.5)
+        params += list(adversary.head.parameters())
+        domains = adversary.domain[torch.as_tensor(train_idx)]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     objective = Objective(None, cfg.label_smoothing, cfg.batch_augment(), torch.Generator().manual_seed(0),
                           np.random.default_rng(1))
     times = []
     for _ in range(epochs + 1):
         start = time.perf_counter()
-        train_epoch(model, x_train, y_train, length_batches(lengths, cfg.batch_size, rng), optimizer, objective)
+        train_epoch(model, x_train, y_train, length_batches(lengths, cfg.batch_size, rng), optimizer, objective,
+                    adversary=adversary, domains=domains)
         predict_logits(model, x_val)
         times.append(time.perf_counter() - start)
     return times[1:]
@@ -80,10 +106,14 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--arch", default="reslstm", choices=("reslstm", "lstm"))
     parser.add_argument("--mixup-alpha", type=float, default=0.4, help="0: the paper's plain training")
+    parser.add_argument("--domain-adversarial", type=float, default=0.0,
+                        help="also time domain-adversarial training at this weight, against an unlabelled "
+                             "nEMO-sized corpus, and print its cost over the plain loop")
     args = parser.parse_args()
     torch.use_deterministic_algorithms(True)  # as `ser train` runs
 
     data = ravdess_sized()
+    target = unlabelled_corpus(n_dims=data.n_dims) if args.domain_adversarial > 0 else None
     folds = ravdess_paper(sorted(set(data.speakers)))
     train_clips = [len(f.train) * CLIPS_PER_SPEAKER for f in folds]
     final_clips = len(final_split(folds).train) * CLIPS_PER_SPEAKER
@@ -102,6 +132,14 @@ def main() -> None:
             verdict = "met" if cv <= TARGET_MINUTES else "MISSED"
             print(f"{threads:>7} {batch:>5} {np.median(times):>15.2f} {min(times):>6.2f} {cv:>10.1f} "
                   f"{total:>7.1f}  <= {TARGET_MINUTES:.0f} min: {verdict}")
+            if args.domain_adversarial > 0:
+                adv = epoch_seconds(data, TrainConfig(arch=args.arch, hidden=args.hidden, batch_size=batch,
+                                                      mixup_alpha=args.mixup_alpha,
+                                                      domain_adversarial=args.domain_adversarial),
+                                    args.epochs, target)
+                print(f"{'':>7} {'':>5} {np.median(adv):>15.2f} {min(adv):>6.2f} {cv * np.median(adv) / np.median(times):>10.1f}"
+                      f" {'':>7}  domain-adversarial {args.domain_adversarial:g}: "
+                      f"{np.median(adv) / np.median(times):.2f}x the plain loop's median epoch")
 
 
 if __name__ == "__main__":

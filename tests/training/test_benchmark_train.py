@@ -21,3 +21,11 @@ def test_the_training_benchmark_runs_the_recipe_loop():
     finally:
         torch.set_num_threads(threads)
     assert len(times) == 1 and np.isfinite(times).all() and times[0] > 0
+    torch.set_num_threads(1)
+    try:  # and the domain-adversarial loop, against an unlabelled corpus
+        target = bench.unlabelled_corpus(n_dims=data.n_dims, speakers=2, clips=20)
+        times = bench.epoch_seconds(data, TrainConfig(hidden=4, batch_size=64, mixup_alpha=0.4,
+                                                      domain_adversarial=0.3), epochs=1, target=target)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(times) == 1 and np.isfinite(times).all() and times[0] > 0

@@ -23,6 +23,7 @@ reversal) and prints its cost as a ratio to the plain loop, measured in the same
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -133,9 +134,7 @@ def main() -> None:
             print(f"{threads:>7} {batch:>5} {np.median(times):>15.2f} {min(times):>6.2f} {cv:>10.1f} "
                   f"{total:>7.1f}  <= {TARGET_MINUTES:.0f} min: {verdict}")
             if args.domain_adversarial > 0:
-                adv = epoch_seconds(data, TrainConfig(arch=args.arch, hidden=args.hidden, batch_size=batch,
-                                                      mixup_alpha=args.mixup_alpha,
-                                                      domain_adversarial=args.domain_adversarial),
+                adv = epoch_seconds(data, dataclasses.replace(cfg, domain_adversarial=args.domain_adversarial),
                                     args.epochs, target)
                 print(f"{'':>7} {'':>5} {np.median(adv):>15.2f} {min(adv):>6.2f} {cv * np.median(adv) / np.median(times):>10.1f}"
                       f" {'':>7}  domain-adversarial {args.domain_adversarial:g}: "

@@ -17,6 +17,13 @@ speakers are never read by a fold: :mod:`ser_core.training.data`). Names:
   measured on real-speech calls its absence is what hurt most (README, labelling);
   ``hissL`` (e.g. ``hiss-55``): the same at one fixed level, L dBFS (measuring a model on
   a line of known noise, as ``ser mix-calls`` makes them).
+- ``gsm``: a mobile call's codec: resampled to 8 kHz, encoded with GSM 06.10 full rate
+  (13 kbit/s) and decoded again through libsndfile, and back to the clip's rate;
+- ``reverb``: a room: the clip convolved with a synthetic impulse response (a direct path,
+  then exponentially decaying noise whose reverberation time RT60 is drawn per clip,
+  seeded by its id, between ``REVERB_RT60_S`` 0.2 and 0.8 s; the direct-to-reverberant
+  ratio drawn between ``REVERB_DRR_DB`` 0 and 10 dB), scaled back to the clip's RMS and
+  cut to its length.
 
 The seed of every random draw is derived from the utterance id and the name, so the rows
 are the same in every run, on every worker.
@@ -40,6 +47,11 @@ TELEPHONE = "telephone"
 HISS = "hiss"
 HISS_DBFS = (-65.0, -45.0)
 MU = 255.0
+GSM = "gsm"
+REVERB = "reverb"
+REVERB_RT60_S = (0.2, 0.8)
+REVERB_DRR_DB = (0.0, 10.0)
+NAMED = (TELEPHONE, HISS, GSM, REVERB)
 
 
 def check_names(names: Sequence[str]) -> list[str]:
@@ -49,9 +61,10 @@ def check_names(names: Sequence[str]) -> list[str]:
         speed = _SPEED.match(name)
         if speed and not 0.5 <= float(speed.group(1)) <= 2.0:
             raise ValueError(f"augmentation {name!r}: speed factor must be within 0.5-2.0")
-        if not (speed or _NOISE.match(name) or _HISS_AT.match(name) or name in (TELEPHONE, HISS)):
+        if not (speed or _NOISE.match(name) or _HISS_AT.match(name) or name in NAMED):
             raise ValueError(f"unknown augmentation {name!r}; use speedF (e.g. speed0.9), noiseN "
-                             f"(SNR in dB, e.g. noise20), {HISS}, hissL (L dBFS, e.g. hiss-55) or {TELEPHONE}")
+                             f"(SNR in dB, e.g. noise20), {HISS}, hissL (L dBFS, e.g. hiss-55), {TELEPHONE}, "
+                             f"{GSM} or {REVERB}")
     if len(set(names)) != len(names):
         raise ValueError(f"augmentations listed twice: {names}")
     return names
@@ -98,6 +111,46 @@ def telephone(y: np.ndarray, sample_rate: int, band_hz: tuple[float, float] = (3
     return resample(line, 8000, sample_rate, "HQ").astype(np.float32)
 
 
+def gsm(y: np.ndarray, sample_rate: int) -> np.ndarray:
+    """GSM 06.10 full-rate encode and decode (libsndfile's codec) at 8 kHz; same length and rate."""
+    import io
+
+    import soundfile as sf
+
+    line = np.clip(resample(y, sample_rate, 8000, "HQ"), -1.0, 1.0)
+    buffer = io.BytesIO()
+    sf.write(buffer, line, 8000, format="WAV", subtype="GSM610")
+    buffer.seek(0)
+    decoded, _ = sf.read(buffer, dtype="float32")
+    decoded = decoded[:len(line)]  # the codec pads its last block
+    decoded = np.pad(decoded, (0, len(line) - len(decoded)))
+    out = resample(decoded, 8000, sample_rate, "HQ")[:len(y)]
+    return np.pad(out, (0, len(y) - len(out))).astype(np.float32)
+
+
+def room_response(sample_rate: int, rt60_s: float, drr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic room impulse response: a unit direct path, then noise decaying 60 dB in
+    ``rt60_s`` seconds whose energy is ``drr_db`` below the direct path's."""
+    n = max(2, int(round(rt60_s * sample_rate)))
+    t = np.arange(1, n) / sample_rate
+    tail = rng.standard_normal(n - 1) * np.exp(-6.9078 * t / rt60_s)  # ln(1000): -60 dB at rt60
+    tail *= 10 ** (-drr_db / 20) / np.sqrt(np.sum(tail ** 2))
+    return np.concatenate([[1.0], tail])
+
+
+def reverberate(y: np.ndarray, sample_rate: int, seed: int,
+                rt60_s: tuple[float, float] = REVERB_RT60_S, drr_db: tuple[float, float] = REVERB_DRR_DB) -> np.ndarray:
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(seed)
+    response = room_response(sample_rate, rng.uniform(*rt60_s), rng.uniform(*drr_db), rng)
+    wet = fftconvolve(y.astype(np.float64), response)[:len(y)]
+    rms_in, rms_out = np.sqrt(np.mean(np.square(y, dtype=np.float64))), np.sqrt(np.mean(wet ** 2))
+    if rms_out > 0:
+        wet *= rms_in / rms_out
+    return np.clip(wet, -1.0, 1.0).astype(np.float32)
+
+
 def transform(name: str) -> Callable[[np.ndarray, int, str], np.ndarray]:
     """(audio, sample_rate, utterance_id) -> augmented audio; ValueError for an unknown name."""
     check_names([name])
@@ -113,6 +166,10 @@ def transform(name: str) -> Callable[[np.ndarray, int, str], np.ndarray]:
     if hiss_match:
         level = float(hiss_match.group(1))
         return lambda y, sr, uid: add_hiss(y, seed_of(uid, name), (level, level))
+    if name == GSM:
+        return lambda y, sr, uid: gsm(y, sr)
+    if name == REVERB:
+        return lambda y, sr, uid: reverberate(y, sr, seed_of(uid, name))
     return lambda y, sr, uid: telephone(y, sr)
 
 

@@ -7,7 +7,7 @@ from tests.synth_audio import signal
 
 def test_names_are_checked():
     assert augmentation.check_names(["speed0.9", "noise20", "telephone"]) == ["speed0.9", "noise20", "telephone"]
-    for bad, words in [("speed3", "0.5-2.0"), ("reverb", "unknown augmentation"), ("noise", "unknown")]:
+    for bad, words in [("speed3", "0.5-2.0"), ("reverb2", "unknown augmentation"), ("noise", "unknown")]:
         with pytest.raises(ValueError, match=words):
             augmentation.check_names([bad])
     with pytest.raises(ValueError, match="twice"):
@@ -65,3 +65,34 @@ def test_hiss_at_a_fixed_level(name, level):
         assert abs(10 * np.log10(np.mean(noise.astype(np.float64) ** 2)) - level) < 0.2
     with pytest.raises(ValueError, match="hissL"):
         augmentation.check_names(["hiss55"])
+
+
+def test_gsm_is_the_full_rate_codec_at_any_rate():
+    for sr in (8000, 16000):
+        y = signal(1.0, sr) * 0.5
+        coded = augmentation.transform("gsm")(y, sr, "u")
+        assert coded.shape == y.shape and coded.dtype == np.float32 and np.isfinite(coded).all()
+        err = np.mean((coded - y).astype(np.float64) ** 2) / np.mean(y.astype(np.float64) ** 2)
+        assert 1e-4 < err < 0.5  # lossy, yet the same signal, aligned (no codec delay)
+    assert np.array_equal(coded, augmentation.transform("gsm")(y, sr, "other id"))  # a codec: no draw
+
+
+def test_reverb_spreads_a_click_over_its_room_and_keeps_the_level():
+    sr = 8000
+    click = np.zeros(sr, np.float32)
+    click[100] = 0.5
+    wet = augmentation.transform("reverb")(click, sr, "a")
+    assert wet.shape == click.shape and np.isfinite(wet).all()
+    energy = np.cumsum(wet.astype(np.float64) ** 2)
+    late = 1 - energy[100 + int(0.2 * sr) - 1] / energy[-1]  # the tail after 200 ms
+    assert 0.0 < late < 0.5 and np.all(np.abs(wet[:100]) < 1e-9)  # causal, decaying
+    y = signal(1.0, sr) * 0.2
+    out = augmentation.transform("reverb")(y, sr, "a")
+    assert np.sqrt(np.mean(out.astype(np.float64) ** 2)) == pytest.approx(np.sqrt(np.mean(y.astype(np.float64) ** 2)), rel=0.01)
+    assert np.array_equal(out, augmentation.transform("reverb")(y, sr, "a"))
+    assert not np.array_equal(out, augmentation.transform("reverb")(y, sr, "b"))
+    response = augmentation.room_response(sr, 0.5, 6.0, np.random.default_rng(0))
+    assert 10 * np.log10(1 / np.sum(response[1:] ** 2)) == pytest.approx(6.0)
+    tail = response[1:]
+    e = np.cumsum(tail[::-1] ** 2)[::-1]  # Schroeder decay: -60 dB near the end
+    assert 10 * np.log10(e[int(0.25 * sr)] / e[0]) == pytest.approx(-30, abs=4)

@@ -70,12 +70,18 @@ def ramp(weight: float, progress: float) -> float:
     return float(weight) * (2.0 / (1.0 + math.exp(-10.0 * float(progress))) - 1.0)
 
 
+def left_out_rows(corpora: Sequence[str], train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+    """The test rows of corpora no training row comes from (a corpus ``ser transfer`` left out)."""
+    trained = {corpora[i] for i in train_idx}
+    return np.array([i for i in test_idx if corpora[i] not in trained], dtype=np.int64)
+
+
 def domain_rows(corpora: Sequence[str], train_idx: np.ndarray,
                 test_idx: np.ndarray) -> tuple[list[str], np.ndarray]:
     """(the corpora to separate, sorted; the test rows of corpora with no training row:
     the unlabelled target)."""
     trained = {corpora[i] for i in train_idx}
-    target = np.array([i for i in test_idx if corpora[i] not in trained], dtype=np.int64)
+    target = left_out_rows(corpora, train_idx, test_idx)
     names = sorted(trained | {corpora[i] for i in target})
     if len(names) < 2:
         raise ValueError(

@@ -72,6 +72,12 @@ class TrainConfig:
                                                   "behind a gradient reversal makes the corpora (and a corpus "
                                                   "left out, through its unlabelled clips) indistinguishable "
                                                   "(ser_core/training/adversarial.py); 0 = off")
+    distil: float = setting(0.0, help="weight of distillation on a corpus left out: the model also learns "
+                                      "to give that corpus's unlabelled clips the probabilities a seed "
+                                      "ensemble (train.distil_from) gave them (ser_core/training/"
+                                      "distillation.py); 0 = off")
+    distil_from: str = setting("", help="the teachers: a finished ser transfer output folder, all its seeds "
+                                        "(train.distil)")
     augment: list[str] = setting(default_factory=list,
                                  help="comma-separated augmented rows (ser features --augment) to draw "
                                       "from: every epoch each training clip is replaced by one of itself "
@@ -111,6 +117,9 @@ class TrainConfig:
                              f"got {self.stats_clips!r} with {self.normalisation!r}")
         if float(self.domain_adversarial) < 0:
             raise ValueError(f"train.domain_adversarial must be >= 0, got {self.domain_adversarial!r}")
+        if float(self.distil) < 0 or (float(self.distil) > 0) != bool(self.distil_from):
+            raise ValueError(f"train.distil must be >= 0, and > 0 exactly when train.distil_from names the "
+                             f"teachers, got {self.distil!r} and {self.distil_from!r}")
         if not 0.0 <= float(self.ema_decay) < 1.0:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.lr <= 0 or self.weight_decay < 0:

@@ -22,10 +22,11 @@ from ser_core.metrics import argmax_within, fit_temperature, uar
 from ser_core.model import SERModel
 from ser_core.normalisation import ClipGroupStats, Normaliser
 from ser_core.splits import Fold
-from ser_core.training.adversarial import Adversary, append_rows, ramp
+from ser_core.training.adversarial import Adversary, append_rows, left_out_rows, ramp
 from ser_core.training.augment import Augment, mask_batch, mixup_batch, random_crops
 from ser_core.training.config import TrainConfig
 from ser_core.training.data import FeatureSet
+from ser_core.training.distillation import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +98,13 @@ def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tenso
                 batches: Sequence[np.ndarray], optimizer: torch.optim.Optimizer,
                 objective: Objective, ema: AveragedModel | None = None,
                 masks: torch.Tensor | None = None, adversary: Adversary | None = None,
-                domains: torch.Tensor | None = None) -> tuple[float, np.ndarray]:
+                domains: torch.Tensor | None = None, teacher: Teacher | None = None) -> tuple[float, np.ndarray]:
     """One pass over ``batches`` (``ema``, when given, averages the weights after every
     step; ``masks`` (N, C), when given, the classes of each example's corpus; ``adversary``
     with ``domains`` (N,), each example's corpus index: domain-adversarial training, its
-    unlabelled target rows appended to every batch); returns the mean loss (emotion and
-    corpus) and the (train-mode) predictions."""
+    unlabelled target rows appended to every batch; ``teacher``: distillation, as many target
+    rows again appended, pulled towards the teachers' probabilities); returns the mean loss
+    (emotion, corpus and distillation) and the (train-mode) predictions."""
     model.train()
     total, pred = 0.0, np.empty(len(y), dtype=np.int64)
     aug = objective.augment
@@ -117,12 +119,19 @@ def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tenso
         if aug.mixup_alpha > 0 and len(idx) > 1:
             lam = float(objective.rng.beta(aug.mixup_alpha, aug.mixup_alpha))
             x, lengths, perm = mixup_batch(x, lengths, lam, objective.gen)
-        if adversary is None:
+        extra: list[torch.Tensor] = []  # unlabelled target rows joining the batch
+        if adversary is not None:
+            extra, target_domain = adversary.target_batch(len(idx))
+        n_adv = len(idx) + len(extra)  # the rows the corpus classifier reads
+        if teacher is not None:
+            taught, soft = teacher.batch(len(idx))
+            extra = extra + taught
+        if not extra:
             logits = model(x, lengths)  # (B, C)
-        else:  # one pass over the batch and as many target rows (BatchNorm sees both)
-            rows, target_domain = adversary.target_batch(len(idx))
-            z = model.represent(*append_rows(x, lengths, rows))  # (B + n, H)
-            logits = model.classifier(model.dropout(z[:len(idx)]))  # (B, C)
+        else:  # one pass over the batch and the target rows (BatchNorm sees both)
+            z = model.represent(*append_rows(x, lengths, extra))  # (B + n, H)
+            every = model.classifier(model.dropout(z if teacher is not None else z[:len(idx)]))
+            logits = every[:len(idx)]  # (B, C)
         m = None if masks is None else masks[idx]
         if perm is not None:
             loss = (lam * objective.loss(logits, y[idx], m)
@@ -131,8 +140,10 @@ def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tenso
             loss = objective.loss(logits, y[idx], m)
         if adversary is not None:
             d = domains[idx]
-            loss = loss + adversary.loss(z, torch.cat([d, target_domain]), None if perm is None
+            loss = loss + adversary.loss(z[:n_adv], torch.cat([d, target_domain]), None if perm is None
                                          else torch.cat([d[perm], target_domain]), lam)
+        if teacher is not None:
+            loss = loss + teacher.loss(every[n_adv:], soft)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -229,6 +240,16 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
         adversary = Adversary.build(data.corpora, features, train_idx, test_idx, cfg.hidden,
                                     cfg.crop_frames, np.random.default_rng((s, 7)))
         params += list(adversary.head.parameters())
+    teacher = None
+    if cfg.distil > 0:  # a seed ensemble's probabilities of the corpus left out (training only)
+        trained = sorted({data.corpora[i] for i in train_idx})
+        target = left_out_rows(data.corpora, train_idx, test_idx)
+        if not len(target):
+            raise ValueError(f"train.distil needs a corpus left out to distil on: the test speakers all come "
+                             f"from the training corpora {trained} (use ser transfer)")
+        learnt = np.logical_or.reduce([classes[c] for c in trained])
+        teacher = Teacher.build(cfg.distil_from, "+".join(trained), data.labels, data.sources, features,
+                                target, learnt, cfg.distil, cfg.crop_frames, np.random.default_rng((s, 8)))
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=cfg.t0, T_mult=1, eta_min=0.01 * cfg.lr)
@@ -278,7 +299,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
             adversary.weight = ramp(cfg.domain_adversarial, (epoch - 1) / cfg.epochs)
         loss, pred = train_epoch(model, x_epoch, y_epoch, batches, optimizer, objective, ema,
                                  masks_all[rows] if multi else None, adversary,
-                                 None if adversary is None else adversary.domain[torch.as_tensor(rows)])
+                                 None if adversary is None else adversary.domain[torch.as_tensor(rows)], teacher)
         scheduler.step()
         logits = predict_logits(judged, x_val)
         if multi:

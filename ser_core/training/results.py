@@ -136,8 +136,11 @@ def runs_table(rows: Sequence[dict]) -> list[str]:
 def recipe_of(cfg: dict) -> str:
     keys = ("mixup_alpha", "augment", "patience", "class_weights", "label_smoothing", "time_masks",
             "time_mask_frames", "freq_masks", "freq_mask_dims", "ema_decay", "dropout", "normalisation", "stats_clips",
-            "balance_corpora", "crop_frames", "adapt_batchnorm", "domain_adversarial")
-    return ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
+            "balance_corpora", "crop_frames", "adapt_batchnorm", "domain_adversarial", "distil")
+    recipe = ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
+    if cfg.get("distil"):
+        recipe += f" from {Path(cfg['distil_from']).name}"
+    return recipe
 
 
 def trials_table(paths: Sequence[Path]) -> list[str]:

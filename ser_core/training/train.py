@@ -49,6 +49,7 @@ from ser_core.splits import Fold, final_split, make_folds
 from ser_core.storage import write_csv
 from ser_core.training.config import TrainConfig, add_overrides, config_from_args
 from ser_core.training.data import FeatureSet, load_features
+from ser_core.training.distillation import teachers_fingerprint
 from ser_core.training.fold import HISTORY_FIELDS, FoldResult, train_fold
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,13 @@ def result_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def fold_key(cfg: TrainConfig, fold: Fold, seed: int, fingerprint: str, code: str) -> str:
-    """Hash of everything a fold's result depends on (not threads, not the other seeds)."""
+    """Hash of everything a fold's result depends on (not threads, not the other seeds;
+    with distillation, the teachers' predictions)."""
     params = result_settings(cfg.to_dict())
-    blob = json.dumps({"params": params, "fold": fold.to_dict(), "seed": seed,
-                       "features": fingerprint, "code": code}, sort_keys=True)
+    inputs = {"params": params, "fold": fold.to_dict(), "seed": seed, "features": fingerprint, "code": code}
+    if cfg.distil > 0:
+        inputs["teachers"] = teachers_fingerprint(cfg.distil_from)
+    blob = json.dumps(inputs, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

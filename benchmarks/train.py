@@ -14,10 +14,12 @@ replace clips, so an epoch costs the same). Target: one run of the chosen recipe
 With ``--domain-adversarial W`` it also times the same loop with domain-adversarial training
 (``train.domain_adversarial``: every batch joined by as many clips of an unlabelled second
 corpus, nEMO-sized: 9 speakers x 500 clips, and a corpus classifier behind a gradient
-reversal) and prints its cost as a ratio to the plain loop, measured in the same run.
+reversal) and prints its cost as a ratio to the plain loop, measured in the same run. With
+``--distil W`` likewise for seed-ensemble distillation (``train.distil``: every batch joined
+by as many of that corpus's clips, pulled towards teachers' probabilities, here random ones).
 
     python benchmarks/train.py [--epochs 10] [--batch-size 16 32] [--threads 1 2] [--mixup-alpha 0.4]
-                               [--domain-adversarial 0.3]
+                               [--domain-adversarial 0.3] [--distil 1.0]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ser_core.splits import final_split, ravdess_paper
 from ser_core.training.data import FeatureSet
 from ser_core.training.config import TrainConfig
 from ser_core.training.adversarial import Adversary, ramp
+from ser_core.training.distillation import Teacher
 from ser_core.training.fold import Objective, train_epoch
 
 CLIPS_PER_SPEAKER = 60
@@ -67,7 +70,8 @@ def unlabelled_corpus(seed: int = 1, n_dims: int = 46, speakers: int = 9, clips:
 def epoch_seconds(data: FeatureSet, cfg: TrainConfig, epochs: int,
                   target: list[np.ndarray] | None = None) -> list[float]:
     """Wall time of each epoch (training + validation pass), after one warm-up epoch; with
-    ``target`` and ``cfg.domain_adversarial`` > 0, domain-adversarial against those clips."""
+    ``target`` and ``cfg.domain_adversarial`` > 0, domain-adversarial against those clips;
+    with ``cfg.distil`` > 0, distilled on them (teachers' probabilities drawn at random)."""
     fold = ravdess_paper(sorted(set(data.speakers)))[0]
     tensors = [torch.from_numpy(x) for x in data.features]
     train_idx, val_idx = data.indices(fold.train), data.indices(fold.val)
@@ -86,6 +90,12 @@ def epoch_seconds(data: FeatureSet, cfg: TrainConfig, epochs: int,
         adversary.weight = ramp(cfg.domain_adversarial, 0.5)
         params += list(adversary.head.parameters())
         domains = adversary.domain[torch.as_tensor(train_idx)]
+    teacher = None
+    if target and cfg.distil > 0:
+        probs = np.random.default_rng(3).dirichlet(np.ones(len(data.labels)), size=len(target))
+        teacher = Teacher([torch.from_numpy(x) for x in target], torch.tensor(probs, dtype=torch.float32),
+                          torch.ones(len(data.labels), dtype=torch.bool), cfg.distil, cfg.crop_frames,
+                          np.random.default_rng(4))
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     objective = Objective(None, cfg.label_smoothing, cfg.batch_augment(), torch.Generator().manual_seed(0),
                           np.random.default_rng(1))
@@ -93,7 +103,7 @@ def epoch_seconds(data: FeatureSet, cfg: TrainConfig, epochs: int,
     for _ in range(epochs + 1):
         start = time.perf_counter()
         train_epoch(model, x_train, y_train, length_batches(lengths, cfg.batch_size, rng), optimizer, objective,
-                    adversary=adversary, domains=domains)
+                    adversary=adversary, domains=domains, teacher=teacher)
         predict_logits(model, x_val)
         times.append(time.perf_counter() - start)
     return times[1:]
@@ -110,11 +120,13 @@ def main() -> None:
     parser.add_argument("--domain-adversarial", type=float, default=0.0,
                         help="also time domain-adversarial training at this weight, against an unlabelled "
                              "nEMO-sized corpus, and print its cost over the plain loop")
+    parser.add_argument("--distil", type=float, default=0.0,
+                        help="also time seed-ensemble distillation at this weight on that corpus")
     args = parser.parse_args()
     torch.use_deterministic_algorithms(True)  # as `ser train` runs
 
     data = ravdess_sized()
-    target = unlabelled_corpus(n_dims=data.n_dims) if args.domain_adversarial > 0 else None
+    target = unlabelled_corpus(n_dims=data.n_dims) if args.domain_adversarial > 0 or args.distil > 0 else None
     folds = ravdess_paper(sorted(set(data.speakers)))
     train_clips = [len(f.train) * CLIPS_PER_SPEAKER for f in folds]
     final_clips = len(final_split(folds).train) * CLIPS_PER_SPEAKER
@@ -133,12 +145,18 @@ def main() -> None:
             verdict = "met" if cv <= TARGET_MINUTES else "MISSED"
             print(f"{threads:>7} {batch:>5} {np.median(times):>15.2f} {min(times):>6.2f} {cv:>10.1f} "
                   f"{total:>7.1f}  <= {TARGET_MINUTES:.0f} min: {verdict}")
+            variants = []
             if args.domain_adversarial > 0:
-                adv = epoch_seconds(data, dataclasses.replace(cfg, domain_adversarial=args.domain_adversarial),
-                                    args.epochs, target)
-                print(f"{'':>7} {'':>5} {np.median(adv):>15.2f} {min(adv):>6.2f} {cv * np.median(adv) / np.median(times):>10.1f}"
-                      f" {'':>7}  domain-adversarial {args.domain_adversarial:g}: "
-                      f"{np.median(adv) / np.median(times):.2f}x the plain loop's median epoch")
+                variants.append((f"domain-adversarial {args.domain_adversarial:g}",
+                                 dataclasses.replace(cfg, domain_adversarial=args.domain_adversarial)))
+            if args.distil > 0:
+                variants.append((f"distillation {args.distil:g}",
+                                 dataclasses.replace(cfg, distil=args.distil, distil_from="(random teachers)")))
+            for name, other in variants:
+                more = epoch_seconds(data, other, args.epochs, target)
+                print(f"{'':>7} {'':>5} {np.median(more):>15.2f} {min(more):>6.2f} "
+                      f"{cv * np.median(more) / np.median(times):>10.1f} {'':>7}  {name}: "
+                      f"{np.median(more) / np.median(times):.2f}x the plain loop's median epoch")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ def test_the_training_benchmark_runs_the_recipe_loop():
     torch.set_num_threads(1)  # as the benchmark and `ser train` run (two threads collapse on a busy machine)
     cfg = TrainConfig(hidden=4, batch_size=64, mixup_alpha=0.4)
     target = bench.unlabelled_corpus(n_dims=data.n_dims, speakers=2, clips=20)
-    try:  # the plain loop, and the domain-adversarial one against an unlabelled corpus
+    distil = dataclasses.replace(cfg, distil=1.0, distil_from="(random teachers)")
+    try:  # the plain loop, the domain-adversarial one against an unlabelled corpus, distillation on it
         runs = [bench.epoch_seconds(data, cfg, epochs=1),
-                bench.epoch_seconds(data, dataclasses.replace(cfg, domain_adversarial=0.3), epochs=1, target=target)]
+                bench.epoch_seconds(data, dataclasses.replace(cfg, domain_adversarial=0.3), epochs=1, target=target),
+                bench.epoch_seconds(data, distil, epochs=1, target=target)]
     finally:
         torch.set_num_threads(threads)
     for times in runs:

@@ -311,8 +311,8 @@ def test_augmented_rows_one_per_variant_and_whole_clips_fail_once(bad_corpus, tm
 
 def test_unknown_augmentation_is_refused_before_work(bad_corpus, tmp_path):
     manifest, _ = bad_corpus
-    with pytest.raises(StageError, match="unknown augmentation 'reverb'"):
-        pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "x"), "--augment", "reverb"])
+    with pytest.raises(StageError, match="unknown augmentation 'echo'"):
+        pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "x"), "--augment", "echo"])
 
 
 def _speech_clip(path, seed):

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
-from ser_core.training.augment import random_crops
+from ser_core.training.augment import draw_rows
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -118,10 +118,7 @@ class Adversary:
         their corpus indices; nothing when there is no target corpus."""
         if not self.target:
             return [], self.target_domain[:0]
-        pick = self.rng.integers(len(self.target), size=n)
-        rows = [self.target[i] for i in pick]
-        if self.crop_frames:
-            rows = random_crops(rows, self.crop_frames, self.rng)
+        rows, pick = draw_rows(self.target, n, self.crop_frames, self.rng)
         return rows, self.target_domain[torch.as_tensor(pick)]
 
     def loss(self, z: torch.Tensor, domain: torch.Tensor, partner: torch.Tensor | None = None,

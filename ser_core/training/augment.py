@@ -76,3 +76,13 @@ def random_crops(x: Sequence[torch.Tensor], frames: int, rng: np.random.Generato
             t = t[start:start + frames]
         out.append(t)
     return out
+
+
+def draw_rows(rows: Sequence[torch.Tensor], n: int, crop_frames: int,
+              rng: np.random.Generator) -> tuple[list[torch.Tensor], np.ndarray]:
+    """``n`` of ``rows`` drawn at random with replacement, cropped to ``crop_frames`` as
+    training rows are (0: whole), and the positions drawn (unlabelled target rows joining a
+    batch: domain-adversarial training, distillation)."""
+    pick = rng.integers(len(rows), size=n)
+    drawn = [rows[i] for i in pick]
+    return (random_crops(drawn, crop_frames, rng) if crop_frames else drawn), pick

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ser_core.metrics import PROB_PREFIX
-from ser_core.training.augment import random_crops
+from ser_core.training.augment import draw_rows
 
 TEACHERS = "predictions.csv"  # the merged predictions of a ser transfer output
 
@@ -106,10 +106,7 @@ class Teacher:
     def batch(self, n: int) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``n`` target rows drawn at random (cropped as training rows are) and the
         ensemble's probabilities of their clips (n, C)."""
-        pick = self.rng.integers(len(self.rows), size=n)
-        rows = [self.rows[i] for i in pick]
-        if self.crop_frames:
-            rows = random_crops(rows, self.crop_frames, self.rng)
+        rows, pick = draw_rows(self.rows, n, self.crop_frames, self.rng)
         return rows, self.probs[torch.as_tensor(pick)]
 
     def loss(self, logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,9 @@ teachers' ensemble says of them: each training step appends as many of that corp
 Kullback-Leibler divergence from the ensemble's probabilities of each row's clip (the mean
 over the teachers' seeds of what ``ser transfer`` wrote in its ``predictions.csv``) to the
 model's, over the classes the training corpora carry (a class no training corpus has was
-never learnt by the teachers: their numbers for it mean nothing).
+never learnt by the teachers: their numbers for it mean nothing; a clip they gave to such
+classes alone is given no preference among the others). Probabilities that are not finite
+and non-negative are an error, never a target.
 
 The left-out corpus takes part through its features and the teachers' predictions of them,
 never its labels; the model is validated and kept on the training corpora's validation
@@ -66,6 +68,9 @@ def ensemble_probabilities(folder: str | Path, trained_on: str, labels: Sequence
                 continue
             p = np.array([float(row[PROB_PREFIX + label]) for label in labels])
             uid = row["utterance_id"]
+            if not (np.isfinite(p).all() and (p >= 0).all()):
+                raise ValueError(f"train.distil_from: the teachers' probabilities of {uid!r} (seed "
+                                 f"{row.get('seed')}) are not all finite and >= 0: {p.tolist()}")
             sums[uid] = sums.get(uid, 0.0) + p
             counts[uid] = counts.get(uid, 0) + 1
     if not sums:
@@ -99,7 +104,9 @@ class Teacher:
                              f"other features?")
         learnt = np.asarray(learnt, dtype=bool)
         probs = np.stack([ensemble[clip_ids[i]] for i in target]) * learnt  # (N_target, C)
-        probs /= probs.sum(axis=1, keepdims=True)
+        mass = probs.sum(axis=1, keepdims=True)
+        # a clip the teachers gave only to classes never learnt: no preference among the others
+        probs = np.where(mass > 0, probs / np.where(mass > 0, mass, 1.0), learnt / learnt.sum())
         return cls([features[i] for i in target], torch.tensor(probs, dtype=torch.float32),
                    torch.from_numpy(learnt), float(weight), int(crop_frames), rng)
 

@@ -47,6 +47,9 @@ def test_the_ensemble_is_the_mean_over_the_teachers_of_one_training_set(tmp_path
         ensemble_probabilities(folder, "a", LABELS + ["angry"])
     with pytest.raises(FileNotFoundError, match="finished ser transfer output"):
         ensemble_probabilities(tmp_path / "nothing", "a", LABELS)
+    bad = teachers(tmp_path / "bad", [row("a", "x", 0, 0.5, float("nan"), 0.5)])
+    with pytest.raises(ValueError, match="of 'x' .*not all finite"):
+        ensemble_probabilities(bad, "a", LABELS)
     features = [torch.zeros(4, 2) for _ in range(3)]
     with pytest.raises(ValueError, match="did not label 1 of the target's clips"):
         Teacher.build(folder, "a", LABELS, ["x", "y", "z"], features, np.array([1, 2]), np.ones(3, bool),
@@ -59,6 +62,11 @@ def test_the_loss_is_the_divergence_over_the_classes_the_training_corpora_carry(
     teacher = Teacher.build(folder, "a", LABELS, ["x", "y"], [torch.zeros(5, 2), torch.zeros(3, 2)],
                             np.array([0, 1]), learnt, 0.5, 0, np.random.default_rng(0))
     np.testing.assert_allclose(teacher.probs.numpy(), [[0.625, 0.375, 0.0], [0.125, 0.875, 0.0]], rtol=1e-6)
+    # a clip the teachers gave only to a class never learnt: uniform over the learnt ones
+    only_sad = teachers(tmp_path / "sad", [row("a", "z", 0, 0.0, 0.0, 1.0)])
+    uniform = Teacher.build(only_sad, "a", LABELS, ["z"], [torch.zeros(5, 2)], np.array([0]), learnt, 1.0, 0,
+                            np.random.default_rng(0))
+    assert uniform.probs.tolist() == [[0.5, 0.5, 0.0]]
     rows, probs = teacher.batch(4)
     assert len(rows) == 4 and probs.shape == (4, 3)
     logits = torch.tensor([[0.2, -0.1, 3.0], [1.0, 0.5, -2.0]], requires_grad=True)

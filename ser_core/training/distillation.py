@@ -104,9 +104,9 @@ class Teacher:
                              f"other features?")
         learnt = np.asarray(learnt, dtype=bool)
         probs = np.stack([ensemble[clip_ids[i]] for i in target]) * learnt  # (N_target, C)
-        mass = probs.sum(axis=1, keepdims=True)
         # a clip the teachers gave only to classes never learnt: no preference among the others
-        probs = np.where(mass > 0, probs / np.where(mass > 0, mass, 1.0), learnt / learnt.sum())
+        probs = np.where(probs.sum(axis=1, keepdims=True) > 0, probs, learnt)
+        probs /= probs.sum(axis=1, keepdims=True)
         return cls([features[i] for i in target], torch.tensor(probs, dtype=torch.float32),
                    torch.from_numpy(learnt), float(weight), int(crop_frames), rng)
 

@@ -122,10 +122,13 @@ def gsm(y: np.ndarray, sample_rate: int) -> np.ndarray:
     sf.write(buffer, line, 8000, format="WAV", subtype="GSM610")
     buffer.seek(0)
     decoded, _ = sf.read(buffer, dtype="float32")
-    decoded = decoded[:len(line)]  # the codec pads its last block
-    decoded = np.pad(decoded, (0, len(line) - len(decoded)))
-    out = resample(decoded, 8000, sample_rate, "HQ")[:len(y)]
-    return np.pad(out, (0, len(y) - len(out))).astype(np.float32)
+    decoded = _to_length(decoded, len(line))  # the codec pads its last block
+    return _to_length(resample(decoded, 8000, sample_rate, "HQ"), len(y)).astype(np.float32)
+
+
+def _to_length(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` cut, or padded with zeros, to ``n`` samples."""
+    return np.pad(x[:n], (0, max(0, n - len(x))))
 
 
 def room_response(sample_rate: int, rt60_s: float, drr_db: float, rng: np.random.Generator) -> np.ndarray:

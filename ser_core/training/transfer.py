@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -171,8 +172,41 @@ def write_run_info(data: FeatureSet, cfg: TrainConfig, output: Path, only: Seque
             "feature_config": data.feature_config, "config": cfg.to_dict(),
             "folds": [{"trained_on": list(t), **f.to_dict()} for t, f in folds],
             "validation_speakers": {c: list(v) for c, v in sorted(validation.items())}}
-    (output / RUN_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    info["config"]["seeds"] = merged_seeds(output / RUN_INFO, info)
+    write_atomic(output / RUN_INFO, json.dumps(info, indent=2, sort_keys=True) + "\n")
     return folds
+
+
+def merged_seeds(path: Path, info: dict) -> list[int]:
+    """The seeds ``transfer.json`` lists: this run's, plus those of an earlier run of the same
+    experiment in the same folder (everything else equal: seeds run as separate processes,
+    e.g. one per core, all count). An earlier file of another experiment is replaced, and
+    its runs, trained under other keys, no longer count (logged)."""
+    seeds = list(info["config"]["seeds"])
+    if not path.is_file():
+        return seeds
+    earlier = json.loads(path.read_text())
+    before = earlier.get("config", {}).get("seeds", [])
+    if not isinstance(before, list) or not all(isinstance(s, int) for s in before):
+        raise ValueError(f"{path}: config.seeds is not a list of whole numbers: {before!r}")
+    if _without_seeds(earlier) != _without_seeds(info):
+        if set(before) - set(seeds):
+            log.warning("%s described another experiment (seeds %s): replaced; only seeds %s count now",
+                        path, before, seeds)
+        return seeds
+    return sorted(set(before) | set(seeds))
+
+
+def _without_seeds(info: dict) -> dict:
+    return {**info, "config": {k: v for k, v in info.get("config", {}).items() if k != "seeds"}}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file and a rename: a reader (another seed's
+    process) sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def run_transfer(data: FeatureSet, cfg: TrainConfig, output: Path, progress: bool = True,
@@ -200,13 +234,20 @@ def build_matrix(output: str | Path) -> tuple[dict, list[dict]]:
         raise FileNotFoundError(f"{output / RUN_INFO} not found: not a ser transfer output")
     info = json.loads((output / RUN_INFO).read_text())
     labels = info["labels"]
+    runs = {seed: [(("+".join(fold["trained_on"])), output / "runs" / f"seed{seed}" / "+".join(fold["trained_on"])
+                    / "predictions.csv") for fold in info["folds"]] for seed in info["config"]["seeds"]}
+    finished = [seed for seed, paths in runs.items() if all(path.is_file() for _, path in paths)]
+    for seed in sorted(set(runs) - set(finished)):
+        missing = next(path for _, path in runs[seed] if not path.is_file())
+        log.warning("seed %d left out of the matrix: %s not found (still running, or re-run ser transfer "
+                    "--seeds %d)", seed, missing, seed)
+    if runs and not finished:
+        raise FileNotFoundError(f"no seed of {output} has finished all its runs (seeds {sorted(runs)}): "
+                                "re-run ser transfer")
     rows = []
-    for seed in info["config"]["seeds"]:
-        for fold in info["folds"]:
-            path = output / "runs" / f"seed{seed}" / "+".join(fold["trained_on"]) / "predictions.csv"
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} not found: the run did not finish (re-run ser transfer)")
-            rows += [{"trained_on": "+".join(fold["trained_on"]), **r} for r in read_rows(path)]
+    for seed in finished:
+        for name, path in runs[seed]:
+            rows += [{"trained_on": name, **r} for r in read_rows(path)]
     validation = {s for speakers in info["validation_speakers"].values() for s in speakers}
     classes = corpus_classes(rows, labels, info.get("corpus_classes"))
     per_seed = matrix_rows(rows, labels, validation, classes)

@@ -180,3 +180,39 @@ def test_evaluate_reports_each_corpus_as_written_and_restricted(tmp_path):
     assert metrics["per_corpus"] == {
         "alpha": {"n_test": 2, "uar": 0.5, "uar_restricted": 0.5},
         "beta": {"n_test": 2, "uar": 0.0, "uar_restricted": 1.0}}
+
+
+def test_seeds_run_as_separate_processes_all_count(tmp_path, two_corpora, caplog):
+    """One process per seed into one folder (one per core) gives the matrix that one process
+    running both seeds gives; a seed still running is left out (said), not an error."""
+    a, b = two_corpora
+    base = ["transfer", "--features", str(a), "--features", str(b), "--epochs", "2", "--hidden", "4",
+            "--batch-size", "16", "--no-progress"]
+    together, apart = tmp_path / "together", tmp_path / "apart"
+    assert ser(base + ["--output", str(together), "--seeds", "0", "1"]) == 0
+    assert ser(base + ["--output", str(apart), "--seeds", "1"]) == 0
+    assert ser(base + ["--output", str(apart), "--seeds", "0"]) == 0
+    assert json.loads((apart / "transfer.json").read_text())["config"]["seeds"] == [0, 1]
+    for name in ("transfer.json", "matrix.json", "predictions.csv"):
+        assert (apart / name).read_bytes() == (together / name).read_bytes(), name
+    # seed 1's run not finished (its predictions not yet written): seed 0 alone, and said
+    (apart / "runs" / "seed1" / "alpha" / "predictions.csv").unlink()
+    with caplog.at_level("WARNING"):
+        matrix = write_matrix(apart)
+    assert {s for r in matrix["mean"] for s in r["seeds"]} == {0}
+    assert "seed 1 left out of the matrix" in caplog.text
+    (apart / "runs" / "seed0" / "beta" / "predictions.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="no seed"):
+        write_matrix(apart)
+
+
+def test_another_experiment_in_the_folder_replaces_the_seed_list(tmp_path, two_corpora):
+    a, b = two_corpora
+    out = tmp_path / "transfer"
+    base = ["transfer", "--features", str(a), "--features", str(b), "--output", str(out), "--hidden", "4",
+            "--batch-size", "16", "--no-progress"]
+    assert ser(base + ["--epochs", "1", "--seeds", "0"]) == 0
+    assert ser(base + ["--epochs", "2", "--seeds", "1"]) == 0
+    info = json.loads((out / "transfer.json").read_text())
+    assert info["config"]["seeds"] == [1] and info["config"]["epochs"] == 2
+    assert {s for r in json.loads((out / "matrix.json").read_text())["mean"] for s in r["seeds"]} == {1}

@@ -24,6 +24,13 @@ speakers are never read by a fold: :mod:`ser_core.training.data`). Names:
   seeded by its id, between ``REVERB_RT60_S`` 0.2 and 0.8 s; the direct-to-reverberant
   ratio drawn between ``REVERB_DRR_DB`` 0 and 10 dB), scaled back to the clip's RMS and
   cut to its length.
+- ``vtlp``: vocal-tract-length perturbation (after Jaitly & Hinton 2013, on the waveform):
+  the spectral envelope of every frame (its linear-prediction fit, order 2 + kHz) is
+  stretched along frequency by a factor drawn per clip between ``VTLP_FACTORS`` 0.9 and 1.1
+  (seeded by its id; piecewise linear, the top of the band fixed), while the harmonics,
+  and so the pitch, stay where they were: another speaker's formants, the same voice's
+  pitch, tempo and emotion (``speedF`` moves all of them together). ``vtlpA`` (e.g.
+  ``vtlp1.1``): one fixed factor A within 0.8-1.2.
 
 The seed of every random draw is derived from the utterance id and the name, so the rows
 are the same in every run, on every worker.
@@ -51,7 +58,11 @@ GSM = "gsm"
 REVERB = "reverb"
 REVERB_RT60_S = (0.2, 0.8)
 REVERB_DRR_DB = (0.0, 10.0)
-NAMED = (TELEPHONE, HISS, GSM, REVERB)
+VTLP = "vtlp"
+VTLP_FACTORS = (0.9, 1.1)
+VTLP_CUTOFF = 0.6           # the warp is a plain stretch up to this fraction of Nyquist
+_VTLP_AT = re.compile(r"^vtlp(\d+(?:\.\d+)?)$")
+NAMED = (TELEPHONE, HISS, GSM, REVERB, VTLP)
 
 
 def check_names(names: Sequence[str]) -> list[str]:
@@ -61,10 +72,13 @@ def check_names(names: Sequence[str]) -> list[str]:
         speed = _SPEED.match(name)
         if speed and not 0.5 <= float(speed.group(1)) <= 2.0:
             raise ValueError(f"augmentation {name!r}: speed factor must be within 0.5-2.0")
-        if not (speed or _NOISE.match(name) or _HISS_AT.match(name) or name in NAMED):
+        vtlp_at = _VTLP_AT.match(name)
+        if vtlp_at and not 0.8 <= float(vtlp_at.group(1)) <= 1.2:
+            raise ValueError(f"augmentation {name!r}: vocal-tract-length factor must be within 0.8-1.2")
+        if not (speed or vtlp_at or _NOISE.match(name) or _HISS_AT.match(name) or name in NAMED):
             raise ValueError(f"unknown augmentation {name!r}; use speedF (e.g. speed0.9), noiseN "
                              f"(SNR in dB, e.g. noise20), {HISS}, hissL (L dBFS, e.g. hiss-55), {TELEPHONE}, "
-                             f"{GSM} or {REVERB}")
+                             f"{GSM}, {REVERB}, {VTLP} or vtlpA (e.g. vtlp1.1)")
     if len(set(names)) != len(names):
         raise ValueError(f"augmentations listed twice: {names}")
     return names
@@ -154,6 +168,61 @@ def reverberate(y: np.ndarray, sample_rate: int, seed: int,
     return np.clip(wet, -1.0, 1.0).astype(np.float32)
 
 
+def vtlp_warp(freqs: np.ndarray, factor: float, nyquist: float, cutoff: float = VTLP_CUTOFF) -> np.ndarray:
+    """Where each frequency goes: times ``factor`` up to a knee (``cutoff`` of Nyquist, moved
+    so that the stretch stays inside the band), then a straight line to Nyquist, which stays."""
+    knee = cutoff * nyquist * min(factor, 1.0) / factor
+    upper = nyquist - (nyquist - factor * knee) / (nyquist - knee) * (nyquist - freqs)
+    return np.where(freqs <= knee, factor * freqs, upper)
+
+
+def lpc_envelope(power: np.ndarray, order: int) -> np.ndarray:
+    """Each frame's (column's) log spectral envelope, up to a constant: the all-pole fit of
+    ``order`` (autocorrelation method, from the frame's power spectrum), -log|A| at every
+    bin. A silent frame gets a flat one."""
+    from scipy.linalg import solve_toeplitz
+
+    n_fft = 2 * (power.shape[0] - 1)
+    autocorr = np.fft.irfft(power, n=n_fft, axis=0)[:order + 1]
+    envelope = np.zeros(power.shape)
+    for t in range(power.shape[1]):
+        r = autocorr[:, t].copy()
+        if r[0] <= 0.0:
+            continue
+        r[0] *= 1.0 + 1e-6  # a touch of white noise: always a stable, solvable fit
+        a = solve_toeplitz(r[:order], r[1:order + 1])
+        envelope[:, t] = -np.log(np.abs(np.fft.rfft(np.concatenate([[1.0], -a]), n=n_fft)) + 1e-12)
+    return envelope
+
+
+def perturb_vocal_tract(y: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
+    """Every frame's spectral envelope stretched along frequency by ``factor``, its fine
+    (harmonic) structure and phase kept: formants move, pitch and timing do not. Same
+    length and RMS."""
+    from scipy.signal import istft, stft
+
+    x = np.asarray(y, dtype=np.float64)
+    n_fft = 1 << int(np.ceil(np.log2(0.032 * sample_rate)))  # ~32 ms frames
+    if len(x) < n_fft or not np.any(x):
+        return np.asarray(y, dtype=np.float32).copy()
+    overlap = 3 * n_fft // 4
+    freqs, _, spec = stft(x, fs=sample_rate, window="hann", nperseg=n_fft, noverlap=overlap)
+    envelope = lpc_envelope(np.abs(spec) ** 2, 2 + sample_rate // 1000)
+    # the new envelope at f is the old one at the frequency that the warp sends to f
+    source = np.interp(freqs, vtlp_warp(freqs, factor, freqs[-1]), freqs)
+    position = source / freqs[1]
+    low = np.clip(np.floor(position).astype(int), 0, len(freqs) - 2)
+    frac = (position - low)[:, None]
+    warped = envelope[low] * (1.0 - frac) + envelope[low + 1] * frac
+    _, out = istft(spec * np.exp(warped - envelope), fs=sample_rate, window="hann", nperseg=n_fft,
+                   noverlap=overlap)
+    out = _to_length(out, len(x))
+    rms_in, rms_out = np.sqrt(np.mean(x ** 2)), np.sqrt(np.mean(out ** 2))
+    if rms_out > 0:
+        out *= rms_in / rms_out
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
 def transform(name: str) -> Callable[[np.ndarray, int, str], np.ndarray]:
     """(audio, sample_rate, utterance_id) -> augmented audio; ValueError for an unknown name."""
     check_names([name])
@@ -173,6 +242,13 @@ def transform(name: str) -> Callable[[np.ndarray, int, str], np.ndarray]:
         return lambda y, sr, uid: gsm(y, sr)
     if name == REVERB:
         return lambda y, sr, uid: reverberate(y, sr, seed_of(uid, name))
+    if name == VTLP:
+        return lambda y, sr, uid: perturb_vocal_tract(
+            y, sr, float(np.random.default_rng(seed_of(uid, name)).uniform(*VTLP_FACTORS)))
+    vtlp_at = _VTLP_AT.match(name)
+    if vtlp_at:
+        factor = float(vtlp_at.group(1))
+        return lambda y, sr, uid: perturb_vocal_tract(y, sr, factor)
     return lambda y, sr, uid: telephone(y, sr)
 
 

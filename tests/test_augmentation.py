@@ -96,3 +96,68 @@ def test_reverb_spreads_a_click_over_its_room_and_keeps_the_level():
     tail = response[1:]
     e = np.cumsum(tail[::-1] ** 2)[::-1]  # Schroeder decay: -60 dB near the end
     assert 10 * np.log10(e[int(0.25 * sr)] / e[0]) == pytest.approx(-30, abs=4)
+
+
+def vowel(sample_rate=16000, f0=120.0, formants=(700.0, 1220.0, 2600.0), seconds=1.0):
+    """An impulse train at ``f0`` through a resonator per formant: a vowel of known pitch and formants."""
+    from scipy.signal import lfilter
+
+    n = int(sample_rate * seconds)
+    y = np.zeros(n)
+    y[(np.arange(0, seconds, 1 / f0) * sample_rate).astype(int)] = 1.0
+    for f in formants:
+        r = np.exp(-np.pi * 80.0 / sample_rate)  # 80 Hz bandwidth
+        y = lfilter([1.0], [1.0, -2 * r * np.cos(2 * np.pi * f / sample_rate), r * r], y)
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+
+
+def pitch_hz(y, sample_rate):
+    """The autocorrelation peak between 80 and 400 Hz."""
+    x = y[len(y) // 4: 3 * len(y) // 4].astype(np.float64)
+    ac = np.correlate(x, x, "full")[len(x) - 1:]
+    lo, hi = sample_rate // 400, sample_rate // 80
+    return sample_rate / (lo + np.argmax(ac[lo:hi]))
+
+
+def formants_hz(y, sample_rate, order=16):
+    """The clip's resonances: roots of its linear-prediction polynomial narrower than 400 Hz."""
+    import librosa
+
+    roots = np.roots(librosa.lpc(y.astype(np.float64) * np.hanning(len(y)), order=order))
+    roots = roots[np.imag(roots) > 0]
+    bandwidth = -sample_rate / np.pi * np.log(np.abs(roots))
+    return np.sort(np.angle(roots[bandwidth < 400]) * sample_rate / (2 * np.pi))
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_vtlp_moves_the_formants_and_keeps_the_pitch(factor):
+    sr = 16000
+    y = vowel(sr)
+    out = augmentation.transform(f"vtlp{factor}")(y, sr, "clip")
+    assert out.dtype == np.float32 and out.shape == y.shape and np.isfinite(out).all()
+    assert np.sqrt(np.mean(out.astype(np.float64) ** 2)) == pytest.approx(np.sqrt(np.mean(y.astype(np.float64) ** 2)), rel=1e-3)
+    assert pitch_hz(out, sr) == pytest.approx(120.0, abs=2.0)  # the voice's pitch stays
+    before, after = formants_hz(y, sr), formants_hz(out, sr)
+    assert before == pytest.approx([700, 1220, 2600], abs=20)
+    moved = augmentation.vtlp_warp(np.array([700.0, 1220.0, 2600.0]), factor, sr / 2)
+    assert moved == pytest.approx(np.array([700, 1220, 2600]) * factor)  # below the knee: a plain stretch
+    assert after == pytest.approx(moved, abs=40)
+    # speed perturbation moves both
+    assert pitch_hz(augmentation.transform(f"speed{factor}")(y, sr, "clip"), sr) == pytest.approx(120 * factor, abs=3)
+
+
+def test_vtlp_draws_its_factor_per_clip_and_keeps_silence():
+    sr = 8000
+    y = vowel(sr)
+    vt = augmentation.transform("vtlp")
+    a, b = vt(y, sr, "clip-a"), vt(y, sr, "clip-b")
+    assert np.array_equal(a, vt(y, sr, "clip-a")) and not np.array_equal(a, b)
+    factors = [np.random.default_rng(augmentation.seed_of(f"c{i}", "vtlp")).uniform(*augmentation.VTLP_FACTORS)
+               for i in range(200)]
+    assert 0.9 <= min(factors) < 0.92 and 1.08 < max(factors) <= 1.1
+    assert np.max(np.abs(augmentation.transform("vtlp1.0")(y, sr, "x") - y)) < 1e-4  # factor 1: resynthesised as it was
+    silent = np.zeros(4000, np.float32)
+    assert np.array_equal(vt(silent, sr, "s"), silent)
+    assert np.array_equal(vt(y[:100], sr, "short"), y[:100])  # shorter than a frame: as it was
+    with pytest.raises(ValueError, match="0.8-1.2"):
+        augmentation.check_names(["vtlp1.5"])

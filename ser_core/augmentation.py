@@ -178,21 +178,22 @@ def vtlp_warp(freqs: np.ndarray, factor: float, nyquist: float, cutoff: float = 
 
 def lpc_envelope(power: np.ndarray, order: int) -> np.ndarray:
     """Each frame's (column's) log spectral envelope, up to a constant: the all-pole fit of
-    ``order`` (autocorrelation method, from the frame's power spectrum), -log|A| at every
-    bin. A silent frame gets a flat one."""
-    from scipy.linalg import solve_toeplitz
-
+    ``order`` (autocorrelation method from the frame's power spectrum, Levinson-Durbin over
+    all frames at once), -log|A| at every bin. A silent frame gets a flat one."""
     n_fft = 2 * (power.shape[0] - 1)
-    autocorr = np.fft.irfft(power, n=n_fft, axis=0)[:order + 1]
-    envelope = np.zeros(power.shape)
-    for t in range(power.shape[1]):
-        r = autocorr[:, t].copy()
-        if r[0] <= 0.0:
-            continue
-        r[0] *= 1.0 + 1e-6  # a touch of white noise: always a stable, solvable fit
-        a = solve_toeplitz(r[:order], r[1:order + 1])
-        envelope[:, t] = -np.log(np.abs(np.fft.rfft(np.concatenate([[1.0], -a]), n=n_fft)) + 1e-12)
-    return envelope
+    r = np.fft.irfft(power, n=n_fft, axis=0)[:order + 1]
+    silent = r[0] <= 0.0
+    r[:, silent] = 0.0
+    r[0, silent] = 1.0
+    r[0] *= 1.0 + 1e-6  # a touch of white noise: always a stable fit
+    a = np.zeros_like(r)
+    a[0] = 1.0
+    error = r[0].copy()
+    for i in range(1, order + 1):
+        k = -(a[:i] * r[i:0:-1]).sum(axis=0) / error
+        a[1:i + 1] = a[1:i + 1] + k * a[i - 1::-1]
+        error *= 1.0 - k * k
+    return -np.log(np.abs(np.fft.rfft(a, n=n_fft, axis=0)) + 1e-12)
 
 
 def perturb_vocal_tract(y: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:

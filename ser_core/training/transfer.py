@@ -234,11 +234,16 @@ def build_matrix(output: str | Path) -> tuple[dict, list[dict]]:
         raise FileNotFoundError(f"{output / RUN_INFO} not found: not a ser transfer output")
     info = json.loads((output / RUN_INFO).read_text())
     labels = info["labels"]
-    runs = {seed: [(("+".join(fold["trained_on"])), output / "runs" / f"seed{seed}" / "+".join(fold["trained_on"])
-                    / "predictions.csv") for fold in info["folds"]] for seed in info["config"]["seeds"]}
-    finished = [seed for seed, paths in runs.items() if all(path.is_file() for _, path in paths)]
+    names = ["+".join(fold["trained_on"]) for fold in info["folds"]]
+    runs = {seed: [(name, output / "runs" / f"seed{seed}" / name / "predictions.csv") for name in names]
+            for seed in info["config"]["seeds"]}
+
+    def done(path: Path) -> bool:  # the done marker is written last
+        return path.is_file() and (path.parent / "done.json").is_file()
+
+    finished = [seed for seed, paths in runs.items() if all(done(path) for _, path in paths)]
     for seed in sorted(set(runs) - set(finished)):
-        missing = next(path for _, path in runs[seed] if not path.is_file())
+        missing = next(path for _, path in runs[seed] if not done(path))
         log.warning("seed %d left out of the matrix: %s not found (still running, or re-run ser transfer "
                     "--seeds %d)", seed, missing, seed)
     if runs and not finished:

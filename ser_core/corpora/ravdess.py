@@ -74,13 +74,19 @@ def parse_name(stem: str) -> dict[str, str]:
 
 
 def prepare_ravdess(
-    root: str | Path, *, strict: bool = False, channels: tuple[str, ...] = ("speech", "song")
+    root: str | Path, *, strict: bool = False, channels: tuple[str, ...] = ("speech", "song"),
+    intensities: tuple[str, ...] = ("normal", "strong"),
 ) -> CorpusListing:
-    """List RAVDESS audio-only files under ``root``; ``channels`` picks speech and/or song."""
+    """List RAVDESS audio-only files under ``root``; ``channels`` picks speech and/or song,
+    ``intensities`` normal and/or strong (the strong takes are exaggerated; a model meant
+    for ordinary speech may learn from the normal ones only). Files not asked for are
+    left out of the listing, not rejected."""
     root_path = require_root(root, CORPUS)
-    unknown = set(channels) - set(CHANNELS.values())
-    if unknown:
-        raise ValueError(f"ravdess: unknown channels {sorted(unknown)}; use speech and/or song")
+    for option, given, known in (("channels", channels, CHANNELS), ("intensities", intensities, INTENSITIES)):
+        unknown = set(given) - set(known.values())
+        if unknown or not given:
+            raise ValueError(f"ravdess: unknown {option} {sorted(unknown)}; use "
+                             f"{' and/or '.join(known.values())}")
 
     def describe(path: Path) -> Utterance | None:
         fields = parse_name(path.stem)
@@ -88,7 +94,7 @@ def prepare_ravdess(
         folder = _ACTOR_DIR_RE.match(path.parent.name)
         if folder and folder.group(1) != actor:
             raise ValueError(f"actor {actor} in the name but folder {path.parent.name}")
-        if fields["channel"] not in channels:
+        if fields["channel"] not in channels or fields["intensity"] not in intensities:
             return None  # deliberately not asked for; not a naming problem
         return make_utterance(
             CORPUS, path.stem, path,

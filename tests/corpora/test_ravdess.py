@@ -58,6 +58,17 @@ def test_channels_option_filters_without_rejecting(make_tree):
         prepare_ravdess(root, channels=("opera",))
 
 
+def test_intensities_option_filters_without_rejecting(make_tree):
+    root = make_tree(GOOD)
+    listing = prepare("ravdess", str(root), intensities=("normal",))
+    assert [u.custom["intensity"] for u in listing.utterances] == ["normal", "normal"]
+    assert listing.rejected == []
+    assert [u.custom["intensity"] for u in prepare("ravdess", str(root), intensities=["strong"]).utterances] == ["strong"]
+    for bad in (("loud",), ()):
+        with pytest.raises(ValueError, match="unknown intensities"):
+            prepare_ravdess(root, intensities=bad)
+
+
 def test_strict_mode_fails_on_any_rejected_name(make_tree):
     root = make_tree(GOOD + ["Actor_01/03-01-01-02-01-01-01.wav"])
     with pytest.raises(CorpusError, match="neutral has no strong intensity"):

@@ -30,6 +30,7 @@ renders as the corpus x corpus matrix of docs/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -172,9 +173,34 @@ def write_run_info(data: FeatureSet, cfg: TrainConfig, output: Path, only: Seque
             "feature_config": data.feature_config, "config": cfg.to_dict(),
             "folds": [{"trained_on": list(t), **f.to_dict()} for t, f in folds],
             "validation_speakers": {c: list(v) for c, v in sorted(validation.items())}}
-    info["config"]["seeds"] = merged_seeds(output / RUN_INFO, info)
-    write_atomic(output / RUN_INFO, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    record_run_info(output, info)
     return folds
+
+
+def record_run_info(output: Path, info: dict) -> None:
+    """``info`` into ``output/transfer.json``, its seeds merged with an earlier run's
+    (:func:`merged_seeds`); seeds started at once in separate processes merge one after the
+    other (:func:`folder_lock`)."""
+    with folder_lock(output):
+        info["config"]["seeds"] = merged_seeds(output / RUN_INFO, info)
+        write_atomic(output / RUN_INFO, json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path):
+    """An exclusive lock on ``folder`` among processes of this machine (POSIX ``flock`` on a
+    file in it; where there is none, no lock: the merge is then only as safe as its timing)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(folder / f".{RUN_INFO}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def merged_seeds(path: Path, info: dict) -> list[int]:

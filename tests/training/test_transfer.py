@@ -216,3 +216,29 @@ def test_another_experiment_in_the_folder_replaces_the_seed_list(tmp_path, two_c
     info = json.loads((out / "transfer.json").read_text())
     assert info["config"]["seeds"] == [1] and info["config"]["epochs"] == 2
     assert {s for r in json.loads((out / "matrix.json").read_text())["mean"] for s in r["seeds"]} == {1}
+
+
+def test_seed_lists_merge_under_a_lock(tmp_path):
+    """Processes started at once each merge their seeds into transfer.json one after another."""
+    import multiprocessing
+
+    from ser_core.training.transfer import RUN_INFO, folder_lock, merged_seeds, write_atomic
+
+    info = {"labels": ["a"], "config": {"seeds": [0], "epochs": 2}}
+    write_atomic(tmp_path / RUN_INFO, json.dumps(info))
+    ctx = multiprocessing.get_context("fork")
+    with folder_lock(tmp_path):  # held here: the children wait for it, then merge in turn
+        children = [ctx.Process(target=_merge_seed, args=(tmp_path, seed)) for seed in range(1, 7)]
+        for child in children:
+            child.start()
+    for child in children:
+        child.join(timeout=60)
+        assert child.exitcode == 0
+    assert json.loads((tmp_path / RUN_INFO).read_text())["config"]["seeds"] == list(range(7))
+    assert merged_seeds(tmp_path / RUN_INFO, {"labels": ["b"], "config": {"seeds": [3]}}) == [3]  # another experiment
+
+
+def _merge_seed(folder, seed):
+    from ser_core.training.transfer import record_run_info
+
+    record_run_info(folder, {"labels": ["a"], "config": {"seeds": [seed], "epochs": 2}})

@@ -162,10 +162,13 @@ def reverberate(y: np.ndarray, sample_rate: int, seed: int,
     rng = np.random.default_rng(seed)
     response = room_response(sample_rate, rng.uniform(*rt60_s), rng.uniform(*drr_db), rng)
     wet = fftconvolve(y.astype(np.float64), response)[:len(y)]
-    rms_in, rms_out = np.sqrt(np.mean(np.square(y, dtype=np.float64))), np.sqrt(np.mean(wet ** 2))
-    if rms_out > 0:
-        wet *= rms_in / rms_out
-    return np.clip(wet, -1.0, 1.0).astype(np.float32)
+    return np.clip(_at_rms_of(wet, y), -1.0, 1.0).astype(np.float32)
+
+
+def _at_rms_of(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``x`` (float64) scaled to ``reference``'s RMS (as it is when ``x`` is silent)."""
+    rms_in, rms_out = np.sqrt(np.mean(np.square(reference, dtype=np.float64))), np.sqrt(np.mean(x ** 2))
+    return x * (rms_in / rms_out) if rms_out > 0 else x
 
 
 def vtlp_warp(freqs: np.ndarray, factor: float, nyquist: float, cutoff: float = VTLP_CUTOFF) -> np.ndarray:
@@ -217,11 +220,7 @@ def perturb_vocal_tract(y: np.ndarray, sample_rate: int, factor: float) -> np.nd
     warped = envelope[low] * (1.0 - frac) + envelope[low + 1] * frac
     _, out = istft(spec * np.exp(warped - envelope), fs=sample_rate, window="hann", nperseg=n_fft,
                    noverlap=overlap)
-    out = _to_length(out, len(x))
-    rms_in, rms_out = np.sqrt(np.mean(x ** 2)), np.sqrt(np.mean(out ** 2))
-    if rms_out > 0:
-        out *= rms_in / rms_out
-    return np.clip(out, -1.0, 1.0).astype(np.float32)
+    return np.clip(_at_rms_of(_to_length(out, len(x)), x), -1.0, 1.0).astype(np.float32)
 
 
 def transform(name: str) -> Callable[[np.ndarray, int, str], np.ndarray]:

@@ -160,3 +160,12 @@ def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], fields: Seque
         writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """``text`` into the local file ``path`` through a temporary file and a rename: a reader
+    (another process) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -42,7 +41,7 @@ import numpy as np
 from ser_core.labels import CORE_LABELS
 from ser_core.metrics import PROB_PREFIX, argmax_within, uar
 from ser_core.splits import corpus_of, corpus_transfer_folds, corpus_validation_speakers
-from ser_core.storage import write_csv
+from ser_core.storage import write_atomic, write_csv
 from ser_core.training.data import FeatureSet, load_features
 from ser_core.training.config import TrainConfig, add_overrides, config_from_args
 from ser_core.training.train import (code_fingerprint, deterministic, prediction_fields, read_rows,
@@ -227,12 +226,9 @@ def _without_seeds(info: dict) -> dict:
     return {**info, "config": {k: v for k, v in info.get("config", {}).items() if k != "seeds"}}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """``text`` into ``path`` through a temporary file and a rename: a reader (another seed's
-    process) sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def run_dir(output: Path, seed: int, trained_on: str) -> Path:
+    """One run's folder: the model of ``seed`` trained on ``trained_on`` (e.g. ``nemo+ravdess``)."""
+    return output / "runs" / f"seed{seed}" / trained_on
 
 
 def run_transfer(data: FeatureSet, cfg: TrainConfig, output: Path, progress: bool = True,
@@ -246,7 +242,7 @@ def run_transfer(data: FeatureSet, cfg: TrainConfig, output: Path, progress: boo
         for seed in cfg.seeds:
             for trained, fold in folds:
                 name = "+".join(trained)
-                train_unless_done(data, fold, cfg, seed, output / "runs" / f"seed{seed}" / name, fingerprints,
+                train_unless_done(data, fold, cfg, seed, run_dir(output, seed, name), fingerprints,
                                   f"seed {seed}, trained on {name}", progress)
     return write_matrix(output)
 
@@ -261,7 +257,7 @@ def build_matrix(output: str | Path) -> tuple[dict, list[dict]]:
     info = json.loads((output / RUN_INFO).read_text())
     labels = info["labels"]
     names = ["+".join(fold["trained_on"]) for fold in info["folds"]]
-    runs = {seed: [(name, output / "runs" / f"seed{seed}" / name / "predictions.csv") for name in names]
+    runs = {seed: [(name, run_dir(output, seed, name) / "predictions.csv") for name in names]
             for seed in info["config"]["seeds"]}
 
     def done(path: Path) -> bool:  # the done marker is written last

@@ -222,7 +222,8 @@ def test_seed_lists_merge_under_a_lock(tmp_path):
     """Processes started at once each merge their seeds into transfer.json one after another."""
     import multiprocessing
 
-    from ser_core.training.transfer import RUN_INFO, folder_lock, merged_seeds, write_atomic
+    from ser_core.storage import write_atomic
+    from ser_core.training.transfer import RUN_INFO, folder_lock, merged_seeds
 
     info = {"labels": ["a"], "config": {"seeds": [0], "epochs": 2}}
     write_atomic(tmp_path / RUN_INFO, json.dumps(info))

@@ -200,7 +200,7 @@ def export_onnx(checkpoint_path: str | Path, output: str | Path, *, int8: bool =
             graph = Path(tmp) / "int8.onnx"
         model = onnx.load(str(graph))
         model.producer_name, model.doc_string = "ser export", (
-            f"ResLSTM-SA ({checkpoint.model_config.arch}, h{checkpoint.model_config.hidden}) "
+            f"{checkpoint.model_config.name} "
             f"{precision}: inputs {INPUT_FEATURES} (B, T, {n_dims}) normalised zero-padded, "
             f"{INPUT_LENGTHS} (B,) int64; outputs {OUTPUT_PROBABILITIES}, {OUTPUT_LOGITS} (B, "
             f"{len(checkpoint.labels)}); see metadata {PREFIX}*")

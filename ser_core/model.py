@@ -6,6 +6,12 @@ ResLSTM-SA-hH:  X (B, T, D)
     -> attention: e_t = u . h_t, alpha = softmax_t(e), c = sum_t alpha_t h_t   (B, H)
     -> BatchNorm1d(H) -> Dropout(p) -> Linear(H -> C)          (B, C) logits
 LSTM-SA-hH drops the residual block: a single LSTM (D -> H), then the same attention and head.
+Pooled-hH (``arch='pooled'``) has no recurrence: each dimension's mean and standard deviation
+over the valid frames (B, 2D) -> Linear(2D -> H) -> ReLU, then the same head (``hidden=0``:
+no hidden layer, the head reads the 2D statistics: a linear classifier). It sees what
+an utterance-level functionals classifier sees (eGeMAPS's own use) and cannot learn the
+order of frames: a baseline for transfer between corpora, where a corpus of two sentences
+(RAVDESS) teaches a sequence model their timing (docs/training.md, "Between corpora").
 
 Padding. Utterances in a batch are zero-padded at the end to the longest. Both LSTMs are
 unidirectional, so their outputs on valid frames never see the trailing padding: running
@@ -29,7 +35,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-ARCHS = ("reslstm", "lstm")
+ARCH_NAMES = {"reslstm": "ResLSTM-SA", "lstm": "LSTM-SA", "pooled": "Pooled"}
+ARCHS = tuple(ARCH_NAMES)
 
 
 @dataclass
@@ -39,14 +46,18 @@ class ModelConfig:
     n_dims: int = 46
     n_classes: int = 8
     hidden: int = 64
-    arch: str = "reslstm"  # 'reslstm' (ResLSTM-SA) | 'lstm' (LSTM-SA baseline)
+    arch: str = "reslstm"  # 'reslstm' (ResLSTM-SA) | 'lstm' (LSTM-SA baseline) | 'pooled'
     dropout: float = 0.3
     mask_padding: bool = True
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"ModelConfig.arch must be one of {ARCHS}, got {self.arch!r}")
-        for name in ("n_dims", "n_classes", "hidden"):
+        if self.arch == "pooled" and int(self.hidden) == 0:
+            pass  # no hidden layer: linear on the statistics
+        elif int(self.hidden) < 1:
+            raise ValueError(f"ModelConfig.hidden must be >= 1 (0 only with arch 'pooled'), got {self.hidden!r}")
+        for name in ("n_dims", "n_classes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
@@ -54,6 +65,11 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def name(self) -> str:
+        """As the paper writes it: ResLSTM-SA-h64, LSTM-SA-h32; Pooled-h64 (Pooled-h0: linear)."""
+        return f"{ARCH_NAMES[self.arch]}-h{self.hidden}"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
@@ -93,7 +109,8 @@ class SoftAttention(nn.Module):
 
 
 class SERModel(nn.Module):
-    """ResLSTM-SA-hH (``arch='reslstm'``) or LSTM-SA-hH (``arch='lstm'``)."""
+    """ResLSTM-SA-hH (``arch='reslstm'``), LSTM-SA-hH (``arch='lstm'``) or Pooled-hH
+    (``arch='pooled'``): module docstring."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -103,9 +120,14 @@ class SERModel(nn.Module):
             self.lstm1 = nn.LSTM(d, d, batch_first=True)
             self.bn_in = nn.BatchNorm1d(d)
             init_lstm(self.lstm1)
-        self.lstm2 = nn.LSTM(d, h, batch_first=True)
-        init_lstm(self.lstm2)
-        self.attention = SoftAttention(h)
+        if config.arch == "pooled":
+            self.pool = nn.Linear(2 * d, h) if h else nn.Identity()
+            h = h or 2 * d
+        else:
+            self.lstm2 = nn.LSTM(d, h, batch_first=True)
+            init_lstm(self.lstm2)
+            self.attention = SoftAttention(h)
+        self.n_repr = h  # the width of what the classifier reads (:meth:`represent`)
         self.bn_out = nn.BatchNorm1d(h)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(h, config.n_classes)
@@ -121,6 +143,9 @@ class SERModel(nn.Module):
         (domain-adversarial training puts its corpus classifier here too)."""
         steps = torch.arange(x.shape[1], device=x.device)
         mask = steps.unsqueeze(0) < lengths.to(x.device).unsqueeze(1)  # (B, T) True on valid frames
+        if self.config.arch == "pooled":
+            stats = pooled_statistics(x, mask)  # (B, 2D)
+            return self.bn_out(torch.relu(self.pool(stats)) if self.config.hidden else stats)  # (B, H or 2D)
         if self.config.arch == "reslstm":
             x = self._residual_block(x, mask)  # (B, T, D)
         h, _ = self.lstm2(x)  # (B, T, H)
@@ -147,6 +172,17 @@ class SERModel(nn.Module):
         # The authors' way: normalise the zero-padded (B, D, T) tensor, padding included.
         res = res * mask.unsqueeze(-1)
         return self.bn_in(res.transpose(1, 2)).transpose(1, 2)  # (B, T, D)
+
+
+def pooled_statistics(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, 2D): each dimension's mean and standard deviation (population, at least 1e-5)
+    over the valid frames of ``x`` (B, T, D), ``mask`` (B, T) True on them. Padding takes no
+    part, through multiplications rather than boolean indexing (which ONNX cannot express)."""
+    weights = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+    n = weights.sum(dim=1).clamp_min(1.0)  # (B, 1)
+    mean = (x * weights).sum(dim=1) / n  # (B, D)
+    var = (((x - mean.unsqueeze(1)) ** 2) * weights).sum(dim=1) / n  # (B, D)
+    return torch.cat([mean, torch.sqrt(var.clamp_min(1e-10))], dim=1)  # (B, 2D)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -34,6 +34,8 @@ MODELS = {  # name -> make_checkpoint options
     "hand-set-batchnorm": {"batchnorm": "hand-set"},
     "hand-set-global": {"batchnorm": "hand-set", "mode": "global"},
     "lstm-sa": {"arch": "lstm", "batchnorm": "hand-set"},
+    "pooled": {"arch": "pooled", "batchnorm": "hand-set"},
+    "pooled-linear": {"arch": "pooled", "hidden": 0, "batchnorm": "hand-set"},
     "unmasked": {"mask_padding": False, "batchnorm": "hand-set"},
 }
 

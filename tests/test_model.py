@@ -1,12 +1,15 @@
+import numpy as np
 import pytest
 import torch
 
-from ser_core.model import ModelConfig, SERModel, count_parameters
+from ser_core.model import ModelConfig, SERModel, count_parameters, pooled_statistics
 
 
 @pytest.mark.parametrize("arch, hidden, expected", [
     ("reslstm", 32, 27_988), ("reslstm", 64, 46_772), ("reslstm", 128, 108_916),
     ("lstm", 32, 10_600), ("lstm", 64, 29_384), ("lstm", 128, 91_528),
+    # pooled: Linear(92 -> 64) 5,952 + BatchNorm 128 + Linear(64 -> 8) 520; linear: 184 + 744
+    ("pooled", 64, 6_600), ("pooled", 0, 928),
 ])
 def test_parameter_counts_match_the_paper(arch, hidden, expected):
     model = SERModel(ModelConfig(n_dims=46, n_classes=8, hidden=hidden, arch=arch))
@@ -39,9 +42,9 @@ def _batch(lengths, n_dims=6, extra=0, seed=0):
     return x, torch.tensor(lengths)
 
 
-def _model(arch="reslstm", mask=True, dropout=0.0):
+def _model(arch="reslstm", mask=True, dropout=0.0, hidden=5):
     torch.manual_seed(0)
-    model = SERModel(ModelConfig(n_dims=6, n_classes=3, hidden=5, arch=arch, dropout=dropout,
+    model = SERModel(ModelConfig(n_dims=6, n_classes=3, hidden=hidden, arch=arch, dropout=dropout,
                                  mask_padding=mask))
     model.train()
     for seed in range(3):  # make the BatchNorm running statistics non-trivial
@@ -49,9 +52,9 @@ def _model(arch="reslstm", mask=True, dropout=0.0):
     return model.eval()
 
 
-@pytest.mark.parametrize("arch", ["reslstm", "lstm"])
-def test_padding_does_not_change_outputs_in_eval_mode(arch):
-    model = _model(arch)
+@pytest.mark.parametrize("arch, hidden", [("reslstm", 5), ("lstm", 5), ("pooled", 5), ("pooled", 0)])
+def test_padding_does_not_change_outputs_in_eval_mode(arch, hidden):
+    model = _model(arch, hidden=hidden)
     x, lengths = _batch([5, 3, 8])
     with torch.no_grad():
         batched = model(x, lengths)
@@ -94,6 +97,26 @@ def test_config_round_trip_and_validation():
         ModelConfig(arch="gru")
     with pytest.raises(ValueError, match="dropout"):
         ModelConfig(dropout=1.0)
+    assert ModelConfig(arch="pooled", hidden=0).name == "Pooled-h0"  # linear on the statistics
+    with pytest.raises(ValueError, match="hidden"):
+        ModelConfig(arch="reslstm", hidden=0)  # only the pooled model can do without
+
+
+def test_pooled_statistics_are_each_utterances_own_mean_and_std():
+    x, lengths = _batch([5, 1, 8], extra=3)
+    mask = torch.arange(x.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+    stats = pooled_statistics(x, mask)
+    for i, t in enumerate(lengths.tolist()):
+        frames = x[i, :t].double().numpy()
+        expected = np.concatenate([frames.mean(0), np.maximum(frames.std(0), 1e-5)])
+        np.testing.assert_allclose(stats[i].numpy(), expected, rtol=1e-5, atol=1e-6)
+    # the pooled model reads nothing but these statistics: frames reordered, same logits
+    model = _model("pooled")
+    order = torch.randperm(8, generator=torch.Generator().manual_seed(1))
+    shuffled = x.clone()
+    shuffled[2, :8] = x[2, order]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, lengths), model(shuffled, lengths))
 
 
 def test_eval_batchnorm_matches_valid_frames_only_exactly():

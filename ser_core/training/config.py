@@ -25,8 +25,9 @@ class TrainConfig:
     """params.yaml ``train``; defaults are the setting docs/PAPER.md measured on real RAVDESS.
     Each field is also a ``ser train``/``ser transfer`` flag (``--field-name``) with this help."""
 
-    arch: str = setting("reslstm", choices=("reslstm", "lstm"), help="ResLSTM-SA or the LSTM-SA baseline")
-    hidden: int = setting(64, help="LSTM hidden units")
+    arch: str = setting("reslstm", choices=("reslstm", "lstm", "pooled"),
+                        help="ResLSTM-SA, the LSTM-SA baseline, or pooled (frame statistics, no recurrence)")
+    hidden: int = setting(64, help="hidden units (of the second LSTM, or the pooled layer)")
     dropout: float = setting(0.3, help="dropout before the classifier")
     mask_padding: bool = setting(True, help="mask padded frames in attention and BatchNorm "
                                             "(--no-mask-padding: the authors' unmasked model)")

@@ -237,8 +237,8 @@ def format_report(metrics: dict, speakers: Sequence[dict], run_info: dict | None
     """A markdown report: our figures, and the paper's published ones where comparable."""
     cfg = (run_info or {}).get("config", {})
     arch, hidden = cfg.get("arch"), cfg.get("hidden")
-    name = {"reslstm": "ResLSTM-SA", "lstm": "LSTM-SA"}.get(arch, "model")
-    title = f"{name}-h{hidden}" if hidden else name
+    name = {"reslstm": "ResLSTM-SA", "lstm": "LSTM-SA", "pooled": "Pooled"}.get(arch, "model")
+    title = f"{name}-h{hidden}" if hidden is not None else name
     lines = [f"# Evaluation: {title}", ""]
     if cfg:
         lines += [f"split `{cfg.get('split')}`, normalisation `{cfg.get('normalisation')}`, "

@@ -237,7 +237,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     params = list(model.parameters())
     adversary = None
     if cfg.domain_adversarial > 0:  # a corpus classifier behind a gradient reversal (training only)
-        adversary = Adversary.build(data.corpora, features, train_idx, test_idx, cfg.hidden,
+        adversary = Adversary.build(data.corpora, features, train_idx, test_idx, model.n_repr,
                                     cfg.crop_frames, np.random.default_rng((s, 7)))
         params += list(adversary.head.parameters())
     teacher = None

@@ -30,14 +30,12 @@ from typing import Sequence
 import numpy as np
 
 from ser_core.features import describe
-from ser_core.model import ModelConfig, SERModel, count_parameters
+from ser_core.model import ARCH_NAMES, ModelConfig, SERModel, count_parameters
 from ser_core.training.config import TrainConfig
 from ser_core.training.train import result_settings
 from ser_core.splits import corpus_of
 from ser_core.training.evaluate import (PAPER_UAR, Predictions, compute_metrics, per_corpus_metrics,
                                          read_predictions)
-
-ARCH_NAMES = {"reslstm": "ResLSTM-SA", "lstm": "LSTM-SA"}
 
 
 def _pairs(values: Sequence[str] | None, flag: str) -> list[tuple[str, Path]]:
@@ -137,10 +135,13 @@ def recipe_of(cfg: dict) -> str:
     keys = ("mixup_alpha", "augment", "patience", "class_weights", "label_smoothing", "time_masks",
             "time_mask_frames", "freq_masks", "freq_mask_dims", "ema_decay", "dropout", "normalisation", "stats_clips",
             "balance_corpora", "crop_frames", "adapt_batchnorm", "domain_adversarial", "distil")
-    recipe = ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
-    if cfg.get("distil"):
-        recipe += f" from {Path(cfg['distil_from']).name}"
-    return recipe
+    parts = [f"{k}={cfg[k]}" + (f" from {Path(cfg['distil_from']).name}" if k == "distil" and cfg[k] else "")
+             for k in keys if k in cfg]
+    # the model and the optimiser, where they are not the defaults
+    default = TrainConfig()
+    parts += [f"{k}={cfg[k]}" for k in ("arch", "hidden", "lr", "weight_decay", "epochs")
+              if k in cfg and cfg[k] != getattr(default, k)]
+    return ", ".join(parts)
 
 
 def trials_table(paths: Sequence[Path]) -> list[str]:

@@ -98,9 +98,11 @@ def fingerprint(result):
     return {k: v.clone() for k, v in result.model.state_dict().items()}, result.test_probs.copy()
 
 
-def test_a_left_out_corpus_adapts_through_its_features_never_its_labels(data, folds):
+# the corpus head reads what the classifier reads: H wide, or 2D for the linear pooled model
+@pytest.mark.parametrize("arch, hidden", [("reslstm", 4), ("pooled", 4), ("pooled", 0)])
+def test_a_left_out_corpus_adapts_through_its_features_never_its_labels(data, folds, arch, hidden):
     fold = folds[("alpha",)]
-    cfg = TrainConfig(epochs=3, hidden=4, batch_size=16, mixup_alpha=0.4, crop_frames=6,
+    cfg = TrainConfig(arch=arch, epochs=3, hidden=hidden, batch_size=16, mixup_alpha=0.4, crop_frames=6,
                       domain_adversarial=1.0)
     state, probs = fingerprint(train_fold(data, fold, cfg, seed=0, progress=False))
     # the left-out corpus's labels scrambled: the same training, the same predictions

@@ -256,3 +256,19 @@ def test_per_corpus_section_scores_each_corpus_as_written_and_restricted(tmp_pat
     rows = {line.split(" | ")[1]: line for line in page.splitlines() if line.startswith("| joint |")}
     assert rows["x"].endswith("| 0.7500 | 0.7500 |") and "| 4 | 1 | speaker_kfold |" in rows["x"]
     assert rows["y"].endswith("| 0.5000 | 0.7500 |")
+
+
+def test_a_recipe_line_names_every_setting_that_is_not_the_default():
+    """A transfer section's recipe: the training settings always, the model's and the
+    optimiser's where they differ from the defaults, the teachers' folder after ``distil``."""
+    import dataclasses
+
+    from ser_core.training.config import TrainConfig
+    from ser_core.training.results import recipe_of
+
+    default = dataclasses.asdict(TrainConfig())
+    line = recipe_of(default)
+    assert "crop_frames=0" in line and "distil=0.0" in line and "arch=" not in line and "weight_decay" not in line
+    changed = recipe_of({**default, "arch": "pooled", "hidden": 0, "weight_decay": 0.05, "distil": 1.0,
+                         "distil_from": "runs/teachers"})
+    assert changed.endswith("distil=1.0 from teachers, arch=pooled, hidden=0, weight_decay=0.05")

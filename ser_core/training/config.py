@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ser_core.labels import RAVDESS_LABELS
-from ser_core.model import ModelConfig
+from ser_core.model import ARCHS, ModelConfig
 from ser_core.normalisation import NORMALISATIONS
 from ser_core.params import add_flags, build_config, flags, load_section, setting
 from ser_core.splits import SPLITS
@@ -25,9 +25,10 @@ class TrainConfig:
     """params.yaml ``train``; defaults are the setting docs/PAPER.md measured on real RAVDESS.
     Each field is also a ``ser train``/``ser transfer`` flag (``--field-name``) with this help."""
 
-    arch: str = setting("reslstm", choices=("reslstm", "lstm", "pooled"),
+    arch: str = setting("reslstm", choices=ARCHS,
                         help="ResLSTM-SA, the LSTM-SA baseline, or pooled (frame statistics, no recurrence)")
-    hidden: int = setting(64, help="hidden units (of the second LSTM, or the pooled layer)")
+    hidden: int = setting(64, help="hidden units (of the second LSTM, or of the pooled model's layer: "
+                                   "0 makes it linear)")
     dropout: float = setting(0.3, help="dropout before the classifier")
     mask_padding: bool = setting(True, help="mask padded frames in attention and BatchNorm "
                                             "(--no-mask-padding: the authors' unmasked model)")

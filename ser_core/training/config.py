@@ -127,6 +127,10 @@ class TrainConfig:
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"train.lr must be > 0 and weight_decay >= 0, "
                              f"got {self.lr}, {self.weight_decay}")
+        try:  # the model's own checks (hidden, dropout), before any data is read
+            self.model_config(n_dims=1)
+        except ValueError as e:
+            raise ValueError(str(e).replace("ModelConfig.", "train.")) from None
 
     def batch_augment(self) -> Augment:
         return Augment(self.time_masks, self.time_mask_frames, self.freq_masks, self.freq_mask_dims,

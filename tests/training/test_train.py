@@ -135,6 +135,12 @@ def test_flags_override_params_and_typos_are_errors(tmp_path, features_dir, caps
         build_config(TrainConfig, {"hiden": 32})
     with pytest.raises(ValueError, match="normalisation"):
         TrainConfig(normalisation="utterance")
+    # the model's settings are checked with the rest, before any data is read
+    with pytest.raises(ValueError, match=r"train\.hidden must be >= 1 \(0 only with arch 'pooled'\)"):
+        TrainConfig(hidden=0)
+    with pytest.raises(ValueError, match=r"train\.dropout"):
+        TrainConfig(dropout=1.0)
+    assert TrainConfig(arch="pooled", hidden=0).hidden == 0
     (tmp_path / "params.yaml").write_text("train:\n  epoch: 3\n")
     assert ser(["train", "--features", str(features_dir), "--output", str(tmp_path / "o"),
                 "--params", str(tmp_path / "params.yaml")]) == 1

@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from ser_core.features import describe
+from ser_core.metrics import PROB_PREFIX
 from ser_core.model import ARCH_NAMES, ModelConfig, SERModel, count_parameters
 from ser_core.training.config import TrainConfig
 from ser_core.training.train import result_settings
@@ -206,11 +207,58 @@ def transfer_tables(pairs: Sequence[tuple[str, Path]]) -> list[str]:
 
 
 TRANSFER_HEADING = "## Between corpora: trained on some, tested on a corpus never heard (ser transfer)"
+SPEAKERS_HEADING = "## Between corpora, per tested speaker"
+
+
+def speaker_scores(folder: Path) -> dict[tuple[str, str, str], float | None]:
+    """(training corpora, tested speaker, part) -> the speaker's 4-core-class UAR, mean over
+    the finished seeds of a ``ser transfer`` output (None where the speaker's clips carry fewer
+    than two of those classes)."""
+    from ser_core.training.transfer import build_matrix, corpus_classes, score_views
+
+    matrix, rows = build_matrix(folder)
+    labels = matrix["labels"]
+    validation = {s for speakers in matrix["validation_speakers"].values() for s in speakers}
+    classes = corpus_classes(rows, labels, matrix.get("corpus_classes"))
+    none = np.zeros(len(labels), dtype=bool)
+    groups: dict[tuple[str, str, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["trained_on"], r["speaker"], int(r["seed"])), []).append(r)
+    per_seed: dict[tuple[str, str, str], list[float | None]] = {}
+    for (trained, speaker, _), members in sorted(groups.items()):
+        y = np.array([labels.index(r["label"]) for r in members])
+        probs = np.array([[float(r[PROB_PREFIX + label]) for label in labels] for r in members])
+        learnt = np.logical_or.reduce([classes.get(c, none) for c in trained.split("+")])
+        part = "val" if speaker in validation else "test"
+        per_seed.setdefault((trained, speaker, part), []).append(score_views(y, probs, labels, learnt)["core4"])
+    return {key: None if None in values else float(np.mean(values)) for key, values in per_seed.items()}
+
+
+def speaker_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
+    """One row per (training corpora, tested speaker), one column per recipe: the speaker's
+    4-core-class UAR; then, per training set and part, the lowest, median and highest."""
+    scores = {name: speaker_scores(folder) for name, folder in pairs}
+    keys = sorted({k for s in scores.values() for k in s}, key=lambda k: (k[0], k[2] != "val", k[1]))
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = ["| trained on | tested speaker | part | " + " | ".join(name for name, _ in pairs) + " |",
+             "|---|---|---|" + "---|" * len(pairs)]
+    lines += [f"| {t} | {s} | {p} | " + " | ".join(cell(scores[name].get((t, s, p))) for name, _ in pairs) + " |"
+              for t, s, p in keys]
+    for trained, part in sorted({(k[0], k[2]) for k in keys}, key=lambda k: (k[0], k[1] != "val")):
+        spread = []
+        for name, _ in pairs:
+            values = [v for (t, _, p), v in scores[name].items() if t == trained and p == part and v is not None]
+            spread.append(f"{min(values):.3f} / {np.median(values):.3f} / {max(values):.3f}" if values else "-")
+        lines.append(f"| {trained} | lowest / median / highest | {part} | " + " | ".join(spread) + " |")
+    return lines
 
 
 def sections(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Sequence[tuple[str, Path]],
              transfer: Sequence[tuple[str, Path]] = (),
-             per_corpus: Sequence[tuple[str, Path]] = ()) -> list[list[str]]:
+             per_corpus: Sequence[tuple[str, Path]] = (),
+             speakers: Sequence[tuple[str, Path]] = ()) -> list[list[str]]:
     """The page's ``## `` sections the given inputs make, each a list of lines (heading first)."""
     grouped: dict[str, list[Path]] = {}
     for name, path in runs:  # one row per name, in the order the names first appear
@@ -237,17 +285,24 @@ def sections(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Se
                     "averaged over seeds). The validation part of a tested corpus (its speakers that validate "
                     "when it trains) is where transfer recipes may be compared; the test part is scored once "
                     "per recipe.", ""] + transfer_tables(transfer))
+    if speakers:
+        out.append([SPEAKERS_HEADING, "", "Each tested speaker's UAR over the 4 core classes (neutral, happy, sad, "
+                    "angry; chance 0.25), mean over seeds, for the recipes given (their sections above). A "
+                    "part's figure above pools its speakers' clips; here is how far its speakers differ, and "
+                    "whether the validation speakers rank recipes as the test speakers do.", ""]
+                   + speaker_table(speakers) + [""])
     return out
 
 
 def render(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Sequence[tuple[str, Path]],
            preface: str = "", transfer: Sequence[tuple[str, Path]] = (),
-           per_corpus: Sequence[tuple[str, Path]] = ()) -> str:
+           per_corpus: Sequence[tuple[str, Path]] = (),
+           speakers: Sequence[tuple[str, Path]] = ()) -> str:
     out = ["# Results", "", "Generated by `ser results` from the training runs' predictions and the tuning "
            "records; do not edit by hand.", ""]
     if preface:
         out += [preface.strip(), ""]
-    for section in sections(runs, trials, cross, transfer, per_corpus):
+    for section in sections(runs, trials, cross, transfer, per_corpus, speakers):
         out += section
     return "\n".join(out)
 
@@ -305,6 +360,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transfer", action="append", help="NAME=TRANSFER_DIR (ser transfer); repeat")
     parser.add_argument("--per-corpus", action="append", help="NAME=TRAIN_DIR (ser train on one corpus or "
                         "several): each corpus's out-of-fold UAR; repeat")
+    parser.add_argument("--transfer-speakers", action="append", help="NAME=TRANSFER_DIR (ser transfer): "
+                        "each tested speaker's UAR (4 core classes), a column per recipe; repeat")
     parser.add_argument("--preface", type=Path, help="a markdown file placed under the title")
     parser.add_argument("--output", required=True, type=Path, help="the page to write, e.g. docs/RESULTS.md")
     parser.add_argument("--update", action="store_true",
@@ -314,13 +371,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     preface = args.preface.read_text() if args.preface else ""
     inputs = (_pairs(args.run, "--run"), args.trials or [], _pairs(args.cross, "--cross"))
+    more = (_pairs(args.transfer, "--transfer"), _pairs(args.per_corpus, "--per-corpus"),
+            _pairs(args.transfer_speakers, "--transfer-speakers"))
     if args.update:
         if preface or not args.output.is_file():
             raise ValueError("--update changes sections of an existing page (and takes no --preface)")
-        text = update(args.output.read_text(), sections(*inputs, _pairs(args.transfer, "--transfer"),
-                                                        _pairs(args.per_corpus, "--per-corpus")))
+        text = update(args.output.read_text(), sections(*inputs, *more))
     else:
-        text = render(*inputs, preface, _pairs(args.transfer, "--transfer"), _pairs(args.per_corpus, "--per-corpus"))
+        text = render(*inputs, preface, *more)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(f"wrote {args.output}")

@@ -154,6 +154,38 @@ def test_transfer_matrix_is_rebuilt_byte_identical_from_the_runs(tmp_path, two_c
     updated = earlier.read_text()
     assert updated.startswith("# Results\n\nintro\n\n## Runs: pooled out-of-fold UAR\n\n| a | b |\n\n")
     assert "stale" not in updated and updated.endswith(text[text.index("## Between corpora"):].rstrip("\n") + "\n")
+    check_speaker_section(tmp_path, out, matrix)
+
+
+def check_speaker_section(tmp_path, out, matrix):
+    """``ser results --transfer-speakers``: every tested speaker once per training set, with
+    the 4-core-class UAR of its own clips, and each part's lowest / median / highest."""
+    import csv
+
+    page = tmp_path / "speakers.md"
+    assert ser(["results", "--transfer-speakers", f"tiny={out}", "--transfer-speakers", f"again={out}",
+                "--output", str(page)]) == 0
+    rows = [line.strip("|").split("|") for line in page.read_text().splitlines() if line.startswith("| alpha")
+            or line.startswith("| beta")]
+    cells = {(r[0].strip(), r[1].strip(), r[2].strip()): [c.strip() for c in r[3:]] for r in rows}
+    predictions = list(csv.DictReader(open(out / "predictions.csv")))
+    labels = matrix["labels"]
+    validation = {s for v in matrix["validation_speakers"].values() for s in v}
+    learnt = {c: np.isin(labels, names) for c, names in matrix["corpus_classes"].items()}
+    tested = sorted({(r["trained_on"], r["speaker"]) for r in predictions})
+    assert len(tested) == 14 and len(cells) == 14 + 4  # 8 + 6 speakers, and 2 parts x 2 directions
+    values = {}
+    for trained, speaker in tested:
+        mine = [r for r in predictions if r["trained_on"] == trained and r["speaker"] == speaker]
+        y = np.array([labels.index(r["label"]) for r in mine])
+        probs = np.array([[float(r["prob_" + label]) for label in labels] for r in mine])
+        part = "val" if speaker in validation else "test"
+        expected = score_views(y, probs, labels, learnt[trained])["core4"]
+        assert cells[(trained, speaker, part)] == [f"{expected:.3f}"] * 2  # one column per recipe given
+        values.setdefault((trained, part), []).append(expected)
+    for (trained, part), v in values.items():
+        spread = f"{min(v):.3f} / {np.median(v):.3f} / {max(v):.3f}"
+        assert cells[(trained, "lowest / median / highest", part)] == [spread] * 2
 
 
 def test_evaluate_reports_each_corpus_as_written_and_restricted(tmp_path):

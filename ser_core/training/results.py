@@ -239,6 +239,7 @@ def speaker_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
     4-core-class UAR; then, per training set and part, the lowest, median and highest."""
     scores = {name: speaker_scores(folder) for name, folder in pairs}
     keys = sorted({k for s in scores.values() for k in s}, key=lambda k: (k[0], k[2] != "val", k[1]))
+
     def cell(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 

@@ -30,7 +30,6 @@ from typing import Sequence
 import numpy as np
 
 from ser_core.features import describe
-from ser_core.metrics import PROB_PREFIX
 from ser_core.model import ARCH_NAMES, ModelConfig, SERModel, count_parameters
 from ser_core.training.config import TrainConfig
 from ser_core.training.train import result_settings
@@ -214,23 +213,19 @@ def speaker_scores(folder: Path) -> dict[tuple[str, str, str], float | None]:
     """(training corpora, tested speaker, part) -> the speaker's 4-core-class UAR, mean over
     the finished seeds of a ``ser transfer`` output (None where the speaker's clips carry fewer
     than two of those classes)."""
-    from ser_core.training.transfer import build_matrix, corpus_classes, score_views
+    from ser_core.training.transfer import build_matrix, corpus_classes, score_rows
 
     matrix, rows = build_matrix(folder)
     labels = matrix["labels"]
     validation = {s for speakers in matrix["validation_speakers"].values() for s in speakers}
     classes = corpus_classes(rows, labels, matrix.get("corpus_classes"))
-    none = np.zeros(len(labels), dtype=bool)
     groups: dict[tuple[str, str, int], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["trained_on"], r["speaker"], int(r["seed"])), []).append(r)
     per_seed: dict[tuple[str, str, str], list[float | None]] = {}
     for (trained, speaker, _), members in sorted(groups.items()):
-        y = np.array([labels.index(r["label"]) for r in members])
-        probs = np.array([[float(r[PROB_PREFIX + label]) for label in labels] for r in members])
-        learnt = np.logical_or.reduce([classes.get(c, none) for c in trained.split("+")])
         part = "val" if speaker in validation else "test"
-        per_seed.setdefault((trained, speaker, part), []).append(score_views(y, probs, labels, learnt)["core4"])
+        per_seed.setdefault((trained, speaker, part), []).append(score_rows(members, labels, classes)["core4"])
     return {key: None if None in values else float(np.mean(values)) for key, values in per_seed.items()}
 
 

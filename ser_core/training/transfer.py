@@ -90,25 +90,30 @@ def corpus_classes(rows: Sequence[dict], labels: Sequence[str],
     return out
 
 
+def score_rows(members: Sequence[dict], labels: Sequence[str], classes: dict[str, np.ndarray]) -> dict:
+    """:func:`score_views` of prediction rows of one model (one ``trained_on``); ``classes``:
+    each corpus's (:func:`corpus_classes`), whose union over the training corpora is what the
+    model learnt."""
+    index = {label: i for i, label in enumerate(labels)}
+    none = np.zeros(len(labels), dtype=bool)
+    y = np.array([index[r["label"]] for r in members])
+    probs = np.array([[float(r[PROB_PREFIX + label]) for label in labels] for r in members])
+    learnt = np.logical_or.reduce([classes.get(c, none) for c in members[0]["trained_on"].split("+")])
+    return score_views(y, probs, labels, learnt)
+
+
 def matrix_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[str],
                 classes: dict[str, np.ndarray]) -> list[dict]:
     """Per (training corpora, tested corpus, part, seed), the four views, from prediction
     rows; ``validation``: the speakers of the validation part; ``classes``: each corpus's
     (:func:`corpus_classes`)."""
-    index = {label: i for i, label in enumerate(labels)}
-    none = np.zeros(len(labels), dtype=bool)
     groups: dict[tuple[str, str, str, int], list[dict]] = {}
     for r in rows:
         part = "val" if r["speaker"] in validation else "test"
         groups.setdefault((r["trained_on"], corpus_of(r["speaker"]), part, int(r["seed"])), []).append(r)
-    out = []
-    for (trained, tested, part, seed), members in sorted(groups.items()):
-        y = np.array([index[r["label"]] for r in members])
-        probs = np.array([[float(r[PROB_PREFIX + label]) for label in labels] for r in members])
-        learnt = np.logical_or.reduce([classes.get(c, none) for c in trained.split("+")])
-        out.append({"trained_on": trained, "tested": tested, "part": part, "seed": seed,
-                    **score_views(y, probs, labels, learnt)})
-    return out
+    return [{"trained_on": trained, "tested": tested, "part": part, "seed": seed,
+             **score_rows(members, labels, classes)}
+            for (trained, tested, part, seed), members in sorted(groups.items())]
 
 
 def ensemble_rows(rows: Sequence[dict], labels: Sequence[str], validation: set[str],

@@ -261,12 +261,10 @@ def test_per_corpus_section_scores_each_corpus_as_written_and_restricted(tmp_pat
 def test_a_recipe_line_names_every_setting_that_is_not_the_default():
     """A transfer section's recipe: the training settings always, the model's and the
     optimiser's where they differ from the defaults, the teachers' folder after ``distil``."""
-    import dataclasses
-
     from ser_core.training.config import TrainConfig
     from ser_core.training.results import recipe_of
 
-    default = dataclasses.asdict(TrainConfig())
+    default = TrainConfig().to_dict()
     line = recipe_of(default)
     assert "crop_frames=0" in line and "distil=0.0" in line and "arch=" not in line and "weight_decay" not in line
     changed = recipe_of({**default, "arch": "pooled", "hidden": 0, "weight_decay": 0.05, "distil": 1.0,

@@ -8,6 +8,10 @@ BIN    := $(VENV)/bin
 # find-links (as on our build machines) pip takes it; elsewhere it is the normal
 # PyPI install. The package's own range (torch>=2.2,<3) is then already satisfied.
 TORCH_VERSION ?= 2.13.0
+# The speaker_encoder front-end's weights ship in this wheel (ser_core/encoder.py reads the file,
+# never imports the package). --no-deps: its dependency webrtcvad, an sdist, would overwrite
+# webrtcvad-wheels' module with one that imports pkg_resources (gone with current setuptools).
+RESEMBLYZER_VERSION ?= 0.1.4
 
 .PHONY: setup demo test benchmarks clean-venv
 
@@ -16,6 +20,7 @@ $(BIN)/ser: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps "resemblyzer==$(RESEMBLYZER_VERSION)"
 	touch $(BIN)/ser
 
 setup: $(BIN)/ser

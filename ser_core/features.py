@@ -12,7 +12,8 @@ chroma both come from that one power spectrum (librosa computes it twice), with 
 import). MFCCs agree with librosa's to float32 rounding; ``benchmarks/features.py`` checks
 the agreement on a whole corpus. The log-mel front-ends, the prosodic contours
 (:mod:`ser_core.prosody`), openSMILE's eGeMAPS descriptors and our own voice descriptors of
-the same kinds (:mod:`ser_core.voice`) are registered beside it.
+the same kinds (:mod:`ser_core.voice`) and the frames of a pretrained speaker encoder
+(:mod:`ser_core.encoder`) are registered beside it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ser_core import prosody, voice
+from ser_core import encoder, prosody, voice
 from ser_core.params import setting
 from ser_core.spectral import (chroma_basis, dct_matrix, estimate_tuning, hann_window, mel_basis, n_frames,
                                power_spectrogram, power_to_db)
@@ -53,7 +54,7 @@ class FeatureConfig:
 
     kind: str = setting("mfcc_chroma", choices=EXTRACTORS,
                         help="the front-end: mfcc_chroma (the paper), logmel, logmel_deltas, logmel_prosody, "
-                             "egemaps, voice, logmel_voice")
+                             "egemaps, voice, logmel_voice, speaker_encoder")
     sample_rate: int = setting(48000, help="Hz; every file is resampled to it")
     window_s: float = setting(PAPER_WINDOW_S, help="analysis window, s (4096/48000: n_fft 4096 at 48 kHz)")
     hop_s: float = setting(PAPER_HOP_S, help="hop, s (2048/48000)")
@@ -81,6 +82,9 @@ class FeatureConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.kind == "speaker_encoder" and self.sample_rate != encoder.SAMPLE_RATE:
+            raise ValueError(f"features.kind speaker_encoder needs sample_rate {encoder.SAMPLE_RATE} "
+                             f"(the encoder's own), got {self.sample_rate}")
         if self.kind == "mfcc_chroma" and self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
         nyquist = self.sample_rate / 2
@@ -325,6 +329,26 @@ def logmel_voice(config: FeatureConfig) -> Extractor:
     46 dims, so the model keeps its size."""
     spectrum, descriptors = logmel(config), voice_descriptors(config)
     return lambda y: np.concatenate([spectrum(y), descriptors(y)], axis=1).astype(np.float32)
+
+
+@register("speaker_encoder", n_dims=lambda c: encoder.N_DIMS)
+def speaker_encoder(config: FeatureConfig) -> Extractor:
+    """256 numbers per frame from a speaker encoder pretrained on thousands of voices
+    (:mod:`ser_core.encoder`: the last LSTM layer of Resemblyzer's GE2E encoder over its own
+    40-band mel analysis every 10 ms), averaged into this config's frames (``hop_s``) as
+    ``egemaps`` is. Needs ``sample_rate: 16000`` (``n_mels``, ``fmin`` and ``fmax`` do not
+    apply: the encoder's analysis is fixed) and the ``resemblyzer`` package for the weights
+    (:data:`ser_core.encoder.INSTALL`)."""
+    try:
+        encoder.load_lstm()
+    except encoder.EncoderUnavailable as exc:
+        raise FeatureError(f"features.kind speaker_encoder: {exc}") from exc
+
+    def extract(y: np.ndarray) -> np.ndarray:
+        steps = encoder.frames(y)
+        centres = np.arange(len(steps)) * (encoder.HOP / encoder.SAMPLE_RATE)
+        return pool_to_frames(steps, centres, config.n_frames(len(y)), config.hop_s)
+    return extract
 
 
 # ---------------------------------------------------------------- entry points

@@ -53,3 +53,17 @@ def test_features_stage_tracks_every_segmentation_setting_params_yaml_holds():
     cut = {f.name for f in dataclasses.fields(SegmentConfig)} & set(label)
     assert cut and {f"label.{name}" for name in cut} <= set(features["params"])
     assert "label" in stages()["label"]["params"]
+
+
+def test_stages_that_extract_features_depend_on_every_front_end_module():
+    """The features and label stages compute features: every module the front-ends reach
+    (the voice descriptors, the pretrained encoder, ...) is among their dependencies, a
+    file itself or in a folder they depend on."""
+    reached = {str(p.relative_to(ROOT)) for p in import_closure("ser_core.features").values()}
+    reached = {f for f in reached if not f.endswith("__init__.py")}
+    assert {"ser_core/encoder.py", "ser_core/voice.py", "ser_core/spectral.py"} <= reached
+    for name in ("features", "label"):
+        stage = stages()[name].get("do", stages()[name])
+        covered = [d.rstrip("/") for d in stage["deps"]]
+        missing = sorted(f for f in reached if not any(f == d or f.startswith(d + "/") for d in covered))
+        assert not missing, f"dvc.yaml stage {name} does not depend on {missing}"

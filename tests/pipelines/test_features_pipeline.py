@@ -403,3 +403,23 @@ def test_mel_range_flags_take_none_for_nyquist(tmp_path):
     args, _ = pipeline.parse_known_args([*base, "--fmin", "0", "--fmax", "none"])
     config, _ = pipeline.resolve_config(args)
     assert (config.fmin, config.fmax) == (0.0, None)
+
+
+def test_real_ravdess_clips_through_the_pretrained_speaker_encoder(real_ravdess, tmp_path):
+    """The speaker_encoder front-end in the Beam pipeline: every real clip one row of 256-dim
+    frames, equal to the front-end run on the clip decoded at 16 kHz, the config in the schema."""
+    manifest = tmp_path / "manifest.parquet"
+    utterances = [u for u in prepare("ravdess", str(real_ravdess), strict=True).utterances
+                  if u.speaker in ("ravdess:01", "ravdess:02")]
+    write_manifest(utterances, manifest)
+
+    summary = pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "out"),
+                            "--kind", "speaker_encoder", "--sample-rate", "16000"])
+
+    assert (summary.rows, summary.errors) == (len(utterances), 0) and len(utterances) == 16
+    table = read_shards(str(tmp_path / "out"), "features")
+    config = FeatureConfig.from_dict(read_feature_config(str(next((tmp_path / "out").glob("features-*.parquet")))))
+    assert (config.kind, config.sample_rate, config.n_dims) == ("speaker_encoder", 16000, 256)
+    row = next(r for r in table.to_pylist() if r["utterance_id"] == utterances[0].utterance_id)
+    y, _ = audio.load(utterances[0].path, 16000)
+    np.testing.assert_allclose(np.asarray(row["features"], np.float32), extract(config, y), rtol=1e-5, atol=1e-5)

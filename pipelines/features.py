@@ -312,6 +312,7 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     options = pipeline_options(pipeline_args)
     try:
         config, rows_config = resolve_config(args)
+        make_extractor(config)  # the front-end can run here (its weights, its extra), or stop now
         manifest_rows, columns = manifest_summary(args.manifest)
         locate = read_locator(args.manifest)
         if args.num_shards < 0:

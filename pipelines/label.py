@@ -57,6 +57,7 @@ from pipelines.common import (WriteSortedShards, counter, counter_value, describ
 from pipelines.resume import (check_same_settings, commit, completed_paths, mark_done, match_inputs, pending,
                               prepare_output, staging_dir)
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, FileError, ParamsError, StageError, error_row
+from ser_core.features import FeatureConfig, make_extractor
 from ser_core.inference.engine import load_model
 from ser_core.inference.handler import SERModelHandler
 from ser_core.inference.outputs import (FILES_PREFIX, METADATA_KEY, SEGMENTS_PREFIX, TIMELINE_PREFIX, files_schema,
@@ -278,6 +279,7 @@ def prepare(args: argparse.Namespace) -> Run:
         job, settings, segmentation = read_settings(args)
         model = load_model(job.model, settings.engine_choice, threads=None)
         plan = resolve(job.model, model, settings, segmentation)
+        make_extractor(FeatureConfig.from_dict(plan.feature_config))  # its front-end can run here (weights, extras)
         inputs = match_inputs(job.input)
         if not inputs:
             raise FileNotFoundError(f"no input files match {job.input}")

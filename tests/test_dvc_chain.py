@@ -26,9 +26,11 @@ COPIED = ("pyproject.toml", "setup.py", "dvc.yaml", "params.yaml", ".dvcignore",
 
 SMALL = {
     "demo_corpus": {"speakers": 8, "sample_rate": 16000, "workers": 1},
-    "variants": {"paper": {"sample_rate": 16000, "band_hz": "none", "fmin": 0.0, "fmax": "none",
+    "variants": {"paper": {"kind": "logmel_deltas", "arch": "reslstm", "crop_frames": 0,
+                           "sample_rate": 16000, "band_hz": "none", "fmin": 0.0, "fmax": "none",
                            "segmentation": "none", "stats_clips": 0, "augment": "speed0.9,speed1.1"},
-                 "telephone": {"sample_rate": 8000, "band_hz": "300,3400", "fmin": 300.0, "fmax": 3400.0,
+                 "telephone": {"kind": "speaker_encoder", "arch": "pooled", "crop_frames": 0,
+                               "sample_rate": 16000, "band_hz": "300,3400", "fmin": 300.0, "fmax": 3400.0,
                                "segmentation": "windows", "stats_clips": 10,
                                "augment": "speed0.9,speed1.1,hiss"}},
     "train": {"epochs": 2, "hidden": 16, "split": "speaker_kfold", "k": 4, "n_val": 1},

@@ -21,11 +21,15 @@ def test_training_stages_depend_on_the_whole_train_section():
         stage = stages()[name].get("do", stages()[name])
         assert "train" in stage["params"], name
     train = stages()["train"]["do"]
-    for name in ("augment", "stats_clips"):  # set per variant, passed as flags
+    per_variant = ("augment", "stats_clips", "arch", "crop_frames")  # set per variant, passed as flags
+    transfer = stages()["transfer"]
+    for name in per_variant:
         assert f"--{name.replace('_', '-')} ${{item.{name}}}" in train["cmd"]
         assert f"variants.${{key}}.{name}" in train["params"]
+        assert f"--{name.replace('_', '-')} ${{variants.telephone.{name}}}" in transfer["cmd"]
+        assert f"variants.telephone.{name}" in transfer["params"]
     variants = yaml.safe_load((ROOT / "params.yaml").read_text())["variants"]
-    assert all("stats_clips" in v and "augment" in v for v in variants.values())
+    assert all(name in v for v in variants.values() for name in per_variant)
 
 
 def test_training_stages_depend_on_the_code_that_trains():

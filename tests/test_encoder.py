@@ -82,3 +82,47 @@ def test_without_the_weights_package_the_error_says_how_to_install_it(monkeypatc
             F.EXTRACTORS["speaker_encoder"].build(FeatureConfig(**ENCODER))
     finally:
         encoder.load_lstm.cache_clear()
+
+
+@pytest.fixture
+def without_weights(monkeypatch):
+    """As on a machine where the resemblyzer wheel is not installed."""
+    monkeypatch.setattr(encoder.importlib.util, "find_spec", lambda name: None)
+    for cached in (encoder.load_lstm, F.make_extractor):
+        cached.cache_clear()
+    yield
+    for cached in (encoder.load_lstm, F.make_extractor):
+        cached.cache_clear()
+
+
+def test_without_the_weights_ser_features_and_ser_label_stop_before_any_work(without_weights, tmp_path):
+    """Both pipelines build the front-end before starting: a missing weights package is one
+    line naming the install command, not a traceback from inside a Beam worker."""
+    import torch
+
+    from pipelines import features as features_pipeline
+    from pipelines import label as label_pipeline
+    from ser_core.checkpoint import save_checkpoint
+    from ser_core.errors import StageError
+    from ser_core.model import ModelConfig, SERModel
+    from ser_core.records import Utterance, write_manifest
+    from tests.synth_audio import write_audio
+
+    clip = write_audio(tmp_path / "a.wav", 1.0, 16000)
+    manifest = tmp_path / "manifest.parquet"
+    write_manifest([Utterance("x:a", "x", str(clip), "x:1", "female", "neutral")], manifest)
+    with pytest.raises(StageError, match=r"speaker_encoder: .*pip install --no-deps resemblyzer==0\.1\.4"):
+        features_pipeline.run(["--manifest", str(manifest), "--output", str(tmp_path / "features"),
+                               "--kind", "speaker_encoder", "--sample-rate", "16000"])
+    assert not (tmp_path / "features").exists()
+
+    config = FeatureConfig(**ENCODER)
+    model = SERModel(ModelConfig(n_dims=config.n_dims, n_classes=2, hidden=0, arch="pooled"))
+    checkpoint = save_checkpoint(
+        tmp_path / "m.pt", model, feature_config=config.to_dict(), labels=["angry", "sad"],
+        normalisation={"mode": "global", "mean": [0.0] * 256, "std": [1.0] * 256},
+        train_params={}, provenance={"test": True})
+    assert torch.load(checkpoint, weights_only=True)["feature_config"]["kind"] == "speaker_encoder"
+    with pytest.raises(StageError, match=r"speaker_encoder: .*pip install --no-deps resemblyzer==0\.1\.4"):
+        label_pipeline.run(["--model", str(checkpoint), "--input", str(clip), "--output", str(tmp_path / "labels")])
+    assert not (tmp_path / "labels").exists()

@@ -275,11 +275,14 @@ def test_dvc_stage_and_params_match_the_feature_config():
     # the `features` section and each variant build a valid front-end and row settings
     # (the variant's copies: the command passes --augment ${item.augment})
     assert "--augment ${item.augment}" in stage["cmd"] and "variants.${key}" in params
+    assert "--kind ${item.kind}" in stage["cmd"] and "--sample-rate ${item.sample_rate}" in stage["cmd"]
     for variant in yaml.safe_load((root / "params.yaml").read_text())["variants"].values():
         args, _ = pipeline.parse_known_args(["--manifest", "m", "--output", "o", "--params", str(root / "params.yaml"),
-                                             "--augment", variant["augment"]])
+                                             "--augment", variant["augment"], "--kind", variant["kind"],
+                                             "--sample-rate", str(variant["sample_rate"])])
         config, rows = pipeline.resolve_config(args)
         assert isinstance(config, FeatureConfig) and list(rows.augment) == variant["augment"].split(",")
+        assert (config.kind, config.sample_rate) == (variant["kind"], variant["sample_rate"])
 
 
 def test_augmented_rows_one_per_variant_and_whole_clips_fail_once(bad_corpus, tmp_path):

@@ -15,7 +15,7 @@ RESEMBLYZER_VERSION ?= 0.1.4
 
 .PHONY: setup demo test benchmarks clean-venv
 
-$(BIN)/ser: pyproject.toml
+$(BIN)/ser: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"

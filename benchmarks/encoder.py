@@ -41,13 +41,12 @@ def main() -> int:
     from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
     from threadpoolctl import threadpool_limits
 
+    from augment import load_clips  # benchmarks/augment.py: the same clips, spread over the manifest
+
     from ser_core import encoder
-    from ser_core.audio import load
-    from ser_core.records import read_manifest
 
     torch.set_num_threads(args.threads)
-    rows = read_manifest(args.manifest)
-    clips = [load(row.path, encoder.SAMPLE_RATE)[0] for row in rows[::max(1, len(rows) // args.clips)][:args.clips]]
+    clips = load_clips(args.manifest, args.clips, encoder.SAMPLE_RATE)
     audio_s = sum(len(c) for c in clips) / encoder.SAMPLE_RATE
     theirs_model = VoiceEncoder("cpu", verbose=False)
 

@@ -74,16 +74,6 @@ def test_another_sample_rate_is_refused_with_the_one_it_needs():
         FeatureConfig(kind="speaker_encoder", sample_rate=8000)
 
 
-def test_without_the_weights_package_the_error_says_how_to_install_it(monkeypatch):
-    monkeypatch.setattr(encoder.importlib.util, "find_spec", lambda name: None)
-    encoder.load_lstm.cache_clear()
-    try:
-        with pytest.raises(FeatureError, match=r"pip install --no-deps resemblyzer==0\.1\.4"):
-            F.EXTRACTORS["speaker_encoder"].build(FeatureConfig(**ENCODER))
-    finally:
-        encoder.load_lstm.cache_clear()
-
-
 @pytest.fixture
 def without_weights(monkeypatch):
     """As on a machine where the resemblyzer wheel is not installed."""
@@ -93,6 +83,16 @@ def without_weights(monkeypatch):
     yield
     for cached in (encoder.load_lstm, F.make_extractor):
         cached.cache_clear()
+
+
+def test_without_the_weights_package_the_error_says_how_to_install_it(without_weights):
+    with pytest.raises(FeatureError, match=r"pip install --no-deps resemblyzer==0\.1\.4"):
+        F.EXTRACTORS["speaker_encoder"].build(FeatureConfig(**ENCODER))
+
+
+def test_the_install_line_names_the_version_make_setup_installs():
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert f"RESEMBLYZER_VERSION ?= {encoder.INSTALL.rsplit('==', 1)[1]}\n" in makefile
 
 
 def test_without_the_weights_ser_features_and_ser_label_stop_before_any_work(without_weights, tmp_path):

@@ -1,15 +1,18 @@
 """Bulk labelling: the Beam pipeline against a plain per-file loop, and memory on a 2-hour call.
 
     python benchmarks/label.py [--hours 8] [--call-minutes 10] [--long-hours 2] [--workers 2]
-                               [--model CHECKPOINT] [--plain-default] [--skip-plain-rss]
+                               [--model CHECKPOINT | --kind speaker_encoder] [--plain-default]
+                               [--skip-plain-rss]
                                [--out benchmarks/out/label]
 
 1. Archive: stereo 8 kHz demo calls (``ser demo-archive``) of ``--call-minutes`` each,
    ``--hours`` in all (default 8: start-up costs are then a small part of the pipeline's
    time, as in any real archive), and the first ``--long-hours`` of them joined into one file.
-2. Model: ``--model``, or a ResLSTM-SA-h64 checkpoint with random weights, the 8 kHz
-   mfcc_chroma front-end and speaker normalisation (its labels mean nothing: only speed
-   and memory are measured; the work per window is the same as a trained model's).
+2. Model: ``--model``, or a checkpoint with random weights and speaker normalisation (its
+   labels mean nothing: only speed and memory are measured; the work per window is the same
+   as a trained model's): by default ResLSTM-SA-h64 on the 8 kHz mfcc_chroma front-end;
+   with ``--kind speaker_encoder`` the telephone variant's shape, the pooled model (hidden
+   64) on the pretrained speaker encoder's frames at 16 kHz, 300-3400 Hz.
 3. Plain loops (one process each), per file: decode the whole file, cut each channel
    with the same detector and windows, extract features per window, normalise per
    channel, run the model on each window alone, with one BLAS and one torch thread
@@ -17,9 +20,11 @@
    small busy machine contends badly). Two front-ends:
 
    - headline, what a typical SER script does: ``librosa.load(path, sr=<model rate>,
-     mono=False)`` and, per window, ``librosa.feature.mfcc`` + ``librosa.feature.chroma_stft``
-     with the checkpoint's n_fft and hop, after its ``band_hz`` limit if it has one
-     (librosa and numba are warmed up first);
+     mono=False)`` and, per window, after the checkpoint's ``band_hz`` limit if it has one,
+     ``librosa.feature.mfcc`` + ``librosa.feature.chroma_stft`` with its n_fft and hop, or
+     for the speaker encoder Resemblyzer's own path (``normalize_volume``,
+     ``wav_to_mel_spectrogram`` through librosa, its ``VoiceEncoder``'s LSTM) averaged into
+     the checkpoint's frames (librosa and numba are warmed up first);
    - "plain loop with our front-end": ``ser_core.audio.load`` and ``ser_core.features``,
      which already holds most of the pipeline's per-window speed-up (the front-end is
      ~90% of the work), so this ratio isolates what Beam's parallelism and batching add;
@@ -93,8 +98,12 @@ def make_archive(out: Path, hours: float, call_minutes: float, long_hours: float
     return paths, joined
 
 
-def make_model(path: Path) -> Path:
-    """A random-init ResLSTM-SA-h64 with the telephone-rate front-end (speed only)."""
+KINDS = ("mfcc_chroma", "speaker_encoder")
+
+
+def make_model(path: Path, kind: str = "mfcc_chroma") -> Path:
+    """A random-init model (speed only): ResLSTM-SA-h64 on mfcc_chroma at 8 kHz, or the
+    telephone variant's shape (pooled, hidden 64) on the speaker encoder at 16 kHz."""
     import torch
 
     from ser_core.features import FeatureConfig
@@ -103,8 +112,12 @@ def make_model(path: Path) -> Path:
     from ser_core.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
-    fc = FeatureConfig(sample_rate=8000)
-    model = SERModel(ModelConfig(n_dims=fc.n_dims, n_classes=len(RAVDESS_LABELS), hidden=64))
+    if kind == "speaker_encoder":
+        fc = FeatureConfig(kind=kind, sample_rate=16000, band_hz=(300.0, 3400.0))
+        arch = "pooled"
+    else:
+        fc, arch = FeatureConfig(sample_rate=8000), "reslstm"
+    model = SERModel(ModelConfig(n_dims=fc.n_dims, n_classes=len(RAVDESS_LABELS), hidden=64, arch=arch))
     return save_checkpoint(path, model, feature_config=fc.to_dict(), labels=RAVDESS_LABELS,
                            normalisation={"mode": "speaker", "mean": [0.0] * fc.n_dims,
                                           "std": [1.0] * fc.n_dims},
@@ -125,16 +138,20 @@ def librosa_frontend(fc):
 
     from ser_core.features import band_limit
 
-    if fc.kind != "mfcc_chroma":
-        sys.exit(f"the librosa plain loop implements mfcc_chroma only, the model uses {fc.kind}")
+    if fc.kind not in KINDS:
+        sys.exit(f"the librosa plain loop implements {' and '.join(KINDS)}, the model uses {fc.kind}")
 
     def load(path: str):
         y, _ = librosa.load(path, sr=fc.sample_rate, mono=False)
         return np.atleast_2d(y)  # (C, N)
 
+    features = resemblyzer_frames(fc) if fc.kind == "speaker_encoder" else None
+
     def extract(y):
         if fc.band_hz is not None:  # the checkpoint's band limit, as the model was trained
             y = band_limit(y, fc.sample_rate, fc.band_hz)
+        if features is not None:
+            return features(y)
         mfcc = librosa.feature.mfcc(y=y, sr=fc.sample_rate, n_mfcc=fc.n_mfcc, n_fft=fc.n_fft,
                                     hop_length=fc.hop_length, n_mels=fc.n_mels, fmin=fc.fmin, fmax=fc.fmax)
         chroma = librosa.feature.chroma_stft(y=y, sr=fc.sample_rate, n_fft=fc.n_fft,
@@ -144,6 +161,28 @@ def librosa_frontend(fc):
     # numba compiles librosa's kernels on first use: do it before any file is timed
     extract(np.random.default_rng(0).standard_normal(fc.sample_rate * 3).astype(np.float32) * 0.1)
     return load, extract
+
+
+def resemblyzer_frames(fc):
+    """The speaker encoder's frames as Resemblyzer computes them (its volume rule, its librosa
+    mel, its LSTM's outputs), averaged into the checkpoint's frames: (T, 256)."""
+    import numpy as np
+    import torch
+    from resemblyzer import VoiceEncoder
+    from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
+
+    from ser_core import encoder
+    from ser_core.features import pool_to_frames
+
+    lstm = VoiceEncoder("cpu", verbose=False).lstm
+
+    def frames(y):
+        mel = wav_to_mel_spectrogram(normalize_volume(y, encoder.TARGET_DBFS, increase_only=True))
+        with torch.inference_mode():
+            steps = lstm(torch.from_numpy(mel)[None])[0][0].numpy()
+        centres = np.arange(len(steps)) * (encoder.HOP / encoder.SAMPLE_RATE)
+        return pool_to_frames(steps, centres, fc.n_frames(len(y)), fc.hop_s)
+    return frames
 
 
 def our_frontend(fc):
@@ -234,8 +273,9 @@ def compare_frontends(model_path: str, path: str) -> dict:
         feats_lib = np.concatenate([x for _, _, x, _ in theirs])
         span = feats_lib.max(axis=0) - feats_lib.min(axis=0)  # per-dimension range
         rel = np.abs(feats_ours - feats_lib) / np.maximum(span, 1e-9)  # (frames, D)
-        result["max_abs_mfcc_diff_over_range"] = float(rel[:, :fc.n_mfcc].max())
-        result["max_abs_chroma_diff_over_range"] = float(rel[:, fc.n_mfcc:].max())
+        blocks = ({"MFCC": slice(0, fc.n_mfcc), "chroma": slice(fc.n_mfcc, None)} if fc.kind == "mfcc_chroma"
+                  else {"encoder frames": slice(None)})
+        result["max_abs_diff_over_range"] = {name: float(rel[:, cols].max()) for name, cols in blocks.items()}
         ends = np.cumsum([x.shape[0] for _, _, x, _ in ours])[:-1]
         result["windows_agreeing_1e-4"] = int(sum(r.max() <= 1e-4 for r in np.split(rel, ends)))
         result["max_abs_prob_diff"] = float(np.abs(np.stack([p for *_, p in ours])
@@ -293,7 +333,9 @@ def main() -> None:
     parser.add_argument("--call-minutes", dest="call_minutes", type=float, default=10.0)
     parser.add_argument("--long-hours", dest="long_hours", type=float, default=2.0,
                         help="length of the one long file for the memory measurement")
-    parser.add_argument("--model", help="checkpoint to label with (default: random-init h64)")
+    parser.add_argument("--model", help="checkpoint to label with (default: random weights, --kind)")
+    parser.add_argument("--kind", choices=KINDS, default="mfcc_chroma",
+                        help="front-end of the random-weights model (without --model)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "label"))
     parser.add_argument("--plain-default", action="store_true",
@@ -323,9 +365,11 @@ def main() -> None:
         model = Path(args.model)
         print(f"model: {model}")
     else:
-        model = make_model(out / "random-h64-8k.pt")
-        print("model: ResLSTM-SA-h64 with RANDOM weights (speed and memory only), mfcc_chroma "
-              "front-end at 8 kHz, speaker normalisation")
+        model = make_model(out / f"random-h64-{args.kind}.pt", args.kind)
+        print("model: " + ("pooled-h64 with RANDOM weights (speed and memory only), speaker_encoder front-end "
+                           "at 16 kHz, 300-3400 Hz" if args.kind == "speaker_encoder" else
+                           "ResLSTM-SA-h64 with RANDOM weights (speed and memory only), mfcc_chroma front-end "
+                           "at 8 kHz") + ", speaker normalisation")
     short = tiny_file(out)
     results: dict = {"audio_hours": hours, "calls": len(paths), "long_file_hours": args.long_hours,
                      "workers": args.workers, "cpu_cores": os.cpu_count(), "load_average_start": load}
@@ -385,8 +429,9 @@ def main() -> None:
     if check["same_windows"]:
         print(f"librosa vs our front-end on {Path(check['file']).name}: same {check['windows_ours']} windows; "
               f"{check['windows_agreeing_1e-4']} of them with every feature within 1e-4 of its range; "
-              f"max |diff| / range: MFCC {check['max_abs_mfcc_diff_over_range']:.1e}, "
-              f"chroma {check['max_abs_chroma_diff_over_range']:.1e}; "
+              "max |diff| / range: " + ", ".join(f"{name} {value:.1e}"
+                                                  for name, value in check["max_abs_diff_over_range"].items())
+              + "; "
               f"max |probability diff| {check['max_abs_prob_diff']:.1e}, "
               f"same top emotion on {100 * check['same_top_emotion']:.1f}% of windows")
     else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import sys
 import uuid
 import zlib
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -69,19 +70,36 @@ def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
     return options
 
 
-def limit_blas_threads(threads: int = 1) -> Any:
-    """Cap BLAS thread pools in this process; returns a handle whose
-    ``restore_original_limits()`` undoes it (call from DoFn.teardown).
+class ThreadLimits:
+    """This process's BLAS thread pools and, when a front-end or model has loaded torch, torch's
+    intra-op pool, capped at ``threads``; :meth:`restore` (from DoFn.teardown) undoes both.
 
-    Parallelism comes from Beam's workers; a BLAS pool per worker on top of that makes
-    the small matrix products of the front-end thrash on a busy machine (10-20x slower).
+    Parallelism comes from Beam's workers, one per core; a pool per worker on top of that
+    makes the small matrix products of the front-ends thrash on a busy machine (10-20x
+    slower), and the speaker encoder's LSTM (torch) would otherwise start a pool as wide as
+    the machine in every worker. Create it after the front-end is built, so that torch, if
+    the front-end needs it, is already loaded (torch is never imported here).
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with librosa's scikit-learn
-        LOGGER.warning("threadpoolctl not installed: BLAS thread pools left as they are")
-        return None
-    return threadpool_limits(limits=threads, user_api="blas")
+
+    def __init__(self, threads: int = 1):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - threadpoolctl comes with librosa's scikit-learn
+            LOGGER.warning("threadpoolctl not installed: BLAS thread pools left as they are")
+            self._blas = None
+        else:
+            self._blas = threadpool_limits(limits=threads, user_api="blas")
+        self._torch = sys.modules.get("torch")
+        self._torch_threads = None
+        if self._torch is not None:
+            self._torch_threads = self._torch.get_num_threads()
+            self._torch.set_num_threads(threads)
+
+    def restore(self) -> None:
+        if self._blas is not None:
+            self._blas.restore_original_limits()
+        if self._torch_threads is not None:
+            self._torch.set_num_threads(self._torch_threads)
 
 
 def counter(name: str) -> Any:

@@ -49,8 +49,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.common import (CountElements, DeadLetterToErrorRow, WriteSortedShards, clear_outputs, counter,
-                              counter_value, limit_blas_threads, pipeline_options, pipeline_parser)
+from pipelines.common import (CountElements, DeadLetterToErrorRow, ThreadLimits, WriteSortedShards, clear_outputs,
+                              counter, counter_value, pipeline_options, pipeline_parser)
 from ser_core import __version__, audio, augmentation
 from ser_core.errors import ERRORS_PREFIX, ERRORS_SCHEMA, StageError
 from ser_core.feature_shards import FEATURES_PREFIX, ROW_KEYS, RowConfig, features_schema
@@ -183,15 +183,14 @@ class ExtractFn(beam.DoFn):
         self._rows = rows
 
     def setup(self) -> None:
-        self._blas_limits = limit_blas_threads(1)
         warm_up(self._config)
         self._extract = make_extractor(self._config)
+        self._limits = ThreadLimits(1)
         self._transforms = {name: augmentation.transform(name) for name in self._rows.augment}
         self._no_speech_copies = counter("augmented_copies_without_speech")
 
     def teardown(self) -> None:
-        if self._blas_limits is not None:
-            self._blas_limits.restore_original_limits()
+        self._limits.restore()
 
     def process(self, decoded: Decoded) -> Iterator[dict[str, Any]]:
         rows, sr, uid = [], decoded.sample_rate, decoded.row["utterance_id"]

@@ -52,7 +52,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from pipelines.common import (WriteSortedShards, counter, counter_value, describe_failure, limit_blas_threads,
+from pipelines.common import (ThreadLimits, WriteSortedShards, counter, counter_value, describe_failure,
                               pipeline_options, pipeline_parser)
 from pipelines.resume import (check_same_settings, commit, completed_paths, mark_done, match_inputs, pending,
                               prepare_output, staging_dir)
@@ -135,15 +135,15 @@ class SegmentFileFn(beam.DoFn):
         self._plan = plan
 
     def setup(self) -> None:
-        threads = self._plan.settings.engine_threads
-        self._blas_limits = limit_blas_threads(threads) if threads else None
         self._windower = self._plan.windower()
+        threads = self._plan.settings.engine_threads
+        self._limits = ThreadLimits(threads) if threads else None
         self._files, self._failed = counter("label_files"), counter("label_failed")
         self._windows, self._audio_ms = counter("label_windows"), counter("label_audio_ms")
 
     def teardown(self) -> None:
-        if self._blas_limits is not None:
-            self._blas_limits.restore_original_limits()
+        if self._limits is not None:
+            self._limits.restore()
 
     def process(self, path: str) -> Iterator[Any]:
         try:

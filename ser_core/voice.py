@@ -101,6 +101,9 @@ def _slope(db: np.ndarray, freqs_khz: np.ndarray) -> np.ndarray:
     return (db - db.mean(axis=1, keepdims=True)) @ f / max(float(f @ f), EPS)
 
 
+K_MAX = 1.0 - 1e-9  # reflection coefficients are held inside the unit circle (a stable filter)
+
+
 def _levinson(r: np.ndarray, order: int) -> np.ndarray:
     """Prediction polynomials [1, a1 .. ap] from autocorrelations (T, >= order + 1), vectorised."""
     t = r.shape[0]
@@ -109,7 +112,8 @@ def _levinson(r: np.ndarray, order: int) -> np.ndarray:
     err = r[:, 0].copy()
     for i in range(1, order + 1):
         acc = r[:, i] + np.einsum("tj,tj->t", a[:, 1:i], r[:, i - 1:0:-1])
-        k = -acc / np.maximum(err, EPS)
+        # |k| < 1 for any true autocorrelation; rounding on a nearly singular one can break it
+        k = np.clip(-acc / np.maximum(err, EPS), -K_MAX, K_MAX)
         a[:, 1:i] = a[:, 1:i] + k[:, None] * a[:, i - 1:0:-1]
         a[:, i] = k
         err = err * np.maximum(1.0 - k * k, EPS)
@@ -122,6 +126,9 @@ def _formants(frames: np.ndarray, sample_rate: int, order: int) -> tuple[np.ndar
     x = x * np.hamming(x.shape[1])
     spectrum = np.fft.rfft(x, n=2 * x.shape[1], axis=1)
     r = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :order + 1]
+    # Relative to each frame's own power (the polynomial does not depend on the scale): a quiet
+    # frame's autocorrelations are near EPS, against which the recursion's floors then misfire.
+    r = r / np.maximum(r[:, :1], np.finfo(np.float64).tiny)
     r[:, 0] *= 1.0 + 1e-9  # white-noise correction: keeps the recursion stable on silence
     a = _levinson(r, order)
     companion = np.zeros((len(a), order, order))

@@ -129,3 +129,23 @@ def test_every_front_end_gives_as_many_frames_as_the_config_says(kind):
     for n in (6 * config.hop_length, 6 * config.hop_length + 1, 109 * config.hop_length, 5000):
         y = rng.standard_normal(n).astype(np.float32) * 0.1
         assert extract(config, y).shape[0] == config.n_frames(n)
+
+
+def test_formants_do_not_depend_on_level_and_quiet_speech_stays_finite(real_ravdess, recwarn):
+    """Linear prediction is scale-free, so the formants of a real clip 80 dB down must be the
+    clip's own: before the recursion worked on each frame's relative autocorrelation, frames
+    this quiet (a real RAVDESS actor's breath at 16 kHz is) met its absolute floors, overflowed
+    and moved the formants by kHz, or stopped the clip with a LinAlgError."""
+    from ser_core import audio, prosody
+
+    path = sorted(real_ravdess.glob("Actor_*/*.wav"))[0]
+    y, _ = audio.load(path, 16000)
+    y = band_limit(y, 16000, BAND).astype(np.float64)
+    a = voice._analysis(16000, BAND)
+    frames = prosody.frames_of(y, a["size"], int(voice.STEP_S * 16000))
+    loud_f, loud_bw = voice._formants(frames, 16000, a["order"])
+    quiet_f, quiet_bw = voice._formants(frames * 1e-4, 16000, a["order"])
+    np.testing.assert_array_equal(np.isnan(quiet_f), np.isnan(loud_f))
+    np.testing.assert_allclose(quiet_f, loud_f, atol=0.01)
+    np.testing.assert_allclose(quiet_bw, loud_bw, atol=0.01)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

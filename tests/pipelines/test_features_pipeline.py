@@ -426,3 +426,19 @@ def test_real_ravdess_clips_through_the_pretrained_speaker_encoder(real_ravdess,
     row = next(r for r in table.to_pylist() if r["utterance_id"] == utterances[0].utterance_id)
     y, _ = audio.load(utterances[0].path, 16000)
     np.testing.assert_allclose(np.asarray(row["features"], np.float32), extract(config, y), rtol=1e-5, atol=1e-5)
+
+
+def test_a_worker_caps_the_encoders_torch_threads_and_restores_them():
+    """A features worker running the speaker encoder (torch) holds torch's intra-op pool to one
+    thread, as it does BLAS's (one worker per core), and gives the old width back at teardown."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fn = pipeline.ExtractFn(FeatureConfig(kind="speaker_encoder", sample_rate=16000))
+        fn.setup()
+        assert torch.get_num_threads() == 1
+        fn.teardown()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

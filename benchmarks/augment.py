@@ -35,13 +35,18 @@ OUT = ROOT / "benchmarks" / "out" / "augment"
 PLAIN = "librosa pitch_shift +1 st"
 
 
-def load_clips(manifest: str, n: int, sample_rate: int) -> list:
-    from ser_core.audio import load
+def sample_rows(manifest: str, n: int) -> list:
+    """``n`` rows of a manifest, evenly spread over it (so over its speakers and emotions)."""
     from ser_core.records import read_manifest
 
     rows = read_manifest(manifest)
-    step = max(1, len(rows) // n)
-    return [load(row.path, sample_rate)[0] for row in rows[::step][:n]]
+    return rows[::max(1, len(rows) // n)][:n]
+
+
+def load_clips(manifest: str, n: int, sample_rate: int) -> list:
+    from ser_core.audio import load
+
+    return [load(row.path, sample_rate)[0] for row in sample_rows(manifest, n)]
 
 
 def main(argv: list[str] | None = None) -> int:

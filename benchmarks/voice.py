@@ -50,18 +50,14 @@ PAIRS = {
 
 
 def load_clips(manifest: str, n: int, sample_rate: int, band: tuple[float, float]) -> tuple[list, list]:
+    from augment import sample_rows  # benchmarks/augment.py: the same spread over the manifest
+
     from ser_core.audio import load
     from ser_core.features import band_limit
-    from ser_core.records import read_manifest
 
-    rows = read_manifest(manifest)
-    step = max(1, len(rows) // n)
-    clips, speakers = [], []
-    for row in rows[::step][:n]:
-        y, _ = load(row.path, sample_rate)
-        clips.append(band_limit(y, sample_rate, band))
-        speakers.append(row.speaker)
-    return clips, speakers
+    rows = sample_rows(manifest, n)
+    return ([band_limit(load(row.path, sample_rate)[0], sample_rate, band) for row in rows],
+            [row.speaker for row in rows])
 
 
 def voiced_means(steps: list[np.ndarray], voiced: list[np.ndarray]) -> np.ndarray:

@@ -64,6 +64,12 @@ class WebRtcDetector(FrameDetector):
         try:
             import webrtcvad
         except ImportError as exc:
+            if exc.name not in (None, "webrtcvad"):  # a webrtcvad module is there; what it imports is not
+                raise DetectorUnavailable(
+                    f"segmentation 'webrtc': the installed webrtcvad module cannot be imported ({exc}): "
+                    "another package's webrtcvad.py has replaced webrtcvad-wheels' (the 'webrtcvad' sdist "
+                    "does, which `pip install resemblyzer` pulls in without --no-deps); repair it with "
+                    "pip install --force-reinstall --no-deps webrtcvad-wheels") from exc
             raise DetectorUnavailable("segmentation 'webrtc' needs the webrtcvad-wheels package "
                                       "(pip install webrtcvad-wheels)") from exc
         rate = nearest_rate(sample_rate, WEBRTC_RATES)

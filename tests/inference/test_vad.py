@@ -208,6 +208,19 @@ def test_silero_runs_offline_from_its_wheel(rate):
     assert "silero_vad" not in sys.modules
 
 
+def test_a_webrtcvad_module_replaced_by_another_packages_says_how_to_repair_it(monkeypatch, tmp_path):
+    """The 'webrtcvad' sdist (pulled in by `pip install resemblyzer` with its dependencies)
+    installs a webrtcvad.py over webrtcvad-wheels' that imports what is no longer there
+    (setuptools' pkg_resources): the error says so and gives the repair, rather than asking
+    to install a package that is installed."""
+    (tmp_path / "webrtcvad.py").write_text("import a_module_this_machine_does_not_have\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "webrtcvad", raising=False)
+    with pytest.raises(DetectorUnavailable, match="a_module_this_machine_does_not_have") as caught:
+        make_detector(SegmentConfig(segmentation="webrtc"), SR)
+    assert "pip install --force-reinstall --no-deps webrtcvad-wheels" in str(caught.value)
+
+
 def test_a_missing_package_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "webrtcvad", None)
     with pytest.raises(DetectorUnavailable, match="webrtcvad-wheels"):

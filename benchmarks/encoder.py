@@ -29,6 +29,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def resemblyzer_steps():
+    """Resemblyzer's own path to the encoder's frames (its volume rule, its librosa mel, its
+    ``VoiceEncoder``'s LSTM): a function of 16 kHz audio -> (steps, 256), one per 10 ms."""
+    import torch
+    from resemblyzer import VoiceEncoder
+    from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
+
+    from ser_core import encoder
+
+    lstm = VoiceEncoder("cpu", verbose=False).lstm
+
+    def steps(y: np.ndarray) -> np.ndarray:
+        mel = wav_to_mel_spectrogram(normalize_volume(y, encoder.TARGET_DBFS, increase_only=True))
+        with torch.inference_mode():
+            return lstm(torch.from_numpy(mel)[None])[0][0].numpy()
+    return steps
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--manifest", required=True, help="a ser manifest of real speech")
@@ -37,8 +55,6 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     import torch
-    from resemblyzer import VoiceEncoder
-    from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
     from threadpoolctl import threadpool_limits
 
     from augment import load_clips  # benchmarks/augment.py: the same clips, spread over the manifest
@@ -48,14 +64,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     clips = load_clips(args.manifest, args.clips, encoder.SAMPLE_RATE)
     audio_s = sum(len(c) for c in clips) / encoder.SAMPLE_RATE
-    theirs_model = VoiceEncoder("cpu", verbose=False)
-
-    def theirs(y: np.ndarray) -> np.ndarray:
-        mel = wav_to_mel_spectrogram(normalize_volume(y, encoder.TARGET_DBFS, increase_only=True))
-        with torch.inference_mode():
-            return theirs_model.lstm(torch.from_numpy(mel)[None])[0][0].numpy()
-
-    sides = {"Resemblyzer (librosa mel)": theirs, "ours (speaker_encoder)": encoder.frames}
+    sides = {"Resemblyzer (librosa mel)": resemblyzer_steps(), "ours (speaker_encoder)": encoder.frames}
     with threadpool_limits(limits=args.threads, user_api="blas"):
         for side in sides.values():
             side(clips[0])  # first calls: librosa's numba compilation, the weights loaded

@@ -98,7 +98,12 @@ def make_archive(out: Path, hours: float, call_minutes: float, long_hours: float
     return paths, joined
 
 
-KINDS = ("mfcc_chroma", "speaker_encoder")
+# The random-weights model of each front-end (--kind), as the run prints it.
+RANDOM_MODELS = {"mfcc_chroma": "ResLSTM-SA-h64 with RANDOM weights (speed and memory only), mfcc_chroma "
+                                "front-end at 8 kHz, speaker normalisation",
+                 "speaker_encoder": "pooled-h64 with RANDOM weights (speed and memory only), speaker_encoder "
+                                    "front-end at 16 kHz, 300-3400 Hz, speaker normalisation"}
+KINDS = tuple(RANDOM_MODELS)
 
 
 def make_model(path: Path, kind: str = "mfcc_chroma") -> Path:
@@ -164,22 +169,18 @@ def librosa_frontend(fc):
 
 
 def resemblyzer_frames(fc):
-    """The speaker encoder's frames as Resemblyzer computes them (its volume rule, its librosa
-    mel, its LSTM's outputs), averaged into the checkpoint's frames: (T, 256)."""
+    """The speaker encoder's frames as Resemblyzer computes them (benchmarks/encoder.py's
+    ``resemblyzer_steps``), averaged into the checkpoint's frames: (T, 256)."""
     import numpy as np
-    import torch
-    from resemblyzer import VoiceEncoder
-    from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
 
+    from encoder import resemblyzer_steps  # benchmarks/encoder.py
     from ser_core import encoder
     from ser_core.features import pool_to_frames
 
-    lstm = VoiceEncoder("cpu", verbose=False).lstm
+    steps_of = resemblyzer_steps()
 
     def frames(y):
-        mel = wav_to_mel_spectrogram(normalize_volume(y, encoder.TARGET_DBFS, increase_only=True))
-        with torch.inference_mode():
-            steps = lstm(torch.from_numpy(mel)[None])[0][0].numpy()
+        steps = steps_of(y)
         centres = np.arange(len(steps)) * (encoder.HOP / encoder.SAMPLE_RATE)
         return pool_to_frames(steps, centres, fc.n_frames(len(y)), fc.hop_s)
     return frames
@@ -366,10 +367,7 @@ def main() -> None:
         print(f"model: {model}")
     else:
         model = make_model(out / f"random-h64-{args.kind}.pt", args.kind)
-        print("model: " + ("pooled-h64 with RANDOM weights (speed and memory only), speaker_encoder front-end "
-                           "at 16 kHz, 300-3400 Hz" if args.kind == "speaker_encoder" else
-                           "ResLSTM-SA-h64 with RANDOM weights (speed and memory only), mfcc_chroma front-end "
-                           "at 8 kHz") + ", speaker normalisation")
+        print(f"model: {RANDOM_MODELS[args.kind]}")
     short = tiny_file(out)
     results: dict = {"audio_hours": hours, "calls": len(paths), "long_file_hours": args.long_hours,
                      "workers": args.workers, "cpu_cores": os.cpu_count(), "load_average_start": load}

@@ -230,6 +230,11 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
                         help="none: whole clips (the paper); speech: trimmed to detected speech; windows: "
                              "the labelling windows, one row each (cut as params `label` says) "
                              "[params features.segmentation]")
+    parser.add_argument("--like", metavar="CHECKPOINT",
+                        help="make the features a trained model hears: its front-end and its cut (windows, "
+                             "detector) from the checkpoint, e.g. to score it on another labelled corpus "
+                             "with ser evaluate --model; instead of --params, --segmentation and the "
+                             "feature settings")
     parser.add_argument("--num-shards", type=int, default=0,
                         help=f"features shards (default 0: one per {ROWS_PER_SHARD} manifest rows)")
     add_flags(parser.add_argument_group("feature settings (override params.yaml)"), FeatureConfig)
@@ -238,7 +243,10 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
 
 def resolve_config(args: argparse.Namespace) -> tuple[FeatureConfig, RowConfig]:
     """FeatureConfig and RowConfig defaults <- params.yaml `features` (and the segmentation
-    keys of `label`: training clips are cut as labelling cuts calls) <- flags."""
+    keys of `label`: training clips are cut as labelling cuts calls) <- flags; with
+    ``--like``, the checkpoint's own (:func:`heard_by`)."""
+    if args.like:
+        return heard_by(args)
     section = load_section(args.params, "features")
     config = build_config(FeatureConfig, {k: v for k, v in section.items() if k not in ROW_KEYS},
                           flags(args, *(f.name for f in dataclasses.fields(FeatureConfig))))
@@ -248,6 +256,23 @@ def resolve_config(args: argparse.Namespace) -> tuple[FeatureConfig, RowConfig]:
                         {"augment": augment, "segmentation": args.segmentation,
                          "segment_config": SegmentConfig.from_dict(cut)})
     return config, rows
+
+
+def heard_by(args: argparse.Namespace) -> tuple[FeatureConfig, RowConfig]:
+    """The front-end and the cut of the checkpoint ``--like`` names (and ``--augment``'s
+    copies, none by default): what its model was trained on, hence what it must be scored on."""
+    from ser_core.checkpoint import load_checkpoint  # torch: only for --like
+
+    given = sorted(flags(args, "params", "segmentation", *(f.name for f in dataclasses.fields(FeatureConfig))))
+    if given:
+        raise ValueError(f"--like {args.like} sets the front-end and the cut; drop "
+                         + ", ".join("--" + name.replace("_", "-") for name in given))
+    checkpoint = load_checkpoint(args.like)
+    cut = checkpoint.segmentation
+    augment = "" if args.augment is None or args.augment.strip().lower() == "none" else args.augment
+    return (FeatureConfig.from_dict(checkpoint.feature_config),
+            RowConfig(augment=augment, segmentation=cut["mode"],
+                      segment_config=SegmentConfig.from_dict(cut.get("segment_config") or {})))
 
 
 def build(pipeline: beam.Pipeline, manifest: str, columns: Sequence[str], output: str,

@@ -76,6 +76,25 @@ class RowConfig:
 ROW_KEYS = ("augment", "segmentation")
 
 
+def segmentation_differences(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
+    """How rows cut as ``actual`` differ from rows cut as ``expected`` (both ``{"mode",
+    "segment_config"}``, as features (``ser.rows``) and checkpoints carry them), in what
+    decides what a model hears (as labelling's warnings judge it:
+    :func:`ser_core.inference.engine.segmentation_warnings`): whole clips, speech or windows;
+    the speech detector; the windows' length and hop. E.g. ``["segmentation: none, expected
+    windows"]``."""
+    mode, want = actual.get("mode", "none"), expected.get("mode", "none")
+    if mode != want:
+        return [f"segmentation: {mode}, expected {want}"]
+    if want == "none":
+        return []
+    got_cut = SegmentConfig.from_dict(actual.get("segment_config") or {})
+    want_cut = SegmentConfig.from_dict(expected.get("segment_config") or {})
+    names = ("segmentation", "window_s", "hop_s") if want == "windows" else ("segmentation",)
+    return [f"{'detector' if name == 'segmentation' else name}: {getattr(got_cut, name)}, "
+            f"expected {getattr(want_cut, name)}" for name in names if getattr(got_cut, name) != getattr(want_cut, name)]
+
+
 def features_schema(config: FeatureConfig, provenance: Mapping[str, Any],
                     rows: RowConfig = RowConfig()) -> pa.Schema:
     """Manifest columns, source_id, variant, span, n_frames, sample_rate, features; config,

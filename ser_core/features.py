@@ -173,16 +173,41 @@ Extractor = Callable[[np.ndarray], np.ndarray]
 class _Registered:
     build: Callable[[FeatureConfig], Extractor]
     n_dims: Callable[[FeatureConfig], int]
+    reads: tuple[str, ...]  # the FeatureConfig fields it reads beyond COMMON_FIELDS
 
 
+# What every front-end reads: the audio it is given and the frames it returns.
+COMMON_FIELDS = ("kind", "sample_rate", "resample_quality", "band_hz", "window_s", "hop_s")
+MEL_FIELDS = ("n_mels", "fmin", "fmax")
 
 
-def register(name: str, n_dims: Callable[[FeatureConfig], int]):
-    """Register ``build(config) -> extractor`` under ``name`` (a FeatureConfig ``kind``)."""
+def register(name: str, n_dims: Callable[[FeatureConfig], int], reads: tuple[str, ...] = ()):
+    """Register ``build(config) -> extractor`` under ``name`` (a FeatureConfig ``kind``);
+    ``reads``: the fields it uses beyond :data:`COMMON_FIELDS` (the others do not change
+    its output, so :func:`frontend_differences` does not hold them against features)."""
     def decorate(build: Callable[[FeatureConfig], Extractor]) -> Callable[[FeatureConfig], Extractor]:
-        EXTRACTORS[name] = _Registered(build, n_dims)
+        EXTRACTORS[name] = _Registered(build, n_dims, tuple(reads))
         return build
     return decorate
+
+
+def frontend_differences(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
+    """How the front-end ``actual`` differs from ``expected`` (both ``FeatureConfig.to_dict()``,
+    as features and checkpoints carry them), in the settings ``expected``'s kind reads:
+    e.g. ``["band_hz: none, expected 300-3400"]``; empty when the two give the same features."""
+    try:
+        want, got = FeatureConfig.from_dict(expected), FeatureConfig.from_dict(actual)
+    except (TypeError, ValueError):  # not this project's front-ends (written by other code): equal or not
+        return [] if dict(expected) == dict(actual) else [f"front-end {dict(actual)}, expected {dict(expected)}"]
+    if want.kind != got.kind:
+        return [f"kind: {got.kind}, expected {want.kind}"]
+
+    def show(name: str, value: Any) -> str:
+        if value is None:
+            return "none"
+        return f"{value[0]:g}-{value[1]:g}" if name == "band_hz" else f"{value:g}" if isinstance(value, float) else str(value)
+    return [f"{name}: {show(name, getattr(got, name))}, expected {show(name, getattr(want, name))}"
+            for name in COMMON_FIELDS[1:] + EXTRACTORS[want.kind].reads if getattr(got, name) != getattr(want, name)]
 
 
 def _spectrum(config: FeatureConfig) -> Callable[[np.ndarray], np.ndarray]:
@@ -190,7 +215,7 @@ def _spectrum(config: FeatureConfig) -> Callable[[np.ndarray], np.ndarray]:
     return lambda y: power_spectrogram(y, n_fft, hop, window)
 
 
-@register("mfcc_chroma", n_dims=lambda c: c.n_mfcc + c.n_chroma)
+@register("mfcc_chroma", n_dims=lambda c: c.n_mfcc + c.n_chroma, reads=("n_mfcc", "n_chroma") + MEL_FIELDS)
 def mfcc_chroma(config: FeatureConfig) -> Extractor:
     """The paper's front-end: n_mfcc MFCC then n_chroma STFT chroma per frame."""
     spectrum = _spectrum(config)
@@ -212,7 +237,7 @@ def mfcc_chroma(config: FeatureConfig) -> Extractor:
     return extract
 
 
-@register("logmel", n_dims=lambda c: c.n_mels)
+@register("logmel", n_dims=lambda c: c.n_mels, reads=MEL_FIELDS)
 def logmel(config: FeatureConfig) -> Extractor:
     """Log-mel power (dB, 80 dB range per clip), n_mels bands per frame."""
     spectrum = _spectrum(config)
@@ -232,7 +257,7 @@ def deltas(x: np.ndarray, width: int = 2) -> np.ndarray:
     return out / (2 * sum(n * n for n in range(1, width + 1)))
 
 
-@register("logmel_deltas", n_dims=lambda c: 2 * c.n_mels)
+@register("logmel_deltas", n_dims=lambda c: 2 * c.n_mels, reads=MEL_FIELDS)
 def logmel_deltas(config: FeatureConfig) -> Extractor:
     """Log-mel (as ``logmel``) and its deltas: n_mels + n_mels dims per frame (23 bands give
     the paper's 46 dims, so the model keeps its size)."""
@@ -244,7 +269,7 @@ def logmel_deltas(config: FeatureConfig) -> Extractor:
     return extract
 
 
-@register("logmel_prosody", n_dims=lambda c: 2 * c.n_mels + prosody.N_PROSODY)
+@register("logmel_prosody", n_dims=lambda c: 2 * c.n_mels + prosody.N_PROSODY, reads=MEL_FIELDS)
 def logmel_prosody(config: FeatureConfig) -> Extractor:
     """``logmel_deltas`` and four prosodic contours (:mod:`ser_core.prosody`): F0 in
     semitones, its slope, voicing strength, energy in dB. 21 bands give 46 dims."""
@@ -307,7 +332,7 @@ def egemaps(config: FeatureConfig) -> Extractor:
     return extract
 
 
-@register("voice", n_dims=lambda c: voice.N_DESCRIPTORS)
+@register("voice", n_dims=lambda c: voice.N_DESCRIPTORS, reads=("fmin", "fmax"))
 def voice_descriptors(config: FeatureConfig) -> Extractor:
     """The 25 voice descriptors of :mod:`ser_core.voice` (GeMAPS-style: loudness, spectral
     balance and slopes, MFCC 1-4, F0, jitter, shimmer, HNR, harmonic differences, F1-F3
@@ -323,7 +348,7 @@ def voice_descriptors(config: FeatureConfig) -> Extractor:
     return extract
 
 
-@register("logmel_voice", n_dims=lambda c: c.n_mels + voice.N_DESCRIPTORS)
+@register("logmel_voice", n_dims=lambda c: c.n_mels + voice.N_DESCRIPTORS, reads=MEL_FIELDS)
 def logmel_voice(config: FeatureConfig) -> Extractor:
     """Log-mel (as ``logmel``) beside the 25 voice descriptors (as ``voice``): 21 bands give
     46 dims, so the model keeps its size."""

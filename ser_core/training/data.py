@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from ser_core.feature_shards import (COLUMNS, FEATURES_PREFIX, ORIGINAL, ROW_COLUMNS, read_feature_config,
-                                     read_rows_config, read_shard)
+                                     read_rows_config, read_shard, segmentation_differences)
+from ser_core.features import frontend_differences
 from ser_core.labels import select_labels
 from ser_core.splits import corpus_of
 from ser_core.storage import shard_paths
@@ -125,10 +126,11 @@ def load_features(features_dir: str | Path | Sequence[str | Path], labels: Seque
     columns: dict[str, list] = {c: [] for c in COLUMNS + ROW_COLUMNS if c != "features"}
     arrays: list[np.ndarray] = []
     for path in paths:
-        if read_feature_config(path) != config:
-            raise ValueError(f"{path}: feature configuration differs from {paths[0]}'s")
-        if read_rows_config(path)["segmentation"] != rows_config["segmentation"]:
-            raise ValueError(f"{path}: rows were cut differently from {paths[0]}'s (ser.rows segmentation)")
+        differences = (frontend_differences(config, read_feature_config(path))
+                       + segmentation_differences(rows_config["segmentation"], read_rows_config(path)["segmentation"]))
+        if differences:
+            raise ValueError(f"{path} was made otherwise than {paths[0]} ({'; '.join(differences)}): "
+                             "features read together must come from one front-end and one cut")
         shard_columns, shard_arrays = read_shard(path)
         for name, values in shard_columns.items():
             columns[name] += values

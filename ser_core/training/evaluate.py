@@ -36,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ser_core.errors import StageError
 from ser_core.labels import RAVDESS_LABELS
 from ser_core.metrics import (PROB_PREFIX, apply_temperature, argmax_within, confusion_matrix,
                               expected_calibration_error, recall_per_class, uar)
@@ -304,14 +305,19 @@ def cross_corpus_predictions(model: str | Path, features_dir: str | Path,
 
     from ser_core.adaptation import adapt_batchnorm
     from ser_core.checkpoint import load_checkpoint
+    from ser_core.feature_shards import segmentation_differences
+    from ser_core.features import frontend_differences
     from ser_core.training.data import load_features
     from ser_core.training.train import prediction_fields
 
     ckpt = load_checkpoint(model)
     data = load_features(features_dir, ckpt.labels)
-    if data.n_dims != ckpt.model_config.n_dims or data.feature_config.get("kind") != ckpt.feature_config.get("kind"):
-        raise ValueError(f"{features_dir}: features {data.feature_config.get('kind')} x {data.n_dims} do not match "
-                         f"the model's {ckpt.feature_config.get('kind')} x {ckpt.model_config.n_dims}")
+    differences = (frontend_differences(ckpt.feature_config, data.feature_config)
+                   + segmentation_differences(ckpt.segmentation, data.rows_config["segmentation"]))
+    if differences:
+        # a front-end off by a band or a rate gives numbers, and wrong ones: refused
+        raise StageError(f"{features_dir} was not made as {model} hears audio ({'; '.join(differences)}); "
+                         f"make its features with: ser features --manifest MANIFEST --like {model} --output DIR")
     rows = []
     seed = ckpt.provenance.get("seed", -1)
     speakers = sorted(set(data.speakers))

@@ -225,7 +225,7 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
     parser.add_argument("--params", help="params.yaml: its `features` section sets the FeatureConfig")
     parser.add_argument("--augment", default=None,
                         help="comma-separated augmentations, each an extra row per clip: speedF, noiseN, "
-                             "hiss, hissL, telephone, gsm, reverb (e.g. speed0.9,speed1.1); 'none' for none [params features.augment]")
+                             "hiss, hissL, telephone, gsm, reverb, loudness, gainD, vtlp, vtlpA (e.g. speed0.9,speed1.1); 'none' for none [params features.augment]")
     parser.add_argument("--segmentation", choices=CLIP_SEGMENTATIONS, default=None,
                         help="none: whole clips (the paper); speech: trimmed to detected speech; windows: "
                              "the labelling windows, one row each (cut as params `label` says) "

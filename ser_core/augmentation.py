@@ -24,6 +24,12 @@ speakers are never read by a fold: :mod:`ser_core.training.data`). Names:
   seeded by its id, between ``REVERB_RT60_S`` 0.2 and 0.8 s; the direct-to-reverberant
   ratio drawn between ``REVERB_DRR_DB`` 0 and 10 dB), scaled back to the clip's RMS and
   cut to its length.
+- ``loudness``: another level: the clip scaled by a gain drawn per clip (seeded by its id)
+  between ``LOUDNESS_DB`` -12 and +6 dB, the way a speaker nearer to or further from the
+  microphone, or another line's gain, sounds (with ``hiss``, the line noise stays where it
+  is: the SNR moves too); never clipped: a gain that would push the peak past full scale is
+  reduced to the clip's headroom. ``gainD`` (e.g. ``gain-20``): one fixed gain of D dB within
+  -60..+20, capped the same way (measuring a model on quieter or louder speech).
 - ``vtlp``: vocal-tract-length perturbation (after Jaitly & Hinton 2013, on the waveform):
   the spectral envelope of every frame (its linear-prediction fit, order 2 + kHz) is
   stretched along frequency by a factor drawn per clip between ``VTLP_FACTORS`` 0.9 and 1.1
@@ -58,11 +64,14 @@ GSM = "gsm"
 REVERB = "reverb"
 REVERB_RT60_S = (0.2, 0.8)
 REVERB_DRR_DB = (0.0, 10.0)
+LOUDNESS = "loudness"
+LOUDNESS_DB = (-12.0, 6.0)
+_GAIN = re.compile(r"^gain(-?\d+(?:\.\d+)?)$")
 VTLP = "vtlp"
 VTLP_FACTORS = (0.9, 1.1)
 VTLP_CUTOFF = 0.6           # the warp is a plain stretch up to this fraction of Nyquist
 _VTLP_AT = re.compile(r"^vtlp(\d+(?:\.\d+)?)$")
-NAMED = (TELEPHONE, HISS, GSM, REVERB, VTLP)
+NAMED = (TELEPHONE, HISS, GSM, REVERB, LOUDNESS, VTLP)
 
 
 def check_names(names: Sequence[str]) -> list[str]:
@@ -75,10 +84,13 @@ def check_names(names: Sequence[str]) -> list[str]:
         vtlp_at = _VTLP_AT.match(name)
         if vtlp_at and not 0.8 <= float(vtlp_at.group(1)) <= 1.2:
             raise ValueError(f"augmentation {name!r}: vocal-tract-length factor must be within 0.8-1.2")
-        if not (speed or vtlp_at or _NOISE.match(name) or _HISS_AT.match(name) or name in NAMED):
+        gain = _GAIN.match(name)
+        if gain and not -60.0 <= float(gain.group(1)) <= 20.0:
+            raise ValueError(f"augmentation {name!r}: gain must be within -60..+20 dB")
+        if not (speed or vtlp_at or gain or _NOISE.match(name) or _HISS_AT.match(name) or name in NAMED):
             raise ValueError(f"unknown augmentation {name!r}; use speedF (e.g. speed0.9), noiseN "
                              f"(SNR in dB, e.g. noise20), {HISS}, hissL (L dBFS, e.g. hiss-55), {TELEPHONE}, "
-                             f"{GSM}, {REVERB}, {VTLP} or vtlpA (e.g. vtlp1.1)")
+                             f"{GSM}, {REVERB}, {LOUDNESS}, gainD (dB, e.g. gain-20), {VTLP} or vtlpA (e.g. vtlp1.1)")
     if len(set(names)) != len(names):
         raise ValueError(f"augmentations listed twice: {names}")
     return names
@@ -107,6 +119,15 @@ def add_hiss(y: np.ndarray, seed: int, levels_dbfs: tuple[float, float] = HISS_D
     level = rng.uniform(*levels_dbfs)
     noise = rng.standard_normal(y.shape[0]) * 10 ** (level / 20)
     return np.clip(y + noise, -1.0, 1.0).astype(np.float32)
+
+
+def change_level(y: np.ndarray, gain_db: float) -> np.ndarray:
+    """``y`` scaled by ``gain_db``, or by less if that would push its peak past full scale
+    (the gain that would clip is cut to the clip's headroom: no distortion is added)."""
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak > 0.0:
+        gain_db = min(gain_db, -20.0 * np.log10(peak))
+    return (y.astype(np.float64) * 10 ** (gain_db / 20)).astype(np.float32)
 
 
 def mu_law(y: np.ndarray) -> np.ndarray:
@@ -240,6 +261,12 @@ def transform(name: str) -> Callable[[np.ndarray, int, str], np.ndarray]:
         return lambda y, sr, uid: add_hiss(y, seed_of(uid, name), (level, level))
     if name == GSM:
         return lambda y, sr, uid: gsm(y, sr)
+    if name == LOUDNESS:
+        return lambda y, sr, uid: change_level(y, float(np.random.default_rng(seed_of(uid, name)).uniform(*LOUDNESS_DB)))
+    gain_match = _GAIN.match(name)
+    if gain_match:
+        gain_db = float(gain_match.group(1))
+        return lambda y, sr, uid: change_level(y, gain_db)
     if name == REVERB:
         return lambda y, sr, uid: reverberate(y, sr, seed_of(uid, name))
     if name == VTLP:

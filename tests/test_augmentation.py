@@ -161,3 +161,25 @@ def test_vtlp_draws_its_factor_per_clip_and_keeps_silence():
     assert np.array_equal(vt(y[:100], sr, "short"), y[:100])  # shorter than a frame: as it was
     with pytest.raises(ValueError, match="0.8-1.2"):
         augmentation.check_names(["vtlp1.5"])
+
+
+def test_loudness_scales_the_clip_by_a_seeded_gain_and_never_clips():
+    y = signal(1.0, 16000) * 0.1  # peak well below full scale: room for +6 dB
+
+    def gain_db(out, ref):
+        return 20 * np.log10(np.max(np.abs(out)) / np.max(np.abs(ref)))
+    gains = [gain_db(augmentation.transform("loudness")(y, 16000, f"u{i}"), y) for i in range(40)]
+    assert all(-12.0 - 1e-6 <= g <= 6.0 + 1e-6 for g in gains) and max(gains) - min(gains) > 10
+    again = augmentation.transform("loudness")(y, 16000, "u0")
+    assert np.array_equal(again, augmentation.transform("loudness")(y, 16000, "u0"))  # seeded by the id
+    scaled = augmentation.transform("loudness")(y, 16000, "u0")
+    np.testing.assert_allclose(scaled, y * 10 ** (gains[0] / 20), rtol=1e-5, atol=1e-7)  # a gain, nothing else
+    # a fixed gain, and a gain that would clip cut to the clip's headroom
+    assert gain_db(augmentation.transform("gain-20")(y, 16000, "u"), y) == pytest.approx(-20.0, abs=1e-4)
+    loud = y / np.max(np.abs(y)) * 0.9
+    up = augmentation.transform("gain12")(loud, 16000, "u")
+    assert np.max(np.abs(up)) == pytest.approx(1.0, abs=1e-6)
+    assert np.array_equal(augmentation.transform("gain6")(np.zeros(8, np.float32), 16000, "u"), np.zeros(8))
+    for bad in ("gain30", "gain-70", "loudness2"):
+        with pytest.raises(ValueError):
+            augmentation.check_names([bad])

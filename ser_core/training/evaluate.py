@@ -349,11 +349,22 @@ def cross_corpus_predictions(model: str | Path, features_dir: str | Path,
 def score_other_corpus(model: str | Path, features_dir: str | Path, output_dir: str | Path,
                        adapt: bool = False) -> dict:
     """``ser evaluate --model --features [--adapt-batchnorm]``: predictions.csv and every evaluate output."""
+    from ser_core.training.transfer import VIEWS, score_views  # (torch: not at module level)
+
     rows, info = cross_corpus_predictions(model, features_dir, adapt)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "predictions.csv", rows, info.pop("fields"))
+    fields = info.pop("fields")
+    write_csv(out / "predictions.csv", rows, fields)
     metrics = evaluate(out / "predictions.csv", out, None)
+    # the views ser transfer reports (but "shared": a checkpoint does not say which of its labels
+    # its corpora carried), so a corpus scored here reads like a cell of its matrix
+    labels = [f[len(PROB_PREFIX):] for f in fields if f.startswith(PROB_PREFIX)]
+    y = np.array([labels.index(r["label"]) for r in rows])
+    probs = np.array([[float(r[PROB_PREFIX + label]) for label in labels] for r in rows])
+    scores = score_views(y, probs, labels)
+    info["views"] = {view: scores[view] for view in VIEWS if view != "shared"}
+    info["chance"] = {"as_written": scores["chance"], "restricted": scores["chance"], "core4": scores["core_chance"]}
     metrics["cross_corpus"] = info
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
@@ -380,9 +391,11 @@ def main(args: argparse.Namespace) -> int:
     if args.model:
         m = score_other_corpus(args.model, args.features, args.output_dir, args.adapt_batchnorm)
         cc = m["cross_corpus"]
-        print(f"UAR {m['uar']:.4f} over {len(cc['shared_labels'])} shared labels, accuracy {m['wa']:.4f}, "
-              f"{m['n_test']} clips; dropped {cc['n_dropped']} with labels the model lacks {cc['dropped']} "
-              f"-> {args.output_dir}")
+        views = cc["views"]
+        core = "" if views["core4"] is None else f", the 4 core classes {views['core4']:.4f}"
+        print(f"UAR {m['uar']:.4f} over {len(cc['shared_labels'])} shared labels (restricted to the corpus's "
+              f"classes {views['restricted']:.4f}{core}), accuracy {m['wa']:.4f}, {m['n_test']} clips; dropped "
+              f"{cc['n_dropped']} with labels the model lacks {cc['dropped']} -> {args.output_dir}")
         return 0
     info_path = Path(args.run_info) if args.run_info else Path(args.predictions).with_name("run.json")
     if args.run_info and not info_path.is_file():

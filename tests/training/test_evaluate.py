@@ -127,6 +127,14 @@ def test_cross_corpus_scores_shared_labels_and_counts_the_rest(tmp_path, feature
     pred = np.array([labels.index(r["predicted"]) for r in rows])  # any of the model's 8 labels
     assert metrics["uar"] == pytest.approx(uar_of(y, pred, len(labels)))
     assert metrics["wa"] == pytest.approx(float(np.mean(y == pred)))
+    # the views of ser transfer: as written (above), and chosen among the corpus's own classes
+    probs = np.array([[float(r["prob_" + label]) for label in labels] for r in rows])
+    own = [labels.index(c) for c in ("neutral", "happy", "sad")]
+    within = np.array(own)[probs[:, own].argmax(1)]
+    assert cc["views"]["as_written"] == pytest.approx(metrics["uar"])
+    assert cc["views"]["restricted"] == pytest.approx(uar_of(y, within, len(labels)))
+    assert cc["views"]["core4"] == pytest.approx(cc["views"]["restricted"])  # its 3 classes are all core
+    assert cc["chance"] == {"as_written": 1 / 3, "restricted": 1 / 3, "core4": 1 / 3}
     with pytest.raises(ValueError, match="either --predictions"):
         evaluate_main(argparse.Namespace(model="x", features=None, predictions=None, output_dir=str(out),
                                          run_info=None))

@@ -174,6 +174,8 @@ def cross_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
     return lines
 
 
+RUNS_HEADING = "## Runs: pooled out-of-fold UAR on the paper's five folds"
+CROSS_HEADING = "## Cross-corpus"
 PER_CORPUS_HEADING = "## Within each corpus: trained on several corpora, or on each alone"
 
 
@@ -262,14 +264,14 @@ def sections(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Se
     rows = [run_row(name, paths) for name, paths in grouped.items()]
     out = []
     if rows:
-        out.append(["## Runs: pooled out-of-fold UAR on the paper's five folds", ""] + runs_table(rows) + [""]
+        out.append([RUNS_HEADING, ""] + runs_table(rows) + [""]
                    + ["Recipes:", ""] + [f"- {r['name']}: front-end {r['front_end']}; {recipe_of(r['config'])}; "
                                          f"seeds {r['seeds']}, per-seed UAR {' '.join(f'{u:.4f}' for u in r['uars'])}"
                                          for r in rows] + [""])
     if trials:
         out.append(["## Every recipe tried, scored on validation speakers only", ""] + trials_table(trials) + [""])
     if cross:
-        out.append(["## Cross-corpus", ""] + cross_table(cross) + [""])
+        out.append([CROSS_HEADING, ""] + cross_table(cross) + [""])
     if per_corpus:
         out.append([PER_CORPUS_HEADING, "", "Out-of-fold clip UAR per corpus (speaker-independent folds within every "
                     "corpus), mean over seeds. A model that trained on several corpora chooses among all its labels "
@@ -303,11 +305,57 @@ def render(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Sequ
     return "\n".join(out)
 
 
+def _named_lines(lines: Sequence[str]) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]]]:
+    """A section of one table whose rows start with a run's NAME, and maybe a list of
+    ``- NAME: ...`` recipes: (its lines with every row and recipe line taken out, the rows by
+    NAME, the recipe lines by NAME), each NAME in the order it first appears."""
+    rest: list[str] = []
+    rows: dict[str, list[str]] = {}
+    recipes: dict[str, list[str]] = {}
+    table = [i for i, line in enumerate(lines) if line.startswith("|")]
+    body = set(table[2:])  # the header and its separator stay
+    for i in sorted(body):
+        rows.setdefault(lines[i].split(" | ")[0][2:], []).append(lines[i])
+    for i, line in enumerate(lines):
+        # a recipe line is "- NAME: ...", and a NAME may hold ": " itself: the longest NAME it starts with
+        owner = max((name for name in rows if line.startswith(f"- {name}: ")), key=len, default=None)
+        if owner is not None:
+            recipes.setdefault(owner, []).append(line)
+        elif i not in body:
+            rest.append(line)
+    return rest, rows, recipes
+
+
+def _merge_rows(old: list[str], new: list[str]) -> list[str]:
+    """``new`` (a runs, cross-corpus or per-corpus section) with ``old``'s rows and recipes
+    of every NAME ``new`` does not give kept before its own; ``new`` whole when the two
+    tables' columns differ."""
+    old_rest, old_rows, old_recipes = _named_lines(old)
+    new_rest, new_rows, new_recipes = _named_lines(new)
+    if [line for line in old if line.startswith("|")][:1] != [line for line in new if line.startswith("|")][:1]:
+        return list(new)
+    rows = {**{k: v for k, v in old_rows.items() if k not in new_rows}, **new_rows}
+    recipes = {**{k: v for k, v in old_recipes.items() if k not in new_rows}, **new_recipes}
+    out: list[str] = []
+    for line in new_rest:
+        after_recipes = out[-1:] == ["Recipes:"]
+        out.append(line)
+        if line.startswith("|---"):
+            out += [row for group in rows.values() for row in group]
+        if after_recipes:
+            out += [r for group in recipes.values() for r in group]
+    return out
+
+
+ROW_MERGED = (RUNS_HEADING, CROSS_HEADING, PER_CORPUS_HEADING)  # one row (or group) per NAME
+
+
 def _merge(old: Sequence[list[str]], new: Sequence[list[str]], prefix: str) -> list[list[str]]:
     """Sections (each a list of lines, heading first) of ``old`` with each of ``new``
     replacing the one of the same heading, or appended; within a section that has
     ``### `` subsections (the transfer matrices, one per recipe), only the subsections given
-    are replaced or added, the others kept."""
+    are replaced or added, the others kept; in the runs, cross-corpus and per-corpus tables,
+    only the rows (and recipes) of the NAMEs given."""
     by_heading = {section[0]: list(section) for section in old}
     order = [section[0] for section in old]
     for section in new:
@@ -321,6 +369,8 @@ def _merge(old: Sequence[list[str]], new: Sequence[list[str]], prefix: str) -> l
             intro, old_subs = _split(by_heading[heading], sub)
             new_intro, new_subs = _split(section, sub)
             by_heading[heading] = new_intro + [line for s in _merge(old_subs, new_subs, sub) for line in s]
+        elif heading in ROW_MERGED:
+            by_heading[heading] = _merge_rows(by_heading[heading], list(section))
         else:
             by_heading[heading] = list(section)
     out = []

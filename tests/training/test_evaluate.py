@@ -243,6 +243,32 @@ def test_update_replaces_only_the_sections_and_recipes_given():
                                "", "### a", "", "old a", "", "### b", "", "new b", "", "### c", "", "new c", ""]
 
 
+def test_update_replaces_only_the_rows_of_the_runs_given():
+    """In the runs, cross-corpus and per-corpus tables a run's row (and its recipe line) is
+    what a NAME replaces or adds: runs made at different times share one table, each row
+    still generated; a table whose columns changed is replaced whole."""
+    from ser_core.training.results import PER_CORPUS_HEADING, RUNS_HEADING, update
+
+    header, rule = "| run | UAR |", "|---|---|"
+    page = "\n".join(["# Results", "", RUNS_HEADING, "", header, rule, "| a | 0.5 |", "| b | 0.6 |", "",
+                      "Recipes:", "", "- a: front-end x; seeds [0]", "- b: front-end y; seeds [0]", "",
+                      PER_CORPUS_HEADING, "", "intro", "", "| model | tested on |", "|---|---|",
+                      "| j | x |", "| j | y |", "| k | x |", ""])
+    new = update(page, [[RUNS_HEADING, "", header, rule, "| b | 0.7 |", "| c | 0.8 |", "", "Recipes:", "",
+                         "- b: front-end z; seeds [1]", "- c: front-end w; seeds [0]", ""],
+                        [PER_CORPUS_HEADING, "", "intro", "", "| model | tested on |", "|---|---|", "| j | z |", ""]])
+    assert new.split("\n") == [
+        "# Results", "", RUNS_HEADING, "", header, rule, "| a | 0.5 |", "| b | 0.7 |", "| c | 0.8 |", "",
+        "Recipes:", "", "- a: front-end x; seeds [0]", "- b: front-end z; seeds [1]", "- c: front-end w; seeds [0]",
+        "", PER_CORPUS_HEADING, "", "intro", "", "| model | tested on |", "|---|---|", "| k | x |", "| j | z |", ""]
+    # a NAME may hold ": " itself: its recipe line is still its own
+    named = update(page, [[RUNS_HEADING, "", header, rule, "| b: more | 0.9 |", "", "Recipes:", "",
+                           "- b: more: front-end v; seeds [2]", ""]])
+    assert "- b: front-end y; seeds [0]" in named and "- b: more: front-end v; seeds [2]" in named
+    other_columns = update(page, [[RUNS_HEADING, "", "| run | UAR | seeds |", "|---|---|---|", "| c | 0.8 | 1 |", ""]])
+    assert "| a | 0.5 |" not in other_columns and "| c | 0.8 | 1 |" in other_columns
+
+
 def test_per_corpus_section_scores_each_corpus_as_written_and_restricted(tmp_path):
     """``ser results --per-corpus``: a model trained on two corpora, each corpus's pooled
     UAR as written (among all labels) and restricted to the classes its clips carry."""

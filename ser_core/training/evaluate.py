@@ -273,12 +273,40 @@ def format_report(metrics: dict, speakers: Sequence[dict], run_info: dict | None
     return "\n".join(lines)
 
 
-def evaluate(predictions: str | Path, output_dir: str | Path, run_info: dict | None = None) -> dict:
-    """Compute and write every output; returns the metrics."""
+def format_cross_report(metrics: dict, speakers: Sequence[dict]) -> str:
+    """The markdown report of a checkpoint scored on another corpus (``metrics["cross_corpus"]``):
+    its views with their chance levels, what was dropped, per class and per speaker; no
+    paper column (the paper's figures are RAVDESS's own)."""
+    cc = metrics["cross_corpus"]
+    lines = [f"# Cross-corpus: `{cc['model']}` on `{cc['features']}`", "",
+             f"{metrics['n_test']} clips" + (", BatchNorm statistics adapted to them (AdaBN)" if cc["adapt_batchnorm"]
+                                             else "") + f"; dropped {cc['n_dropped']} with labels the model lacks "
+             f"{cc['dropped']}; labels the model has and the corpus lacks: "
+             f"{', '.join(cc['model_labels_absent_from_corpus']) or 'none'}.", "",
+             "| view | UAR | chance |", "|---|---|---|"]
+    words = {"as_written": "as written (the model chooses among all its labels)",
+             "restricted": "restricted (chosen among the corpus's classes)",
+             "core4": "4 core classes (neutral, happy, sad, angry; on their clips)"}
+    lines += [f"| {words[view]} | {_fmt(value)} | {_fmt(cc['chance'][view])} |" for view, value in cc["views"].items()]
+    lines += [f"| accuracy (as written) | {metrics['wa']:.4f} | - |", ""]
+    lines += ["| class | recall (as written) |", "|---|---|"]
+    lines += [f"| {label} | {_fmt(r)} |" for label, r in metrics["per_class_recall"].items()]
+    lines += ["", "| speaker | UAR | accuracy | predictions |", "|---|---|---|---|"]
+    lines += [f"| {s['speaker']} | {s['uar']:.4f} | {s['wa']:.4f} | {s['n']} |" for s in speakers]
+    return "\n".join(lines + [""])
+
+
+def evaluate(predictions: str | Path, output_dir: str | Path, run_info: dict | None = None,
+             cross_corpus: dict | None = None) -> dict:
+    """Compute and write every output; returns the metrics. ``cross_corpus``: the predictions
+    are a checkpoint's on another corpus (:func:`score_other_corpus`), recorded in the metrics
+    and reported as such."""
     p = read_predictions(predictions)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics, runs, folds = compute_metrics(p)
+    if cross_corpus is not None:
+        metrics["cross_corpus"] = cross_corpus
     speakers = speaker_uars(p)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_csv(out / "confusion.csv",
@@ -289,7 +317,8 @@ def evaluate(predictions: str | Path, output_dir: str | Path, run_info: dict | N
     write_csv(out / "folds.csv", folds, ["seed", "fold", "uar", "n_test"])
     plot_confusion(confusion_matrix(p.y, p.pred, len(p.labels)), p.labels, out / "confusion.png",
                    f"pooled out-of-fold, UAR {metrics['uar']:.3f}")
-    (out / "report.md").write_text(format_report(metrics, speakers, run_info))
+    (out / "report.md").write_text(format_report(metrics, speakers, run_info) if cross_corpus is None
+                                   else format_cross_report(metrics, speakers))
     return metrics
 
 
@@ -356,7 +385,6 @@ def score_other_corpus(model: str | Path, features_dir: str | Path, output_dir: 
     out.mkdir(parents=True, exist_ok=True)
     fields = info.pop("fields")
     write_csv(out / "predictions.csv", rows, fields)
-    metrics = evaluate(out / "predictions.csv", out, None)
     # the views ser transfer reports (but "shared": a checkpoint does not say which of its labels
     # its corpora carried), so a corpus scored here reads like a cell of its matrix
     labels = [f[len(PROB_PREFIX):] for f in fields if f.startswith(PROB_PREFIX)]
@@ -365,9 +393,7 @@ def score_other_corpus(model: str | Path, features_dir: str | Path, output_dir: 
     scores = score_views(y, probs, labels)
     info["views"] = {view: scores[view] for view in VIEWS if view != "shared"}
     info["chance"] = {"as_written": scores["chance"], "restricted": scores["chance"], "core4": scores["core_chance"]}
-    metrics["cross_corpus"] = info
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    return evaluate(out / "predictions.csv", out, None, cross_corpus=info)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

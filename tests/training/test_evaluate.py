@@ -135,6 +135,10 @@ def test_cross_corpus_scores_shared_labels_and_counts_the_rest(tmp_path, feature
     assert cc["views"]["restricted"] == pytest.approx(uar_of(y, within, len(labels)))
     assert cc["views"]["core4"] == pytest.approx(cc["views"]["restricted"])  # its 3 classes are all core
     assert cc["chance"] == {"as_written": 1 / 3, "restricted": 1 / 3, "core4": 1 / 3}
+    # its report is a cross-corpus one: the views, the drops; no RAVDESS paper column beside another corpus
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Cross-corpus:") and "| restricted (chosen among the corpus's classes) |" in report
+    assert "{'boredom': 6}" in report and "paper" not in report
     with pytest.raises(ValueError, match="either --predictions"):
         evaluate_main(argparse.Namespace(model="x", features=None, predictions=None, output_dir=str(out),
                                          run_info=None))

@@ -250,7 +250,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[FeatureConfig, RowConfig]:
     section = load_section(args.params, "features")
     config = build_config(FeatureConfig, {k: v for k, v in section.items() if k not in ROW_KEYS},
                           flags(args, *(f.name for f in dataclasses.fields(FeatureConfig))))
-    augment = None if args.augment is None else ("" if args.augment.strip().lower() == "none" else args.augment)
+    augment = augment_flag(args)
     cut = {k: v for k, v in load_section(args.params, "label").items() if k in SEGMENT_KEYS}
     rows = build_config(RowConfig, {k: v for k, v in section.items() if k in ROW_KEYS},
                         {"augment": augment, "segmentation": args.segmentation,
@@ -269,10 +269,16 @@ def heard_by(args: argparse.Namespace) -> tuple[FeatureConfig, RowConfig]:
                          + ", ".join("--" + name.replace("_", "-") for name in given))
     checkpoint = load_checkpoint(args.like)
     cut = checkpoint.segmentation
-    augment = "" if args.augment is None or args.augment.strip().lower() == "none" else args.augment
     return (FeatureConfig.from_dict(checkpoint.feature_config),
-            RowConfig(augment=augment, segmentation=cut["mode"],
-                      segment_config=SegmentConfig.from_dict(cut.get("segment_config") or {})))
+            RowConfig(augment=augment_flag(args) or "", segmentation=cut["mode"],
+                      segment_config=cut.get("segment_config") or {}))
+
+
+def augment_flag(args: argparse.Namespace) -> str | None:
+    """``--augment`` as RowConfig takes it: None when not given, "" for 'none'."""
+    if args.augment is None:
+        return None
+    return "" if args.augment.strip().lower() == "none" else args.augment
 
 
 def build(pipeline: beam.Pipeline, manifest: str, columns: Sequence[str], output: str,

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from ser_core import augmentation
 from ser_core.features import FeatureConfig
 from ser_core.records import MANIFEST_SCHEMA
-from ser_core.segmentation import CLIP_SEGMENTATIONS, SegmentConfig
+from ser_core.segmentation import CLIP_SEGMENTATIONS, CUT_DECIDES, SegmentConfig
 from ser_core.storage import read_schema
 
 FEATURES_PREFIX = "features"  # shards DIR/features-*.parquet
@@ -79,20 +79,18 @@ ROW_KEYS = ("augment", "segmentation")
 def segmentation_differences(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
     """How rows cut as ``actual`` differ from rows cut as ``expected`` (both ``{"mode",
     "segment_config"}``, as features (``ser.rows``) and checkpoints carry them), in what
-    decides what a model hears (as labelling's warnings judge it:
-    :func:`ser_core.inference.engine.segmentation_warnings`): whole clips, speech or windows;
-    the speech detector; the windows' length and hop. E.g. ``["segmentation: none, expected
+    decides what a model hears (:data:`~ser_core.segmentation.CUT_DECIDES`, by which
+    labelling warns too): whole clips, speech or windows; the speech detector; the windows'
+    length and hop. E.g. ``["segmentation: none, expected
     windows"]``."""
     mode, want = actual.get("mode", "none"), expected.get("mode", "none")
     if mode != want:
         return [f"segmentation: {mode}, expected {want}"]
-    if want == "none":
-        return []
     got_cut = SegmentConfig.from_dict(actual.get("segment_config") or {})
     want_cut = SegmentConfig.from_dict(expected.get("segment_config") or {})
-    names = ("segmentation", "window_s", "hop_s") if want == "windows" else ("segmentation",)
     return [f"{'detector' if name == 'segmentation' else name}: {getattr(got_cut, name)}, "
-            f"expected {getattr(want_cut, name)}" for name in names if getattr(got_cut, name) != getattr(want_cut, name)]
+            f"expected {getattr(want_cut, name)}"
+            for name in CUT_DECIDES[want] if getattr(got_cut, name) != getattr(want_cut, name)]
 
 
 def features_schema(config: FeatureConfig, provenance: Mapping[str, Any],

@@ -176,8 +176,8 @@ class _Registered:
     reads: tuple[str, ...]  # the FeatureConfig fields it reads beyond COMMON_FIELDS
 
 
-# What every front-end reads: the audio it is given and the frames it returns.
-COMMON_FIELDS = ("kind", "sample_rate", "resample_quality", "band_hz", "window_s", "hop_s")
+# What every front-end reads besides its kind: the audio it is given and the frames it returns.
+COMMON_FIELDS = ("sample_rate", "resample_quality", "band_hz", "window_s", "hop_s")
 MEL_FIELDS = ("n_mels", "fmin", "fmax")
 
 
@@ -207,7 +207,7 @@ def frontend_differences(expected: Mapping[str, Any], actual: Mapping[str, Any])
             return "none"
         return f"{value[0]:g}-{value[1]:g}" if name == "band_hz" else f"{value:g}" if isinstance(value, float) else str(value)
     return [f"{name}: {show(name, getattr(got, name))}, expected {show(name, getattr(want, name))}"
-            for name in COMMON_FIELDS[1:] + EXTRACTORS[want.kind].reads if getattr(got, name) != getattr(want, name)]
+            for name in COMMON_FIELDS + EXTRACTORS[want.kind].reads if getattr(got, name) != getattr(want, name)]
 
 
 def _spectrum(config: FeatureConfig) -> Callable[[np.ndarray], np.ndarray]:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from ser_core.segmentation import SegmentConfig
+from ser_core.segmentation import CUT_DECIDES, SegmentConfig
 from ser_core.inference.windows import SegmentExample
 from ser_core.storage import is_url, open_binary
 
@@ -155,12 +155,11 @@ def segmentation_warnings(segmentation: Mapping[str, Any], seg: SegmentConfig) -
                 f"labelling model with features.segmentation windows (or speech)"]
     cut = SegmentConfig.from_dict(segmentation.get("segment_config") or {})
     out = []
-    if cut.segmentation != seg.segmentation:
-        out.append(f"the model's training clips were cut with the {cut.segmentation} detector, "
-                   f"labelling uses {seg.segmentation}")
-    if mode == "windows":
-        for name in ("window_s", "hop_s"):
-            trained, now = getattr(cut, name), getattr(seg, name)
-            if trained != now:
-                out.append(f"the model was trained on windows with {name} {trained:g}, labelling uses {now:g}")
+    for name in CUT_DECIDES[mode]:
+        trained, now = getattr(cut, name), getattr(seg, name)
+        if trained == now:
+            continue
+        out.append(f"the model's training clips were cut with the {trained} detector, labelling uses {now}"
+                   if name == "segmentation" else
+                   f"the model was trained on windows with {name} {trained:g}, labelling uses {now:g}")
     return out

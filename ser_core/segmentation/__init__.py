@@ -15,10 +15,10 @@ Labelling (``label.segmentation``, :data:`CHANNEL_SEGMENTATIONS`) and the featur
 telephone model is trained on exactly the windows it will label.
 """
 
-from ser_core.segmentation.clips import CLIP_SEGMENTATIONS, cut_clip
+from ser_core.segmentation.clips import CLIP_SEGMENTATIONS, CUT_DECIDES, cut_clip
 from ser_core.segmentation.detectors import make_detector
 from ser_core.segmentation.frames import CHANNEL_SEGMENTATIONS, DETECTORS, DetectorConfig, FrameDetector
 from ser_core.segmentation.regions import SEGMENT_KEYS, SegmentConfig, Segmenter, Window, segment_channel
 
-__all__ = ["CHANNEL_SEGMENTATIONS", "CLIP_SEGMENTATIONS", "DETECTORS", "SEGMENT_KEYS", "DetectorConfig", "FrameDetector",
+__all__ = ["CHANNEL_SEGMENTATIONS", "CLIP_SEGMENTATIONS", "CUT_DECIDES", "DETECTORS", "SEGMENT_KEYS", "DetectorConfig", "FrameDetector",
            "SegmentConfig", "Segmenter", "Window", "cut_clip", "make_detector", "segment_channel"]

@@ -14,8 +14,12 @@ from ser_core.features import FeatureError
 from ser_core.segmentation.regions import SegmentConfig, segment_channel
 
 CLIP_SEGMENTATIONS = ("none", "speech", "windows")
+# The SegmentConfig settings that decide what a model trained on rows cut in each mode hears:
+# speech spans are whole (only the detector matters), windows also have a length and a hop.
+# Labelling warns (ser_core.inference.engine) and features are compared (ser_core.feature_shards) by it.
+CUT_DECIDES = {"none": (), "speech": ("segmentation",), "windows": ("segmentation", "window_s", "hop_s")}
 
-__all__ = ["CLIP_SEGMENTATIONS", "cut_clip"]
+__all__ = ["CLIP_SEGMENTATIONS", "CUT_DECIDES", "cut_clip"]
 
 
 def cut_clip(y: np.ndarray, sample_rate: int, mode: str, config: SegmentConfig,

@@ -234,6 +234,12 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def speaker_table(speakers: Sequence[dict]) -> list[str]:
+    """The reports' per-speaker table (rows of :func:`speaker_uars`)."""
+    return (["| speaker | UAR | accuracy | predictions |", "|---|---|---|---|"]
+            + [f"| {s['speaker']} | {s['uar']:.4f} | {s['wa']:.4f} | {s['n']} |" for s in speakers])
+
+
 def format_report(metrics: dict, speakers: Sequence[dict], run_info: dict | None) -> str:
     """A markdown report: our figures, and the paper's published ones where comparable."""
     cfg = (run_info or {}).get("config", {})
@@ -265,8 +271,7 @@ def format_report(metrics: dict, speakers: Sequence[dict], run_info: dict | None
     for label, r in metrics["per_class_recall"].items():
         ref = PAPER_H64_RECALL.get(label) if comparable else None
         lines.append(f"| {label} | {_fmt(r)} | {'-' if ref is None else f'{ref:.3f}'} |")
-    lines += ["", "| speaker | UAR | accuracy | predictions |", "|---|---|---|---|"]
-    lines += [f"| {s['speaker']} | {s['uar']:.4f} | {s['wa']:.4f} | {s['n']} |" for s in speakers]
+    lines += ["", *speaker_table(speakers)]
     lines += ["", "The paper's figures are from RAVDESS with hyper-parameters searched on the test "
               "folds and normalisation statistics that include the test speakers; ours choose "
               "every checkpoint on validation speakers and never look at test speakers' labels.", ""]
@@ -291,9 +296,19 @@ def format_cross_report(metrics: dict, speakers: Sequence[dict]) -> str:
     lines += [f"| accuracy (as written) | {metrics['wa']:.4f} | - |", ""]
     lines += ["| class | recall (as written) |", "|---|---|"]
     lines += [f"| {label} | {_fmt(r)} |" for label, r in metrics["per_class_recall"].items()]
-    lines += ["", "| speaker | UAR | accuracy | predictions |", "|---|---|---|---|"]
-    lines += [f"| {s['speaker']} | {s['uar']:.4f} | {s['wa']:.4f} | {s['n']} |" for s in speakers]
+    lines += ["", *speaker_table(speakers)]
     return "\n".join(lines + [""])
+
+
+def transfer_views(p: Predictions) -> dict:
+    """The views ``ser transfer`` reports, of predictions on another corpus, with their chance
+    levels (but "shared": a checkpoint does not say which of its labels its corpora carried),
+    so a corpus scored by ``ser evaluate --model`` reads like a cell of the transfer matrix."""
+    from ser_core.training.transfer import VIEWS, score_views  # (torch: not at module level)
+
+    scores = score_views(p.y, p.probs, p.labels)
+    return {"views": {view: scores[view] for view in VIEWS if view != "shared"},
+            "chance": {"as_written": scores["chance"], "restricted": scores["chance"], "core4": scores["core_chance"]}}
 
 
 def evaluate(predictions: str | Path, output_dir: str | Path, run_info: dict | None = None,
@@ -306,7 +321,7 @@ def evaluate(predictions: str | Path, output_dir: str | Path, run_info: dict | N
     out.mkdir(parents=True, exist_ok=True)
     metrics, runs, folds = compute_metrics(p)
     if cross_corpus is not None:
-        metrics["cross_corpus"] = cross_corpus
+        metrics["cross_corpus"] = {**cross_corpus, **transfer_views(p)}
     speakers = speaker_uars(p)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_csv(out / "confusion.csv",
@@ -378,21 +393,10 @@ def cross_corpus_predictions(model: str | Path, features_dir: str | Path,
 def score_other_corpus(model: str | Path, features_dir: str | Path, output_dir: str | Path,
                        adapt: bool = False) -> dict:
     """``ser evaluate --model --features [--adapt-batchnorm]``: predictions.csv and every evaluate output."""
-    from ser_core.training.transfer import VIEWS, score_views  # (torch: not at module level)
-
     rows, info = cross_corpus_predictions(model, features_dir, adapt)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fields = info.pop("fields")
-    write_csv(out / "predictions.csv", rows, fields)
-    # the views ser transfer reports (but "shared": a checkpoint does not say which of its labels
-    # its corpora carried), so a corpus scored here reads like a cell of its matrix
-    labels = [f[len(PROB_PREFIX):] for f in fields if f.startswith(PROB_PREFIX)]
-    y = np.array([labels.index(r["label"]) for r in rows])
-    probs = np.array([[float(r[PROB_PREFIX + label]) for label in labels] for r in rows])
-    scores = score_views(y, probs, labels)
-    info["views"] = {view: scores[view] for view in VIEWS if view != "shared"}
-    info["chance"] = {"as_written": scores["chance"], "restricted": scores["chance"], "core4": scores["core_chance"]}
+    write_csv(out / "predictions.csv", rows, info.pop("fields"))
     return evaluate(out / "predictions.csv", out, None, cross_corpus=info)
 
 

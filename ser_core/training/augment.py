@@ -7,7 +7,8 @@
 - mixup (Zhang et al. 2018): each batch is blended with a shuffled copy of itself,
   ``x = lam * x_a + (1 - lam) * x_b`` with ``lam ~ Beta(alpha, alpha)`` drawn once per batch,
   and the loss is the same blend of the two targets' losses. The blended example is as long
-  as the longer of the two.
+  as the longer of the two. With several corpora, ``mixup_pairs='corpus'`` draws each row's
+  partner from its own corpus's rows in the batch (no blend of two corpora).
 
 Every draw comes from a ``torch.Generator`` seeded per fold, so a run stays deterministic.
 """
@@ -19,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+MIXUP_PAIRS = ("batch", "corpus")
 
 
 @dataclass(frozen=True)
@@ -56,13 +59,26 @@ def mask_batch(x: torch.Tensor, lengths: torch.Tensor, aug: Augment, gen: torch.
     return x
 
 
-def mixup_batch(x: torch.Tensor, lengths: torch.Tensor, lam: float,
-                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def mixup_batch(x: torch.Tensor, lengths: torch.Tensor, lam: float, gen: torch.Generator,
+                groups: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mixed x, mixed lengths, partner index): partner ``perm[i]`` is blended into ``i`` with
-    weight ``1 - lam`` (``lam`` drawn by the caller from Beta(alpha, alpha))."""
-    perm = torch.randperm(x.shape[0], generator=gen)
+    weight ``1 - lam`` (``lam`` drawn by the caller from Beta(alpha, alpha)). ``groups`` (B,),
+    when given, confines partners to rows of the same group (a row alone in its group is its
+    own partner); one group draws exactly what no groups draws."""
+    perm = partners(x.shape[0], gen, groups)
     mixed = lam * x + (1.0 - lam) * x[perm]  # (B, T, D); padding is 0 in both
     return mixed, torch.maximum(lengths, lengths[perm]), perm
+
+
+def partners(n: int, gen: torch.Generator, groups: torch.Tensor | None = None) -> torch.Tensor:
+    """A shuffle of ``range(n)`` that keeps every position within its group (``groups`` (n,))."""
+    if groups is None or bool((groups == groups[0]).all()):
+        return torch.randperm(n, generator=gen)
+    perm = torch.arange(n)
+    for g in torch.unique(groups):  # sorted: a fixed order of draws
+        pos = torch.nonzero(groups == g)[:, 0]
+        perm[pos] = pos[torch.randperm(len(pos), generator=gen)]
+    return perm
 
 
 def random_crops(x: Sequence[torch.Tensor], frames: int, rng: np.random.Generator) -> list[torch.Tensor]:

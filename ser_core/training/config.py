@@ -15,7 +15,7 @@ from ser_core.model import ARCHS, ModelConfig
 from ser_core.normalisation import NORMALISATIONS
 from ser_core.params import add_flags, build_config, flags, load_section, setting
 from ser_core.splits import SPLITS
-from ser_core.training.augment import Augment
+from ser_core.training.augment import MIXUP_PAIRS, Augment
 
 CLASS_WEIGHTS = ("none", "balanced")
 
@@ -59,6 +59,10 @@ class TrainConfig:
     freq_masks: int = setting(0, help="SpecAugment feature-dimension masks per example")
     freq_mask_dims: int = setting(0, help="widest feature mask, dimensions")
     mixup_alpha: float = setting(0.0, help="mixup Beta(alpha, alpha); 0 = off")
+    mixup_pairs: str = setting("batch", choices=MIXUP_PAIRS,
+                               help="mixup partners: any row of the batch, or (several corpora) a row of "
+                                    "the same corpus, so no blend is half one corpus, half another; "
+                                    "the same draw as 'batch' with one corpus")
     patience: int = setting(0, help="early stop after N epochs without a better validation UAR (0 = never)")
     ema_decay: float = setting(0.0, help="moving average of the weights (and BatchNorm statistics), "
                                          "e.g. 0.998, validated and kept instead of the raw weights; 0 = off")
@@ -108,6 +112,8 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.class_weights not in CLASS_WEIGHTS:
             raise ValueError(f"train.class_weights must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}")
+        if self.mixup_pairs not in MIXUP_PAIRS:
+            raise ValueError(f"train.mixup_pairs must be one of {MIXUP_PAIRS}, got {self.mixup_pairs!r}")
         if not 0.0 <= float(self.label_smoothing) < 1.0 or float(self.mixup_alpha) < 0:
             raise ValueError(f"train.label_smoothing must be in [0, 1) and mixup_alpha >= 0, "
                              f"got {self.label_smoothing}, {self.mixup_alpha}")

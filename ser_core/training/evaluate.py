@@ -291,6 +291,7 @@ def format_cross_report(metrics: dict, speakers: Sequence[dict]) -> str:
              "| view | UAR | chance |", "|---|---|---|"]
     words = {"as_written": "as written (the model chooses among all its labels)",
              "restricted": "restricted (chosen among the corpus's classes)",
+             "shared": "shared (the classes both the corpus and the model's training speakers have)",
              "core4": "4 core classes (neutral, happy, sad, angry; on their clips)"}
     lines += [f"| {words[view]} | {_fmt(value)} | {_fmt(cc['chance'][view])} |" for view, value in cc["views"].items()]
     lines += [f"| accuracy (as written) | {metrics['wa']:.4f} | - |", ""]
@@ -300,15 +301,20 @@ def format_cross_report(metrics: dict, speakers: Sequence[dict]) -> str:
     return "\n".join(lines + [""])
 
 
-def transfer_views(p: Predictions) -> dict:
+def transfer_views(p: Predictions, trained: Sequence[str] | None = None) -> dict:
     """The views ``ser transfer`` reports, of predictions on another corpus, with their chance
-    levels (but "shared": a checkpoint does not say which of its labels its corpora carried),
-    so a corpus scored by ``ser evaluate --model`` reads like a cell of the transfer matrix."""
+    levels, so a corpus scored by ``ser evaluate --model`` reads like a cell of the transfer
+    matrix. ``trained``: the labels the model's training speakers carried (its checkpoint's
+    ``provenance.trained_classes``); without it (checkpoints before it was recorded) there
+    is no "shared" view."""
     from ser_core.training.transfer import VIEWS, score_views  # (torch: not at module level)
 
-    scores = score_views(p.y, p.probs, p.labels)
-    return {"views": {view: scores[view] for view in VIEWS if view != "shared"},
-            "chance": {"as_written": scores["chance"], "restricted": scores["chance"], "core4": scores["core_chance"]}}
+    learnt = None if trained is None else np.isin(np.asarray(p.labels), list(trained))
+    scores = score_views(p.y, p.probs, p.labels, learnt)
+    views = [view for view in VIEWS if view != "shared" or learnt is not None]
+    chance = {"as_written": scores["chance"], "restricted": scores["chance"],
+              "shared": scores["shared_chance"], "core4": scores["core_chance"]}
+    return {"views": {view: scores[view] for view in views}, "chance": {view: chance[view] for view in views}}
 
 
 def evaluate(predictions: str | Path, output_dir: str | Path, run_info: dict | None = None,
@@ -321,7 +327,7 @@ def evaluate(predictions: str | Path, output_dir: str | Path, run_info: dict | N
     out.mkdir(parents=True, exist_ok=True)
     metrics, runs, folds = compute_metrics(p)
     if cross_corpus is not None:
-        metrics["cross_corpus"] = {**cross_corpus, **transfer_views(p)}
+        metrics["cross_corpus"] = {**cross_corpus, **transfer_views(p, cross_corpus.get("trained_classes"))}
     speakers = speaker_uars(p)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_csv(out / "confusion.csv",
@@ -386,7 +392,8 @@ def cross_corpus_predictions(model: str | Path, features_dir: str | Path,
     info = {"model": str(model), "features": str(features_dir), "adapt_batchnorm": adapt,
             "dropped": dict(sorted(data.dropped.items())),
             "n_dropped": int(sum(data.dropped.values())), "shared_labels": present,
-            "model_labels_absent_from_corpus": [x for x in ckpt.labels if x not in present], "fields": fields}
+            "model_labels_absent_from_corpus": [x for x in ckpt.labels if x not in present],
+            "trained_classes": ckpt.provenance.get("trained_classes"), "fields": fields}
     return rows, info
 
 
@@ -423,6 +430,8 @@ def main(args: argparse.Namespace) -> int:
         cc = m["cross_corpus"]
         views = cc["views"]
         core = "" if views["core4"] is None else f", the 4 core classes {views['core4']:.4f}"
+        if views.get("shared") is not None:
+            core = f", the classes it was trained on {views['shared']:.4f}" + core
         print(f"UAR {m['uar']:.4f} over {len(cc['shared_labels'])} shared labels (restricted to the corpus's "
               f"classes {views['restricted']:.4f}{core}), accuracy {m['wa']:.4f}, {m['n_test']} clips; dropped "
               f"{cc['n_dropped']} with labels the model lacks {cc['dropped']} -> {args.output_dir}")

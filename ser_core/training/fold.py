@@ -98,9 +98,11 @@ def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tenso
                 batches: Sequence[np.ndarray], optimizer: torch.optim.Optimizer,
                 objective: Objective, ema: AveragedModel | None = None,
                 masks: torch.Tensor | None = None, adversary: Adversary | None = None,
-                domains: torch.Tensor | None = None, teacher: Teacher | None = None) -> tuple[float, np.ndarray]:
+                domains: torch.Tensor | None = None, teacher: Teacher | None = None,
+                mix_groups: torch.Tensor | None = None) -> tuple[float, np.ndarray]:
     """One pass over ``batches`` (``ema``, when given, averages the weights after every
-    step; ``masks`` (N, C), when given, the classes of each example's corpus; ``adversary``
+    step; ``masks`` (N, C), when given, the classes of each example's corpus; ``mix_groups``
+    (N,), when given, mixup partners only within a group (each example's corpus); ``adversary``
     with ``domains`` (N,), each example's corpus index: domain-adversarial training, its
     unlabelled target rows appended to every batch; ``teacher``: distillation, as many target
     rows again appended, pulled towards the teachers' probabilities); returns the mean loss
@@ -118,7 +120,8 @@ def train_epoch(model: SERModel, tensors: Sequence[torch.Tensor], y: torch.Tenso
         lam, perm = 1.0, None
         if aug.mixup_alpha > 0 and len(idx) > 1:
             lam = float(objective.rng.beta(aug.mixup_alpha, aug.mixup_alpha))
-            x, lengths, perm = mixup_batch(x, lengths, lam, objective.gen)
+            x, lengths, perm = mixup_batch(x, lengths, lam, objective.gen,
+                                           None if mix_groups is None else mix_groups[idx])
         extra: list[torch.Tensor] = []  # unlabelled target rows joining the batch
         if adversary is not None:
             extra, target_domain = adversary.target_batch(len(idx))
@@ -276,6 +279,9 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     crop_rng = np.random.default_rng((s, 6))  # where each epoch's crops start
     train_corpora = [data.corpora[i] for i in train_idx]
     balance = cfg.balance_corpora and len(set(train_corpora)) > 1
+    row_corpus = None  # each row's corpus, as mixup partners within a corpus need it
+    if cfg.mixup_pairs == "corpus" and len(set(train_corpora)) > 1:
+        row_corpus = torch.from_numpy(np.unique(np.asarray(data.corpora), return_inverse=True)[1].astype(np.int64))
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
         rows, x_epoch, y_epoch, epoch_pools = train_idx, x_train, y_train, pools
@@ -299,7 +305,8 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
             adversary.weight = ramp(cfg.domain_adversarial, (epoch - 1) / cfg.epochs)
         loss, pred = train_epoch(model, x_epoch, y_epoch, batches, optimizer, objective, ema,
                                  masks_all[rows] if multi else None, adversary,
-                                 None if adversary is None else adversary.domain[torch.as_tensor(rows)], teacher)
+                                 None if adversary is None else adversary.domain[torch.as_tensor(rows)], teacher,
+                                 None if row_corpus is None else row_corpus[torch.as_tensor(rows)])
         scheduler.step()
         logits = predict_logits(judged, x_val)
         if multi:

@@ -139,7 +139,7 @@ def recipe_of(cfg: dict) -> str:
              for k in keys if k in cfg]
     # the model and the optimiser, where they are not the defaults
     default = TrainConfig()
-    parts += [f"{k}={cfg[k]}" for k in ("arch", "hidden", "lr", "weight_decay", "epochs")
+    parts += [f"{k}={cfg[k]}" for k in ("arch", "hidden", "lr", "weight_decay", "epochs", "mixup_pairs")
               if k in cfg and cfg[k] != getattr(default, k)]
     return ", ".join(parts)
 

@@ -140,7 +140,9 @@ def save_fold(fold_dir: Path, data: FeatureSet, cfg: TrainConfig, result: FoldRe
     provenance = {"fold": f.index, "seed": result.seed, "train_speakers": list(f.train),
                   "val_speakers": list(f.val), "test_speakers": list(f.test),
                   "best_epoch": result.best_epoch, "val_uar": result.val_uar,
-                  "features_fingerprint": fingerprint}
+                  "features_fingerprint": fingerprint,
+                  # the labels its training speakers carried (scoring another corpus: the "shared" view)
+                  "trained_classes": [data.labels[c] for c in sorted(set(data.y[data.indices(f.train)].tolist()))]}
     if f.index < 0:
         provenance["rule"] = FINAL_RULE
     save_checkpoint(fold_dir / "checkpoint.pt", result.model, feature_config=data.feature_config,

@@ -96,6 +96,26 @@ def test_single_run_has_no_std():
     assert "0.6232" not in format_report(metrics, [], None)  # no model named: no paper figure
 
 
+def test_shared_view_needs_the_classes_the_model_was_trained_on():
+    """``transfer_views``: "shared" scores the clips of classes the model learnt, chosen among
+    them; a checkpoint that does not record them (older ones) gets no shared view."""
+    from ser_core.metrics import uar as uar_of
+    from ser_core.training.evaluate import Predictions, transfer_views
+
+    labels = ["neutral", "happy", "sad", "angry"]
+    y = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.array([[.1, .2, .7, 0], [.6, .3, .1, 0], [.5, .1, .4, 0], [.2, .7, .1, 0],
+                      [.1, .5, .4, 0], [.3, .3, .4, 0]])
+    p = Predictions(labels, [f"u{i}" for i in range(6)], np.array(["x:1"] * 6), np.zeros(6, int),
+                    np.zeros(6, int), y, probs.argmax(1), probs)
+    views = transfer_views(p, ["neutral", "happy", "angry"])  # never trained on sad
+    keep = y < 2
+    within = probs[keep][:, :2].argmax(1)
+    assert views["views"]["shared"] == pytest.approx(uar_of(y[keep], within, 4))
+    assert views["chance"]["shared"] == 0.5 and views["chance"]["restricted"] == pytest.approx(1 / 3)
+    assert "shared" not in transfer_views(p)["views"] and "shared" not in transfer_views(p)["chance"]
+
+
 def test_cross_corpus_scores_shared_labels_and_counts_the_rest(tmp_path, features_dir):
     """A RAVDESS-label model on a corpus with boredom (unknown to it) and without most of
     its labels: boredom is dropped and counted, the rest is scored over the shared labels,
@@ -134,7 +154,9 @@ def test_cross_corpus_scores_shared_labels_and_counts_the_rest(tmp_path, feature
     assert cc["views"]["as_written"] == pytest.approx(metrics["uar"])
     assert cc["views"]["restricted"] == pytest.approx(uar_of(y, within, len(labels)))
     assert cc["views"]["core4"] == pytest.approx(cc["views"]["restricted"])  # its 3 classes are all core
-    assert cc["chance"] == {"as_written": 1 / 3, "restricted": 1 / 3, "core4": 1 / 3}
+    # trained on all 8 labels (the checkpoint records them): shared = the corpus's classes
+    assert cc["trained_classes"] == labels and cc["views"]["shared"] == pytest.approx(cc["views"]["restricted"])
+    assert cc["chance"] == {"as_written": 1 / 3, "restricted": 1 / 3, "shared": 1 / 3, "core4": 1 / 3}
     # its report is a cross-corpus one: the views, the drops; no RAVDESS paper column beside another corpus
     report = (out / "report.md").read_text()
     assert report.startswith("# Cross-corpus:") and "| restricted (chosen among the corpus's classes) |" in report

@@ -12,7 +12,7 @@ from ser_core.cli import main as ser
 from ser_core.splits import make_folds
 from ser_core.training import fold as fold_module
 from ser_core.training import tune as tune_module
-from ser_core.training.augment import Augment, mask_batch, mixup_batch
+from ser_core.training.augment import Augment, mask_batch, mixup_batch, partners
 from ser_core.training.data import load_features
 from ser_core.model import SERModel
 from ser_core.batching import predict_logits
@@ -46,6 +46,22 @@ def test_mixup_blends_pairs_and_keeps_the_longer_length():
         assert mixed_len[i] == max(lengths[i], lengths[perm[i]])
 
 
+def test_mixup_partners_stay_within_their_group():
+    groups = torch.tensor([0, 0, 1, 1, 1, 2, 0, 1])
+    for seed in range(20):
+        perm = partners(len(groups), torch.Generator().manual_seed(seed), groups)
+        assert sorted(perm.tolist()) == list(range(len(groups)))  # a shuffle: every row a partner once
+        assert torch.equal(groups[perm], groups)  # each partner from the row's own group
+        assert perm[5] == 5  # alone in its group: its own partner
+    # some draw does shuffle within the groups (not the identity every time)
+    assert any(not torch.equal(partners(8, torch.Generator().manual_seed(s), groups), torch.arange(8))
+               for s in range(5))
+    # one group draws exactly what no groups draws (single-corpus training unchanged)
+    for seed in range(5):
+        assert torch.equal(partners(8, torch.Generator().manual_seed(seed), torch.zeros(8, dtype=torch.long)),
+                           torch.randperm(8, generator=torch.Generator().manual_seed(seed)))
+
+
 def test_balanced_class_weights():
     w = class_weights(np.array([0, 0, 0, 1, 2, 2]), 4, "balanced")
     # n / (C * count): 6/(4*3), 6/(4*1), 6/(4*2); an absent class weighs 0
@@ -54,7 +70,7 @@ def test_balanced_class_weights():
 
 
 @pytest.mark.parametrize("bad", [{"class_weights": "inverse"}, {"label_smoothing": 1.0},
-                                 {"mixup_alpha": -1.0}, {"patience": -1}, {"time_masks": -2},
+                                 {"mixup_alpha": -1.0}, {"mixup_pairs": "speaker"}, {"patience": -1}, {"time_masks": -2},
                                  {"ema_decay": 1.0}, {"ema_decay": -0.1}, {"stats_clips": -1},
                                  {"stats_clips": 4, "normalisation": "global"}])
 def test_recipe_options_are_validated(bad):

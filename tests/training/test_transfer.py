@@ -1,6 +1,7 @@
 """Several corpora in one experiment: masked classes, corpus-balanced epochs, transfer
 folds that never share a speaker, and the corpus x corpus matrix rebuilt from the runs."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,9 @@ from torch.nn import functional as F
 
 from ser_core.cli import main as ser
 from ser_core.labels import RAVDESS_LABELS
-from ser_core.splits import TRANSFER_INDEX, corpus_transfer_folds
+from ser_core.splits import TRANSFER_INDEX, corpus_transfer_folds, make_folds
+from ser_core.training import fold as fold_module
+from ser_core.training.augment import mixup_batch
 from ser_core.training.data import load_features
 from ser_core.training.config import TrainConfig
 from ser_core.training.fold import balanced_draw, masked_cross_entropy, restricted_uar, train_fold
@@ -121,6 +124,35 @@ def test_multi_corpus_fold_masks_the_missing_classes_and_validates_per_corpus(tw
     # validation: one corpus, all of its classes: restricted UAR is the plain UAR
     y = np.array([0, 1, 2]); p = np.eye(8)[[0, 1, 3]]
     assert restricted_uar(y, p, ["alpha"] * 3, {"alpha": np.ones(8, bool)}, 8) == pytest.approx(2 / 3)
+
+
+def test_mixup_within_a_corpus_never_blends_two_corpora(two_corpora, features_dir, monkeypatch):
+    """``mixup_pairs='corpus'``: in joint training every blend's partner is of the row's own
+    corpus (batches do hold both corpora); 'batch' does blend across; with one corpus the
+    two settings train identically."""
+    data = load_features(list(two_corpora), RAVDESS_LABELS)
+    fold = make_folds("speaker_kfold", data.speaker_genders(), k=3, n_val=2)[0]
+    seen = []
+
+    def recording(x, lengths, lam, gen, groups=None):
+        out = mixup_batch(x, lengths, lam, gen, groups)
+        seen.append((groups, out[2]))
+        return out
+
+    monkeypatch.setattr(fold_module, "mixup_batch", recording)
+    cfg = TrainConfig(epochs=2, hidden=4, batch_size=16, mixup_alpha=0.4, mixup_pairs="corpus")
+    within = train_fold(data, fold, cfg, seed=0, progress=False)
+    assert seen and any(len(set(g.tolist())) > 1 for g, _ in seen)  # mixed batches were met
+    assert all(torch.equal(g[perm], g) for g, perm in seen)
+    seen.clear()
+    across = train_fold(data, fold, dataclasses.replace(cfg, mixup_pairs="batch"), seed=0, progress=False)
+    assert all(g is None for g, _ in seen) and within.history != across.history
+    monkeypatch.undo()
+    one = load_features(features_dir, RAVDESS_LABELS)
+    one_fold = make_folds("ravdess_paper", one.speaker_genders())[0]
+    a, b = (train_fold(one, one_fold, dataclasses.replace(cfg, mixup_pairs=m), seed=0, progress=False)
+            for m in ("corpus", "batch"))
+    assert a.history == b.history and np.array_equal(a.test_probs, b.test_probs)
 
 
 def test_transfer_matrix_is_rebuilt_byte_identical_from_the_runs(tmp_path, two_corpora):

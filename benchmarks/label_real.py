@@ -18,7 +18,11 @@ A model trained on several corpora is scored per corpus with ``--corpus NAME`` (
 speakers of that corpus only; ``--manifest`` and ``--features`` that corpus's):
 
     python benchmarks/label_real.py --train-dir runs/joint --corpus nemo \
-        --manifest nemo.parquet --features feat_nemo --noise-db -55
+        --manifest nemo.parquet --features feat_nemo --noise-db -55 \
+        [--restrict-to neutral,happy,sad,angry,fearful,surprised]
+
+(``--restrict-to``: the model chooses among those labels only, as ``ser label --restrict-to``
+labels an archive whose label set is known.)
 
 ``--part val`` labels each fold's validation speakers instead (10 actors, which chose the
 fold's epoch but were never trained on): the figure to compare labelling recipes by, so
@@ -51,10 +55,12 @@ from ser_core.training.data import FeatureSet, load_features
 
 
 def clip_level(ckpt: Checkpoint, data: FeatureSet, speakers: list[str], group: int | None,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+               seed: int = 0, keep: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(true, predicted) classes of the model's clip-level predictions (windows averaged
     per clip) on the speakers' clips, each speaker normalised over all its clips (group
-    None) or over random groups of ``group`` clips (what one call channel gives the labeller)."""
+    None) or over random groups of ``group`` clips (what one call channel gives the labeller);
+    ``keep``: chosen among those labels only (``ser label --restrict-to``)."""
+    allowed = np.array([keep is None or label in keep for label in ckpt.labels])
     rng = np.random.default_rng(seed)
     ys, preds = [], []
     for speaker in speakers:
@@ -66,7 +72,7 @@ def clip_level(ckpt: Checkpoint, data: FeatureSet, speakers: list[str], group: i
             feats = [data.features[i] for c in chosen for i in c]
             probs, pos = ckpt.predict_proba(feats, stats=frame_stats(feats)), 0
             for c in chosen:
-                preds.append(int(probs[pos:pos + len(c)].mean(axis=0).argmax()))
+                preds.append(int(np.where(allowed, probs[pos:pos + len(c)].mean(axis=0), -1.0).argmax()))
                 ys.append(int(data.y[c[0]]))
                 pos += len(c)
     return np.array(ys), np.array(preds)
@@ -83,7 +89,8 @@ def label_calls(model: str, manifest: str, speakers: list[str], work: Path, args
         ["mix-calls", manifest, str(calls_dir), "--speakers", ",".join(speakers), "--calls", str(calls),
          "--turns", str(args.turns), "--seed", str(args.seed), "--noise-db", args.noise_db, "--no-progress"]
         + (["--trim-db", args.trim_db] if args.trim_db else []),
-        label + (["--params", args.params] if args.params else []),
+        label + (["--params", args.params] if args.params else [])
+        + (["--restrict-to", args.restrict_to] if args.restrict_to else []),
         ["score", "--segments", str(labels), "--ground-truth", str(calls_dir / "ground_truth.csv"),
          "--output", str(work / "score.json"), "--confusion", str(work / "confusion.csv")],
     ]
@@ -128,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", help="params.yaml whose label section cuts the calls (default: each model's own cut)")
     p.add_argument("--corpus", help="with --train-dir: only the folds' speakers of this corpus (a model trained "
                                     "on several)")
+    p.add_argument("--restrict-to", help="ser label --restrict-to: the labels the model chooses among "
+                                         "(e.g. the corpus's own), in the calls and at clip level")
     p.add_argument("--work", default="benchmarks/out/label_real")
     args = p.parse_args(argv)
     work = Path(args.work)
@@ -153,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = load_checkpoint(model)
         if data is None or data.labels != ckpt.labels:  # the features are read once
             data = load_features(args.features, ckpt.labels)
-        whole.append(clip_level(ckpt, data, speakers, None))
-        grouped.append(clip_level(ckpt, data, speakers, per_channel))
+        keep = args.restrict_to.split(",") if args.restrict_to else None
+        whole.append(clip_level(ckpt, data, speakers, None, keep=keep))
+        grouped.append(clip_level(ckpt, data, speakers, per_channel, keep=keep))
         if len(speakers) < 2:
             alone += speakers
             print(f"{model}: {speakers}: alone in its fold, clip level only (a call needs two speakers)",

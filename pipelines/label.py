@@ -205,7 +205,8 @@ class LabelFiles(beam.PTransform):
         self._segment_fn = SegmentFileFn(plan)
         self._handler = KeyedModelHandler(SERModelHandler(plan.model_path, engine=plan.engine,
                                                           batch_size=settings.batch_size,
-                                                          threads=settings.engine_threads))
+                                                          threads=settings.engine_threads,
+                                                          columns=plan.columns))
 
     def expand(self, paths: beam.PCollection) -> LabelOutputs:
         labels, min_confidence = self._labels, self._min_confidence

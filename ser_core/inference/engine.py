@@ -114,17 +114,28 @@ def check_model(model: LabellingModel, path: str) -> None:
         raise ValueError(f"{path}: features have {n_dims} dims, the model takes {model.model_config.n_dims}")
 
 
-def label_examples(model: LabellingModel, examples: Sequence[SegmentExample], batch_size: int = 64) -> np.ndarray:
+def restrict(probs: np.ndarray, columns: Sequence[int] | None) -> np.ndarray:
+    """Probabilities (..., C) kept to ``columns`` (None: all) and renormalised over them: the
+    model's choice among those labels only. With calibrated softmax outputs this is exactly
+    the softmax of the kept logits at the same temperature."""
+    if columns is None:
+        return probs
+    kept = probs[..., list(columns)]
+    return kept / np.maximum(kept.sum(axis=-1, keepdims=True), np.finfo(kept.dtype).tiny)
+
+
+def label_examples(model: LabellingModel, examples: Sequence[SegmentExample], batch_size: int = 64,
+                   columns: Sequence[int] | None = None) -> np.ndarray:
     """Probabilities (N, C) of windows from any channels: each normalised as the model was
     trained (``speaker`` mode: with its own channel's ``stats``, which every example must
-    carry), then batched by length."""
+    carry), then batched by length; ``columns``: only those labels (:func:`restrict`)."""
     speaker = model.normalisation["mode"] == "speaker"
     normalised: list[np.ndarray] = []
     for example in examples:
         if speaker and example.stats is None:
             raise ValueError("this model normalises per speaker: every example needs its channel's stats")
         normalised += model.normalise([example.features], example.stats if speaker else None)
-    return model.predict_normalised(normalised, batch_size)
+    return restrict(model.predict_normalised(normalised, batch_size), columns)
 
 
 # ---------------------------------------------------------------- segmentation

@@ -40,7 +40,7 @@ class SERModelHandler(ModelHandler[SegmentExample, PredictionResult, LabellingMo
     """
 
     def __init__(self, model_path: str, *, engine: str | None = None, batch_size: int = 64,
-                 threads: int | None = 1) -> None:
+                 threads: int | None = 1, columns: Sequence[int] | None = None) -> None:
         # Fixed-size batches: windows are cheap to hold, and adaptive sizing would start
         # at one window per call.
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
@@ -48,6 +48,7 @@ class SERModelHandler(ModelHandler[SegmentExample, PredictionResult, LabellingMo
         self.engine = engine_for(model_path, engine)
         self.batch_size = batch_size
         self.threads = threads
+        self.columns = None if columns is None else list(columns)  # only these labels (plan.columns)
 
     def load_model(self) -> LabellingModel:
         model = load_model(self.model_path, self.engine, self.threads)
@@ -57,7 +58,7 @@ class SERModelHandler(ModelHandler[SegmentExample, PredictionResult, LabellingMo
 
     def run_inference(self, batch: Sequence[SegmentExample], model: LabellingModel,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
-        probs = label_examples(model, batch, self.batch_size)
+        probs = label_examples(model, batch, self.batch_size, self.columns)
         return [PredictionResult(example, p, self.model_path) for example, p in zip(batch, probs)]
 
     def get_num_bytes(self, batch: Sequence[SegmentExample]) -> int:

@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 from ser_core import audio
 from ser_core.errors import FileError
 from ser_core.features import FeatureError
-from ser_core.inference.engine import LabellingModel, label_examples, load_model
+from ser_core.inference.engine import LabellingModel, label_examples, load_model, restrict
 from ser_core.inference.outputs import finish_file, segment_row, segments_schema, timeline_schema
 from ser_core.inference.plan import SETTING_KEYS, LabelPlan, LabelSettings, resolve
 from ser_core.segmentation import SEGMENT_KEYS, SegmentConfig, cut_clip
@@ -142,7 +142,7 @@ class Labeller:
         with self._blas_limit(), self.windower.open(path) as windows:
             batch, min_confidence = self.settings.batch_size, self.settings.min_confidence
             for chunk in _chunks(windows, batch):
-                probs = label_examples(self.model, [example for _, example in chunk], batch)
+                probs = label_examples(self.model, [example for _, example in chunk], batch, self.plan.columns)
                 rows += [segment_row(key, p, self.labels, min_confidence) for (key, _), p in zip(chunk, probs)]
             info = windows.info
         result, error = finish_file(path, [info], rows, [], self.labels, self.plan.segment.hop_s)
@@ -172,5 +172,6 @@ class Labeller:
                 features = [self.windower.extract(y[start:end]) for start, end in spans]
             except FeatureError as exc:
                 raise FileError(path, "features", str(exc)) from exc
-            probs = self.model.predict_proba(features, stats, self.settings.batch_size).mean(axis=0)
+            probs = restrict(self.model.predict_proba(features, stats, self.settings.batch_size).mean(axis=0),
+                             self.plan.columns)  # windows averaged as in training, then the choice
         return {label: float(p) for label, p in zip(self.labels, probs)}

@@ -54,9 +54,12 @@ def label_metadata(model: str, model_sha256: str, labels: Sequence[str], feature
                    normalisation: str, seg: SegmentConfig, channels: str, roles: Sequence[str], *,
                    engine: str = "torch", min_confidence: float = 0.0,
                    model_segmentation: Mapping[str, Any] | None = None,
-                   warnings: Sequence[str] = ()) -> dict[bytes, bytes]:
-    """What made these labels (``ser.label`` schema metadata of every output shard)."""
+                   warnings: Sequence[str] = (), model_labels: Sequence[str] | None = None) -> dict[bytes, bytes]:
+    """What made these labels (``ser.label`` schema metadata of every output shard):
+    ``labels`` those written, ``model_labels`` the model's own (more when ``restrict_to``
+    kept a subset; default: the same)."""
     info = {"model": model, "model_sha256": model_sha256, "engine": engine, "labels": list(labels),
+            "model_labels": list(model_labels or labels),
             "feature_config": dict(feature_config), "normalisation": normalisation,
             "segment_config": seg.to_dict(), "model_segmentation": dict(model_segmentation or {}),
             "min_confidence": float(min_confidence), "channels": channels, "roles": list(roles),

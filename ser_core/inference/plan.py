@@ -41,6 +41,11 @@ class LabelSettings:
     roles: list[str] = setting(default_factory=list,
                                help="comma-separated names of channels 0, 1, ... (used for files with exactly "
                                     "that many channels), e.g. agent,customer (default ch0, ch1, ...)")
+    restrict_to: list[str] = setting(default_factory=list,
+                                     help="comma-separated labels of the model to choose among (e.g. the "
+                                          "archive's own label set, neutral,happy,sad,angry): each window's "
+                                          "probabilities renormalised over them, the others never written "
+                                          "(default: all of the model's labels)")
     min_confidence: float = setting(0.0, help="segments whose calibrated top probability is below this are "
                                               "labelled 'uncertain' (kept); 0 = off")
     block_s: float = setting(30.0, help="decoding block, s")
@@ -51,6 +56,10 @@ class LabelSettings:
     def __post_init__(self) -> None:
         roles = self.roles.split(",") if isinstance(self.roles, str) else list(self.roles or ())
         object.__setattr__(self, "roles", [r.strip() for r in roles if r.strip()])
+        only = self.restrict_to.split(",") if isinstance(self.restrict_to, str) else list(self.restrict_to or ())
+        object.__setattr__(self, "restrict_to", [str(x).strip() for x in only if str(x).strip()])
+        if len(set(self.restrict_to)) != len(self.restrict_to):
+            raise ValueError(f"restrict_to names a label twice: {self.restrict_to}")
         object.__setattr__(self, "engine", self.engine or AUTO)
         if self.engine not in (AUTO, *ENGINES):
             raise ValueError(f"engine must be one of {(AUTO, *ENGINES)}, got {self.engine!r}")
@@ -82,11 +91,13 @@ class LabelPlan:
     engine: str
     settings: LabelSettings
     segment: SegmentConfig
-    labels: list[str]
+    labels: list[str]              # the labels written: the model's, or those restrict_to keeps
     feature_config: dict
     normalisation: str             # the model's normalisation mode: speaker | global
     model_segmentation: dict       # how the model's training clips were cut
     warnings: list[str]            # where the labelling windows differ from the training audio
+    model_labels: list[str] = dataclasses.field(default_factory=list)  # the model's own, in its order
+    columns: list[int] | None = None  # restrict_to: the kept labels' columns of the model's output
 
     @property
     def speaker_stats(self) -> bool:
@@ -105,7 +116,7 @@ class LabelPlan:
         return label_metadata(self.model_path, model_sha256, self.labels, self.feature_config, self.normalisation,
                               self.segment, s.channels, s.roles, engine=self.engine,
                               min_confidence=s.min_confidence, model_segmentation=self.model_segmentation,
-                              warnings=self.warnings)
+                              warnings=self.warnings, model_labels=self.model_labels)
 
 
 SETTING_KEYS = frozenset(f.name for f in dataclasses.fields(LabelSettings))
@@ -119,11 +130,20 @@ def resolve(model_path: str, model: LabellingModel, settings: LabelSettings,
     WARNING for each way the windows differ from the model's training audio."""
     engine = engine_for(model_path, settings.engine_choice)
     check_model(model, model_path)
-    labels = list(model.labels)
+    model_labels = list(model.labels)
+    labels, columns = model_labels, None
+    if settings.restrict_to:
+        unknown = [x for x in settings.restrict_to if x not in model_labels]
+        if unknown or len(settings.restrict_to) < 2:
+            raise ValueError(f"restrict_to {settings.restrict_to}: " + (
+                f"{unknown} not among the model's labels {model_labels}" if unknown
+                else "name at least two of the model's labels to choose among"))
+        columns = [i for i, x in enumerate(model_labels) if x in settings.restrict_to]  # the model's order
+        labels = [model_labels[i] for i in columns]
     check_min_confidence(settings.min_confidence, labels)
     segment = SegmentConfig.from_dict({**model_windows(model.segmentation), **(segmentation or {})})
     warnings = segmentation_warnings(model.segmentation, segment)
     for warning in warnings:
         log.warning("%s: %s", model_path, warning)
     return LabelPlan(model_path, engine, settings, segment, labels, dict(model.feature_config),
-                     model.normalisation["mode"], dict(model.segmentation), warnings)
+                     model.normalisation["mode"], dict(model.segmentation), warnings, model_labels, columns)

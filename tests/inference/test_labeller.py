@@ -4,6 +4,7 @@ training normalised a speaker's window rows, and the documented example runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -97,6 +98,43 @@ def test_options_are_the_pipelines_settings_by_name(models):
         Labeller.load(models["torch"], channels="left")
     with pytest.raises(ValueError, match="min_confidence must be in"):
         Labeller.load(models["torch"], min_confidence=2.0)
+
+
+def test_restrict_to_chooses_among_the_labels_given(models, tmp_path):
+    """``restrict_to``: a model's probabilities renormalised over the labels kept. A three-
+    class model whose third class has a constant logit, kept to angry and sad, labels (in
+    the pipeline and through the Labeller) exactly as the two-class model does; unrestricted
+    it writes its third class, which the restriction never does."""
+    three = str(tiny_model.make_checkpoint(tmp_path / "three.pt", "speaker", temperature=1.5,
+                                           extra_label="neutral", extra_logit=1.0))
+    paths = [str(write_audio(tmp_path / "calls" / f"call_{i}.wav", sample_rate=SR, data=stereo_call(i)))
+             for i in range(2)]
+    runs = {}
+    for name, model, extra in (("two", models["torch"], []), ("kept", three, ["--restrict-to", "angry,sad"]),
+                               ("all", three, [])):
+        out = tmp_path / name
+        label.run(["--model", model, "--input", str(tmp_path / "calls" / "*.wav"), "--output", str(out)] + extra)
+        runs[name] = (sorted(read_shards(str(out), "segments").to_pylist(), key=_key),
+                      read_shards(str(out), "segments").schema)
+    two, kept, every = (runs[n][0] for n in ("two", "kept", "all"))
+    assert "prob_neutral" not in runs["kept"][1].names and "prob_neutral" in runs["all"][1].names
+    meta = json.loads(runs["kept"][1].metadata[b"ser.label"])
+    assert meta["labels"] == ["angry", "sad"] and meta["model_labels"] == ["angry", "sad", "neutral"]
+    assert [(_key(r), r["emotion"]) for r in kept] == [(_key(r), r["emotion"]) for r in two]
+    np.testing.assert_allclose([r["prob_angry"] for r in kept], [r["prob_angry"] for r in two], atol=1e-6)
+    assert any(r["emotion"] == "neutral" for r in every)  # unrestricted, the third class is written
+    labeller = Labeller.load(three, restrict_to="angry,sad")
+    mine = sorted(labeller.label_file(paths[0]).segments.to_pylist(), key=_key)
+    ours = [r for r in kept if r["path"] == paths[0]]
+    np.testing.assert_allclose([r["prob_sad"] for r in mine], [r["prob_sad"] for r in ours], atol=1e-6)
+    clip = labeller.predict_clip(paths[0])
+    assert list(clip) == ["angry", "sad"] and sum(clip.values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"\['happy'\] not among the model's labels"):
+        Labeller.load(three, restrict_to="angry,happy")
+    with pytest.raises(ValueError, match="at least two"):
+        Labeller.load(three, restrict_to=["sad"])
+    with pytest.raises(ValueError, match="names a label twice"):
+        Labeller.load(three, restrict_to="sad,sad")
 
 
 def test_a_bad_file_raises_a_file_error_naming_it(models, tmp_path):

@@ -43,10 +43,13 @@ def bursts(spans, total_s, sample_rate=8000, seed=0, noise=0.001, amp=0.3) -> np
 
 
 def make_checkpoint(path: str | Path, mode: str = "global", segmentation: dict | None = None,
-                    temperature: float = 1.0) -> Path:
+                    temperature: float = 1.0, extra_label: str | None = None, extra_logit: float = 0.0) -> Path:
     """The hand-set model; ``segmentation`` as training records how its clips were cut
-    (default: whole clips), ``temperature`` its calibration."""
-    model = SERModel(ModelConfig(n_dims=1, n_classes=2, hidden=1, arch="lstm", dropout=0.0))
+    (default: whole clips), ``temperature`` its calibration. ``extra_label``: a third class
+    with the constant logit ``extra_logit``; restricted to angry and sad, such a model gives
+    exactly the two-class model's probabilities."""
+    labels = LABELS + ((extra_label,) if extra_label else ())
+    model = SERModel(ModelConfig(n_dims=1, n_classes=len(labels), hidden=1, arch="lstm", dropout=0.0))
     state = model.state_dict()
     state["lstm2.weight_ih_l0"] = torch.tensor([[0.0], [0.0], [W], [0.0]])  # gates i, f, g, o
     state["lstm2.weight_hh_l0"] = torch.zeros(4, 1)
@@ -57,11 +60,11 @@ def make_checkpoint(path: str | Path, mode: str = "global", segmentation: dict |
     state["bn_out.running_var"] = torch.ones(1)
     state["bn_out.weight"] = torch.ones(1)
     state["bn_out.bias"] = torch.zeros(1)
-    state["classifier.weight"] = torch.tensor([[K], [-K]])
-    state["classifier.bias"] = torch.zeros(2)
+    state["classifier.weight"] = torch.tensor([[K], [-K], [0.0]][:len(labels)])
+    state["classifier.bias"] = torch.tensor([0.0, 0.0, extra_logit][:len(labels)])
     model.load_state_dict(state)
     return save_checkpoint(
-        path, model, feature_config=FEATURES.to_dict(), labels=LABELS,
+        path, model, feature_config=FEATURES.to_dict(), labels=labels,
         normalisation={"mode": mode, "mean": [GLOBAL_MEAN], "std": [GLOBAL_STD]},
         train_params={"note": "hand-set test model"}, provenance={"test": True},
         calibration={"temperature": temperature}, segmentation=segmentation)

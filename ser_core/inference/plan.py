@@ -54,10 +54,10 @@ class LabelSettings:
                                    "them); run one worker per core")
 
     def __post_init__(self) -> None:
-        roles = self.roles.split(",") if isinstance(self.roles, str) else list(self.roles or ())
-        object.__setattr__(self, "roles", [r.strip() for r in roles if r.strip()])
-        only = self.restrict_to.split(",") if isinstance(self.restrict_to, str) else list(self.restrict_to or ())
-        object.__setattr__(self, "restrict_to", [str(x).strip() for x in only if str(x).strip()])
+        for name in ("roles", "restrict_to"):  # a list, or a comma-separated string (a flag)
+            value = getattr(self, name)
+            items = value.split(",") if isinstance(value, str) else list(value or ())
+            object.__setattr__(self, name, [str(x).strip() for x in items if str(x).strip()])
         if len(set(self.restrict_to)) != len(self.restrict_to):
             raise ValueError(f"restrict_to names a label twice: {self.restrict_to}")
         object.__setattr__(self, "engine", self.engine or AUTO)

@@ -48,7 +48,7 @@ import numpy as np
 
 from ser_core.checkpoint import Checkpoint, load_checkpoint
 from ser_core.cli import main as ser
-from ser_core.metrics import uar
+from ser_core.metrics import argmax_within, uar
 from ser_core.normalisation import frame_stats
 from ser_core.splits import corpus_of
 from ser_core.training.data import FeatureSet, load_features
@@ -72,7 +72,7 @@ def clip_level(ckpt: Checkpoint, data: FeatureSet, speakers: list[str], group: i
             feats = [data.features[i] for c in chosen for i in c]
             probs, pos = ckpt.predict_proba(feats, stats=frame_stats(feats)), 0
             for c in chosen:
-                preds.append(int(np.where(allowed, probs[pos:pos + len(c)].mean(axis=0), -1.0).argmax()))
+                preds.append(int(argmax_within(probs[pos:pos + len(c)].mean(axis=0)[None], allowed)[0]))
                 ys.append(int(data.y[c[0]]))
                 pos += len(c)
     return np.array(ys), np.array(preds)

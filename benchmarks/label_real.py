@@ -158,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     data: FeatureSet | None = None
     per_channel = args.turns // 2
     alone = []  # a fold with one speaker of the corpus: a call needs two, so clip level only
+    keep = args.restrict_to.split(",") if args.restrict_to else None
     for i, (model, speakers, calls) in enumerate(jobs):
         ckpt = load_checkpoint(model)
         if data is None or data.labels != ckpt.labels:  # the features are read once
             data = load_features(args.features, ckpt.labels)
-        keep = args.restrict_to.split(",") if args.restrict_to else None
         whole.append(clip_level(ckpt, data, speakers, None, keep=keep))
         grouped.append(clip_level(ckpt, data, speakers, per_channel, keep=keep))
         if len(speakers) < 2:

@@ -96,8 +96,12 @@ class LabelPlan:
     normalisation: str             # the model's normalisation mode: speaker | global
     model_segmentation: dict       # how the model's training clips were cut
     warnings: list[str]            # where the labelling windows differ from the training audio
-    model_labels: list[str] = dataclasses.field(default_factory=list)  # the model's own, in its order
-    columns: list[int] | None = None  # restrict_to: the kept labels' columns of the model's output
+    model_labels: list[str]        # the model's own, in its order
+
+    @property
+    def columns(self) -> list[int] | None:
+        """The written labels' columns of the model's output (None: all of them)."""
+        return None if self.labels == self.model_labels else [self.model_labels.index(x) for x in self.labels]
 
     @property
     def speaker_stats(self) -> bool:
@@ -131,19 +135,18 @@ def resolve(model_path: str, model: LabellingModel, settings: LabelSettings,
     engine = engine_for(model_path, settings.engine_choice)
     check_model(model, model_path)
     model_labels = list(model.labels)
-    labels, columns = model_labels, None
+    labels = model_labels
     if settings.restrict_to:
         unknown = [x for x in settings.restrict_to if x not in model_labels]
         if unknown or len(settings.restrict_to) < 2:
             raise ValueError(f"restrict_to {settings.restrict_to}: " + (
                 f"{unknown} not among the model's labels {model_labels}" if unknown
                 else "name at least two of the model's labels to choose among"))
-        columns = [i for i, x in enumerate(model_labels) if x in settings.restrict_to]  # the model's order
-        labels = [model_labels[i] for i in columns]
+        labels = [x for x in model_labels if x in settings.restrict_to]  # the model's order
     check_min_confidence(settings.min_confidence, labels)
     segment = SegmentConfig.from_dict({**model_windows(model.segmentation), **(segmentation or {})})
     warnings = segmentation_warnings(model.segmentation, segment)
     for warning in warnings:
         log.warning("%s: %s", model_path, warning)
     return LabelPlan(model_path, engine, settings, segment, labels, dict(model.feature_config),
-                     model.normalisation["mode"], dict(model.segmentation), warnings, model_labels, columns)
+                     model.normalisation["mode"], dict(model.segmentation), warnings, model_labels)

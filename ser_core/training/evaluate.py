@@ -307,14 +307,13 @@ def transfer_views(p: Predictions, trained: Sequence[str] | None = None) -> dict
     matrix. ``trained``: the labels the model's training speakers carried (its checkpoint's
     ``provenance.trained_classes``); without it (checkpoints before it was recorded) there
     is no "shared" view."""
-    from ser_core.training.transfer import VIEWS, score_views  # (torch: not at module level)
+    from ser_core.training.transfer import VIEW_CHANCE, score_views  # (torch: not at module level)
 
     learnt = None if trained is None else np.isin(np.asarray(p.labels), list(trained))
     scores = score_views(p.y, p.probs, p.labels, learnt)
-    views = [view for view in VIEWS if view != "shared" or learnt is not None]
-    chance = {"as_written": scores["chance"], "restricted": scores["chance"],
-              "shared": scores["shared_chance"], "core4": scores["core_chance"]}
-    return {"views": {view: scores[view] for view in views}, "chance": {view: chance[view] for view in views}}
+    views = [view for view in VIEW_CHANCE if view != "shared" or learnt is not None]
+    return {"views": {view: scores[view] for view in views},
+            "chance": {view: scores[VIEW_CHANCE[view]] for view in views}}
 
 
 def evaluate(predictions: str | Path, output_dir: str | Path, run_info: dict | None = None,

@@ -50,6 +50,8 @@ from ser_core.training.train import (code_fingerprint, deterministic, prediction
 log = logging.getLogger(__name__)
 
 VIEWS = ("as_written", "restricted", "shared", "core4")
+VIEW_CHANCE = {"as_written": "chance", "restricted": "chance", "shared": "shared_chance",
+               "core4": "core_chance"}  # each view's chance level among score_views' keys
 MATRIX = "matrix.json"
 
 
@@ -311,11 +313,10 @@ def format_matrix(matrix: dict) -> str:
                 f"manifest.sources (README, between corpora).\n")
     lines = ["| trained on | tested on | part | clips | seeds | UAR as written (chance) | restricted to its "
              "classes | shared classes | 4 core classes |", "|---|---|---|---|---|---|---|---|---|"]
-    chances = {"as_written": "chance", "restricted": "chance", "shared": "shared_chance", "core4": "core_chance"}
     for r in matrix["mean"] + matrix.get("ensemble", []):
         seeds = len(r["seeds"]) if "seeds" in r else "ensemble"
         lines.append(f"| {r['trained_on']} | {r['tested']} | {r['part']} | {r['n_clips']} | {seeds} | " + " | ".join(
-            cell(r[view], r.get(view + "_std"), r[chance]) for view, chance in chances.items()) + " |")
+            cell(r[view], r.get(view + "_std"), r[chance]) for view, chance in VIEW_CHANCE.items()) + " |")
     return "\n".join(lines) + "\n"
 
 

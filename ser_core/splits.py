@@ -6,8 +6,9 @@ Two protocols, chosen by name (params.yaml ``train.split``):
   fold; every other actor trains). Speakers are ``ravdess:NN``.
 - ``speaker_kfold``: any corpus or mix of corpora. Speakers are dealt into k test groups,
   stratified by (corpus, gender) so that groups stay balanced, shuffled with a fixed
-  ``split_seed``; fold i validates on ``n_val`` speakers of fold i+1's test group (the
-  pattern of the paper's table), every other speaker trains.
+  ``split_seed``; fold i validates on ``n_val`` speakers of every corpus, from fold i+1's
+  test group (the pattern of the paper's table; the groups after it when that one has too
+  few of a corpus), every other speaker trains.
 
 In every fold no speaker is in two partitions, and over the folds every speaker is tested
 exactly once. :func:`final_split` gives the split of the final model used for labelling.
@@ -106,7 +107,7 @@ def _interleave(speakers: Sequence[str], genders: Mapping[str, str]) -> list[str
 
 def speaker_kfold(genders: Mapping[str, str], k: int = 5, n_val: int = 2, seed: int = 0) -> list[Fold]:
     """k speaker-independent folds over ``genders`` (speaker -> gender), ``n_val`` validation
-    speakers each, taken from the next fold's test group."""
+    speakers of every corpus in each (see :func:`_fold_validation`)."""
     if k < 2 or n_val < 1:
         raise ValueError(f"speaker_kfold needs k >= 2 and n_val >= 1, got k={k}, n_val={n_val}")
     # Each (corpus, gender) stratum shuffled, strata laid end to end, dealt round-robin:
@@ -120,15 +121,33 @@ def speaker_kfold(genders: Mapping[str, str], k: int = 5, n_val: int = 2, seed: 
     groups = [tuple(sorted(order[i::k])) for i in range(k)]
     folds = []
     for i, test in enumerate(groups):
-        # Validation: n_val of the next group's speakers, alternating strata (gender).
-        nxt = set(groups[(i + 1) % k])
-        val = tuple(sorted(_interleave([s for s in order if s in nxt], genders)[:n_val]))
+        val = _fold_validation(order, groups, i, genders, n_val)
         train = tuple(sorted(set(genders) - set(test) - set(val)))
-        if not test or len(val) < n_val or not train:
+        if not test or not val or not train or (len(speakers_by_corpus(genders)) == 1 and len(val) < n_val):
             raise ValueError(f"speaker_kfold: {len(genders)} speakers are too few for k={k} folds "
                              f"with n_val={n_val} validation speakers each and some left to train")
         folds.append(Fold(i, train, val, test))
     return folds
+
+
+def _fold_validation(order: Sequence[str], groups: Sequence[tuple[str, ...]], i: int,
+                     genders: Mapping[str, str], n_val: int) -> tuple[str, ...]:
+    """Fold ``i``'s validation speakers: ``n_val`` of every corpus, the next fold's test
+    group first (the pattern of the paper's table), then the groups after it, genders
+    alternating. A corpus keeps at least one of its speakers training: one too small for
+    that gives fewer (none with a single speaker outside the test group). Every corpus
+    validating is what lets the kept epoch and the temperature answer for every corpus (the
+    criterion is the mean over corpora); with one corpus these are the speakers it always had.
+    """
+    test = set(groups[i])
+    val: list[str] = []
+    for corpus in sorted({corpus_of(s) for s in order}):
+        candidates: list[str] = []
+        for step in range(1, len(groups)):  # the next group, then the ones after it
+            group = set(groups[(i + step) % len(groups)])
+            candidates += _interleave([s for s in order if s in group and corpus_of(s) == corpus], genders)
+        val += candidates[:max(0, min(n_val, len(candidates) - 1))]
+    return tuple(sorted(val))
 
 
 def make_folds(split: str, genders: Mapping[str, str], k: int = 5, n_val: int = 2,

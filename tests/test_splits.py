@@ -2,8 +2,8 @@ from collections import Counter
 
 import pytest
 
-from ser_core.splits import (RAVDESS_PAPER_FOLDS, final_split, make_folds, ravdess_paper,
-                             speaker_kfold)
+from ser_core.splits import (RAVDESS_PAPER_FOLDS, corpus_of, final_split, make_folds,
+                             ravdess_paper, speaker_kfold)
 
 RAVDESS = {f"ravdess:{a:02d}": "male" if a % 2 else "female" for a in range(1, 25)}
 
@@ -57,7 +57,33 @@ def test_speaker_kfold_is_speaker_independent(genders, k, n_val):
     folds = speaker_kfold(genders, k=k, n_val=n_val, seed=3)
     assert len(folds) == k
     assert_speaker_independent(folds, genders)
-    assert all(len(f.val) == n_val for f in folds)
+    for fold in folds:  # n_val of every corpus that can spare them and keep one training
+        for corpus in {corpus_of(s) for s in genders}:
+            spare = sum(corpus_of(s) == corpus and s not in fold.test for s in genders) - 1
+            assert sum(corpus_of(s) == corpus for s in fold.val) == max(0, min(n_val, spare))
+
+
+def test_speaker_kfold_validates_on_every_corpus():
+    """With two corpora each fold validates on speakers of both (the kept epoch is chosen
+    on the mean over corpora: a fold that validated on one corpus alone, as the splitter
+    once did with RAVDESS + nEMO, chose it for that corpus); a corpus's validation
+    speakers come from the next test group first, then the ones after it; with one corpus
+    the folds are the next group's speakers exactly as before."""
+    nine = {f"nemo:{s}": g for s, g in zip("ABCDEFGHI", "fmfmfmfmf")}
+    folds = speaker_kfold({**RAVDESS, **nine}, k=5, n_val=2, seed=0)
+    assert_speaker_independent(folds, {**RAVDESS, **nine})
+    for fold in folds:
+        assert Counter(map(corpus_of, fold.val)) == {"nemo": 2, "ravdess": 2}
+        ravdess_val = [s for s in fold.val if corpus_of(s) == "ravdess"]
+        assert set(ravdess_val) <= set(folds[(fold.index + 1) % 5].test)
+        assert {RAVDESS[s] for s in ravdess_val} == {"male", "female"}
+    short = [f for f in folds if sum(corpus_of(s) == "nemo" for s in folds[(f.index + 1) % 5].test) < 2]
+    assert short  # 9 speakers in 5 groups: a next group with one nEMO speaker, topped up from the one after
+    for fold in short:
+        nemo_val = {s for s in fold.val if corpus_of(s) == "nemo"}
+        assert nemo_val <= set(folds[(fold.index + 1) % 5].test) | set(folds[(fold.index + 2) % 5].test)
+    for fold in speaker_kfold(RAVDESS, k=5, n_val=2, seed=0):
+        assert len(fold.val) == 2 and set(fold.val) <= set(speaker_kfold(RAVDESS, seed=0)[(fold.index + 1) % 5].test)
 
 
 def test_speaker_kfold_is_seeded_and_gender_balanced():

@@ -41,7 +41,7 @@ class TrainConfig:
                                 help="comma-separated label set, in class order")
     split: str = setting("ravdess_paper", choices=SPLITS, help="the paper's five folds, or folds of speakers")
     k: int = setting(5, help="speaker_kfold: number of folds")
-    n_val: int = setting(2, help="speaker_kfold: validation speakers per fold")
+    n_val: int = setting(2, help="speaker_kfold: validation speakers of each corpus per fold")
     split_seed: int = setting(0, help="speaker_kfold: the speaker shuffle (fixed across runs)")
     seeds: list[int] = setting(default_factory=lambda: [0], help="one independent run per seed")
     normalisation: str = setting("speaker", choices=NORMALISATIONS,

@@ -146,7 +146,12 @@ def _fold_validation(order: Sequence[str], groups: Sequence[tuple[str, ...]], i:
         for step in range(1, len(groups)):  # the next group, then the ones after it
             group = set(groups[(i + step) % len(groups)])
             candidates += _interleave([s for s in order if s in group and corpus_of(s) == corpus], genders)
-        val += candidates[:max(0, min(n_val, len(candidates) - 1))]
+        chosen = candidates[:max(0, min(n_val, len(candidates) - 1))]
+        if len(chosen) < n_val:
+            log.warning("speaker_kfold fold %d: corpus %r has %d speaker(s) outside the fold's test group: "
+                        "%d validate (of n_val=%d), one at least trains", i, corpus, len(candidates),
+                        len(chosen), n_val)
+        val += chosen
     return tuple(sorted(val))
 
 

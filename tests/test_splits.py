@@ -1,3 +1,4 @@
+import logging
 from collections import Counter
 
 import pytest
@@ -63,7 +64,7 @@ def test_speaker_kfold_is_speaker_independent(genders, k, n_val):
             assert sum(corpus_of(s) == corpus for s in fold.val) == max(0, min(n_val, spare))
 
 
-def test_speaker_kfold_validates_on_every_corpus():
+def test_speaker_kfold_validates_on_every_corpus(caplog):
     """With two corpora each fold validates on speakers of both (the kept epoch is chosen
     on the mean over corpora: a fold that validated on one corpus alone, as the splitter
     once did with RAVDESS + nEMO, chose it for that corpus); a corpus's validation
@@ -82,6 +83,10 @@ def test_speaker_kfold_validates_on_every_corpus():
     for fold in short:
         nemo_val = {s for s in fold.val if corpus_of(s) == "nemo"}
         assert nemo_val <= set(folds[(fold.index + 1) % 5].test) | set(folds[(fold.index + 2) % 5].test)
+    with caplog.at_level(logging.WARNING, logger="ser_core.splits"):
+        small = speaker_kfold({**RAVDESS, "savee:DC": "male", "savee:JE": "male"}, k=5, n_val=2, seed=0)
+    assert all(sum(corpus_of(s) == "savee" for s in f.val) <= 1 for f in small)
+    assert "corpus 'savee' has" in caplog.text  # a corpus too small to give n_val is said, not silent
     for fold in speaker_kfold(RAVDESS, k=5, n_val=2, seed=0):
         assert len(fold.val) == 2 and set(fold.val) <= set(speaker_kfold(RAVDESS, seed=0)[(fold.index + 1) % 5].test)
 

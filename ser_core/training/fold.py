@@ -7,7 +7,7 @@ from each corpus (:func:`balanced_draw`)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -46,6 +46,7 @@ class FoldResult:
     temperature: float = 1.0  # fitted on the validation speakers
     val_y: np.ndarray | None = None      # (N_val_clips,) true classes of the validation clips ...
     val_probs: np.ndarray | None = None  # (N_val_clips, C) ... and the kept model's probabilities
+    val_uar_by_corpus: dict[str, float] = field(default_factory=dict)  # several corpora: each one's
 
 
 def fold_seed(seed: int, fold_index: int) -> int:
@@ -187,18 +188,22 @@ def balanced_draw(corpora: Sequence[str], rng: np.random.Generator) -> np.ndarra
     return np.sort(rng.choice(len(corpora), size=len(corpora), replace=True, p=p / p.sum()))
 
 
-def restricted_uar(y: np.ndarray, probs: np.ndarray, corpora: Sequence[str],
-                   classes: Mapping[str, np.ndarray], n_classes: int) -> float:
-    """Mean over corpora of the UAR on each corpus's clips, each clip's prediction chosen
-    among its corpus's classes. With one corpus that has every class: the plain UAR."""
+def corpus_uars(y: np.ndarray, probs: np.ndarray, corpora: Sequence[str],
+                classes: Mapping[str, np.ndarray], n_classes: int) -> dict[str, float]:
+    """Each corpus's UAR on its own clips, each clip's prediction chosen among its corpus's
+    classes (a corpus missing from ``classes``: among all)."""
     corpora = np.asarray(corpora)
     every = np.ones(n_classes, dtype=bool)
-    scores = []
-    for corpus in sorted(set(corpora.tolist())):
-        sel = corpora == corpus
-        allowed = classes.get(corpus, every)
-        scores.append(uar(y[sel], argmax_within(probs[sel], allowed), n_classes))
-    return float(np.mean(scores))
+    return {corpus: uar(y[corpora == corpus], argmax_within(probs[corpora == corpus], classes.get(corpus, every)),
+                        n_classes)
+            for corpus in sorted(set(corpora.tolist()))}
+
+
+def restricted_uar(y: np.ndarray, probs: np.ndarray, corpora: Sequence[str],
+                   classes: Mapping[str, np.ndarray], n_classes: int) -> float:
+    """Mean over corpora of :func:`corpus_uars`. With one corpus that has every class: the
+    plain UAR."""
+    return float(np.mean(list(corpus_uars(y, probs, corpora, classes, n_classes).values())))
 
 
 def clip_level(logits: torch.Tensor, groups: Sequence[np.ndarray]) -> np.ndarray:
@@ -228,6 +233,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     masks_all = torch.from_numpy(data.class_masks(np.arange(len(data.y)), classes))
     multi = not bool(masks_all.all())
     val_corpora = [data.corpora[val_idx[g[0]]] for g in val_clips]
+    by_corpus = multi or len(set(val_corpora)) > 1  # validation UAR: the mean over corpora
 
     s = fold_seed(seed, fold.index)
     groups = ClipGroupStats(data, cfg.stats_clips) if cfg.stats_clips else None
@@ -309,11 +315,11 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
                                  None if row_corpus is None else row_corpus[torch.as_tensor(rows)])
         scheduler.step()
         logits = predict_logits(judged, x_val)
-        if multi:
-            val_loss = float(masked_cross_entropy(logits, y_val, masks_all[val_idx]))
+        val_loss = float(masked_cross_entropy(logits, y_val, masks_all[val_idx]) if multi
+                         else F.cross_entropy(logits, y_val))
+        if by_corpus:
             val_uar = restricted_uar(y_val_clips, clip_level(logits, val_clips), val_corpora, classes, n_classes)
         else:
-            val_loss = float(F.cross_entropy(logits, y_val))
             val_uar = uar(y_val_clips, clip_level(logits, val_clips).argmax(1), n_classes)
         history.append({"epoch": epoch, "lr": lr, "train_loss": loss,
                         "train_uar": uar(y_epoch.numpy(), pred, n_classes),
@@ -337,5 +343,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     if x_test:
         labeller = adapt_batchnorm(model, x_test) if cfg.adapt_batchnorm else model
         probs = clip_level(predict_logits(labeller, x_test), data.clips(test_idx, positions=True))  # (N_clips, C)
+    val_probs = clip_level(val_logits, val_clips)
     return FoldResult(fold, seed, model, normaliser, history, best_epoch, best[0], probs, temperature,
-                      y_val_clips, clip_level(val_logits, val_clips))
+                      y_val_clips, val_probs,
+                      corpus_uars(y_val_clips, val_probs, val_corpora, classes, n_classes) if by_corpus else {})

@@ -143,6 +143,8 @@ def save_fold(fold_dir: Path, data: FeatureSet, cfg: TrainConfig, result: FoldRe
                   "features_fingerprint": fingerprint,
                   # the labels its training speakers carried (scoring another corpus: the "shared" view)
                   "trained_classes": [data.labels[c] for c in sorted(set(data.y[data.indices(f.train)].tolist()))]}
+    if len(result.val_uar_by_corpus) > 1:
+        provenance["val_uar_by_corpus"] = result.val_uar_by_corpus
     if f.index < 0:
         provenance["rule"] = FINAL_RULE
     save_checkpoint(fold_dir / "checkpoint.pt", result.model, feature_config=data.feature_config,
@@ -153,8 +155,10 @@ def save_fold(fold_dir: Path, data: FeatureSet, cfg: TrainConfig, result: FoldRe
                     segmentation=data.rows_config["segmentation"])
     write_csv(fold_dir / "history.csv", result.history, HISTORY_FIELDS)
     write_csv(fold_dir / "predictions.csv", prediction_rows(data, result), prediction_fields(data.labels))
-    (fold_dir / "done.json").write_text(json.dumps(
-        {"key": key, "best_epoch": result.best_epoch, "val_uar": result.val_uar}, indent=2) + "\n")
+    done = {"key": key, "best_epoch": result.best_epoch, "val_uar": result.val_uar}
+    if len(result.val_uar_by_corpus) > 1:  # several corpora validating: each one's, beside their mean
+        done["val_uar_by_corpus"] = result.val_uar_by_corpus
+    (fold_dir / "done.json").write_text(json.dumps(done, indent=2) + "\n")
 
 
 def mean_curves(histories: Sequence[list[dict]]) -> list[dict]:
@@ -189,8 +193,11 @@ def train_unless_done(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
         # wall time is the one thing that differs between identical runs: it goes to
         # timing.json files, which .dvcignore keeps out of the outputs' hashes
         (fold_dir / TIMING).write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}) + "\n")
-        log.info("%s: best epoch %d, validation UAR %.4f", name, result.best_epoch, result.val_uar)
-    return json.loads((fold_dir / "done.json").read_text())
+    done = json.loads((fold_dir / "done.json").read_text())
+    each = "".join(f", {c} {v:.4f}" for c, v in done.get("val_uar_by_corpus", {}).items())
+    log.info("%s: best epoch %d, validation UAR %.4f%s", name, done["best_epoch"], done["val_uar"],
+             f" (the mean over corpora{each})" if each else "")
+    return done
 
 
 def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: Path | None = None,
@@ -210,7 +217,8 @@ def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: P
             name = f"seed {seed} " + ("final model" if fold.index < 0 else f"fold {fold.index}")
             done = train_unless_done(data, fold, cfg, seed, fold_dir, (fingerprint, code), name, progress)
             summary.append({"seed": seed, "fold": fold.index, "best_epoch": done["best_epoch"],
-                            "val_uar": done["val_uar"]})
+                            "val_uar": done["val_uar"],
+                            **({"val_uar_by_corpus": done["val_uar_by_corpus"]} if "val_uar_by_corpus" in done else {})})
             if fold.index >= 0:
                 predictions += read_rows(fold_dir / "predictions.csv")
                 histories.append(read_rows(fold_dir / "history.csv"))

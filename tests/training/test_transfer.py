@@ -3,6 +3,7 @@ folds that never share a speaker, and the corpus x corpus matrix rebuilt from th
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -11,12 +12,14 @@ from torch.nn import functional as F
 
 from ser_core.cli import main as ser
 from ser_core.labels import RAVDESS_LABELS
+from ser_core.metrics import argmax_within, uar
 from ser_core.splits import TRANSFER_INDEX, corpus_transfer_folds, make_folds
 from ser_core.training import fold as fold_module
 from ser_core.training.augment import mixup_batch
 from ser_core.training.data import load_features
 from ser_core.training.config import TrainConfig
 from ser_core.training.fold import balanced_draw, masked_cross_entropy, restricted_uar, train_fold
+from ser_core.training.train import run_training
 from ser_core.training.transfer import score_views, write_matrix
 from tests.training.synth_features import feature_table, write_shards
 
@@ -307,3 +310,29 @@ def _merge_seed(folder, seed):
     from ser_core.training.transfer import record_run_info
 
     record_run_info(folder, {"labels": ["a"], "config": {"seeds": [seed], "epochs": 2}})
+
+
+def test_each_corpus_validates_and_the_criterion_is_their_mean(tmp_path, two_corpora, caplog):
+    """Joint training with speaker folds: every corpus has validation speakers in every fold,
+    each one's validation UAR is recorded (done.json, run.json, the log) and the kept epoch's
+    figure is their mean, also when both corpora have every class (nothing masked)."""
+    full = write_shards(tmp_path / "c", feature_table(speakers=speakers("gamma", 6), seed=3))
+    for dirs in (list(two_corpora), [two_corpora[0], full]):
+        data = load_features(dirs, RAVDESS_LABELS)
+        classes = data.corpus_classes(np.arange(len(data.y)))
+        fold = make_folds("speaker_kfold", data.speaker_genders(), k=3, n_val=1)[0]
+        assert len({c.split(":")[0] for c in fold.val}) == 2
+        result = train_fold(data, fold, TrainConfig(epochs=2, hidden=4, batch_size=16), seed=0, progress=False)
+        assert sorted(result.val_uar_by_corpus) == sorted(set(data.corpora))
+        assert result.val_uar == pytest.approx(np.mean(list(result.val_uar_by_corpus.values())))
+        val_idx = data.indices(fold.val)
+        corpora = np.array([data.corpora[val_idx[g[0]]] for g in data.clips(val_idx, positions=True)])
+        for corpus, figure in result.val_uar_by_corpus.items():
+            sel = corpora == corpus
+            pred = argmax_within(result.val_probs[sel], classes[corpus])
+            assert figure == pytest.approx(uar(result.val_y[sel], pred, 8))
+    cfg = TrainConfig(epochs=1, hidden=4, batch_size=16, split="speaker_kfold", k=3, n_val=1, seeds=[0])
+    with caplog.at_level(logging.INFO, logger="ser_core.training.train"):
+        info = run_training(data, cfg, tmp_path / "run")
+    assert all(set(r["val_uar_by_corpus"]) == {"alpha", "gamma"} for r in info["results"])
+    assert "the mean over corpora, alpha " in caplog.text

@@ -216,9 +216,7 @@ def run_training(data: FeatureSet, cfg: TrainConfig, output: Path, final_path: P
         for seed, fold, fold_dir in jobs:
             name = f"seed {seed} " + ("final model" if fold.index < 0 else f"fold {fold.index}")
             done = train_unless_done(data, fold, cfg, seed, fold_dir, (fingerprint, code), name, progress)
-            summary.append({"seed": seed, "fold": fold.index, "best_epoch": done["best_epoch"],
-                            "val_uar": done["val_uar"],
-                            **({"val_uar_by_corpus": done["val_uar_by_corpus"]} if "val_uar_by_corpus" in done else {})})
+            summary.append({"seed": seed, "fold": fold.index, **{k: v for k, v in done.items() if k != "key"}})
             if fold.index >= 0:
                 predictions += read_rows(fold_dir / "predictions.csv")
                 histories.append(read_rows(fold_dir / "history.csv"))

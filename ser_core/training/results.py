@@ -85,20 +85,45 @@ def pool_predictions(parts: Sequence[Predictions]) -> Predictions:
         temperature=None if any(t is None for t in temps) else np.concatenate(temps))
 
 
+SINGLE_CORPUS_INERT = ("mixup_pairs", "balance_corpora")  # train_fold ignores both with one corpus
+
+
+def _corpora(info: dict) -> set[str]:
+    """The corpora a run's folds hold (run.json ``folds``; none recorded: empty)."""
+    return {corpus_of(s) for f in info.get("folds", []) for part in ("train", "val", "test") for s in f[part]}
+
+
+def one_recipe(name: str, dirs: Sequence[Path], infos: Sequence[dict]) -> dict:
+    """The training settings the runs ``dirs`` (their run.json ``infos``) share; ValueError
+    when they are not one recipe's seeds. A run written before an option existed was
+    trained without it: the option's default."""
+    cfg = {**TrainConfig().to_dict(), **infos[0]["config"]}
+    same = result_settings(cfg)  # what makes two runs one recipe
+    # settings that act only between corpora cannot tell single-corpus runs apart
+    inert = SINGLE_CORPUS_INERT if all(len(_corpora(info)) == 1 for info in infos) else ()
+    for d, info in zip(dirs[1:], infos[1:]):
+        other = result_settings(info["config"])
+        differ = sorted(k for k in set(same) | set(other) if same.get(k) != other.get(k) and k not in inert)
+        if differ:
+            raise ValueError(f"{name}: {d} was trained with other settings than {dirs[0]} ({differ}); "
+                             "only runs of one recipe can share a row")
+    return cfg
+
+
+def group_by_name(pairs: Sequence[tuple[str, Path]]) -> dict[str, list[Path]]:
+    """NAME=DIR pairs as one entry per name, in the order the names first appear."""
+    grouped: dict[str, list[Path]] = {}
+    for name, path in pairs:
+        grouped.setdefault(name, []).append(path)
+    return grouped
+
+
 def run_row(name: str, train_dirs: Path | Sequence[Path]) -> dict:
     """One table row from one or more training runs of the same recipe (their seeds pooled:
     ``--run NAME=DIR`` repeated with the same NAME)."""
     dirs = [train_dirs] if isinstance(train_dirs, Path) else list(train_dirs)
     runs = [_read_run(name, d) for d in dirs]
-    # a run written before an option existed was trained without it: the option's default
-    cfg = {**TrainConfig().to_dict(), **runs[0][0]["config"]}
-    same = result_settings(cfg)  # what makes two runs one recipe
-    for d, (info, *_rest) in zip(dirs[1:], runs[1:]):
-        other = result_settings(info["config"])
-        differ = sorted(k for k in set(same) | set(other) if same.get(k) != other.get(k))
-        if differ:
-            raise ValueError(f"{name}: {d} was trained with other settings than {dirs[0]} ({differ}); "
-                             "only runs of one recipe can share a row")
+    cfg = one_recipe(name, dirs, [r[0] for r in runs])
     per_run = sum(r[2] * r[3] for r in runs) / sum(r[3] for r in runs)
     metrics, seeds, _ = compute_metrics(pool_predictions([r[1] for r in runs]))
     info = runs[0][0]
@@ -180,18 +205,37 @@ PER_CORPUS_HEADING = "## Within each corpus: trained on several corpora, or on e
 
 
 def per_corpus_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
-    """One row per training run and corpus it was tested on (out of fold): the pooled UAR,
-    mean over seeds, as written and restricted to the corpus's classes."""
+    """One row per recipe and corpus it was tested on (out of fold): the pooled UAR, mean over
+    seeds (± their std, ddof=1, with several), as written and restricted to the corpus's
+    classes. Folders given the same name are one recipe's seeds (checked), pooled in a row."""
     lines = ["| model | tested on | clips | seeds | split | front-end | UAR as written | restricted to its classes |",
              "|---|---|---|---|---|---|---|---|"]
-    for name, folder in pairs:
-        info, p = _read_outputs(name, folder)
-        n_seeds = len(set(p.seeds.tolist()))
-        corpora = np.array([corpus_of(s) for s in p.speakers])
-        for corpus, m in per_corpus_metrics(p, corpora).items():
-            lines.append(f"| {name} | {corpus} | {m['n_test']} | {n_seeds} | {info['config']['split']} | "
-                         f"{describe(info['feature_config'])} | {m['uar']:.4f} | {m['uar_restricted']:.4f} |")
+    for name, dirs in group_by_name(pairs).items():
+        outputs = [_read_outputs(name, d) for d in dirs]
+        info = outputs[0][0]
+        one_recipe(name, dirs, [o[0] for o in outputs])
+        p = pool_predictions([o[1] for o in outputs])
+        seeds = sorted(set(p.seeds.tolist()))
+        per_seed = [per_corpus_metrics(*_one_seed(p, s)) for s in seeds]
+        for corpus in per_seed[0]:
+            figures = {k: [m[corpus][k] for m in per_seed] for k in ("uar", "uar_restricted")}
+            lines.append(f"| {name} | {corpus} | {per_seed[0][corpus]['n_test']} | {len(seeds)} | "
+                         f"{info['config']['split']} | {describe(info['feature_config'])} | "
+                         f"{_mean_std(figures['uar'])} | {_mean_std(figures['uar_restricted'])} |")
     return lines
+
+
+def _one_seed(p: Predictions, seed: int) -> tuple[Predictions, np.ndarray]:
+    """One seed's rows of ``p`` and each row's corpus."""
+    keep = p.seeds == seed
+    part = Predictions(labels=p.labels, utterance_ids=[u for u, k in zip(p.utterance_ids, keep) if k],
+                       **{k: getattr(p, k)[keep] for k in ("speakers", "seeds", "folds", "y", "pred", "probs")},
+                       temperature=None if p.temperature is None else p.temperature[keep])
+    return part, np.array([corpus_of(s) for s in part.speakers])
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    return f"{np.mean(values):.4f}" + (f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else "")
 
 
 def transfer_tables(pairs: Sequence[tuple[str, Path]]) -> list[str]:
@@ -258,10 +302,7 @@ def sections(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Se
              per_corpus: Sequence[tuple[str, Path]] = (),
              speakers: Sequence[tuple[str, Path]] = ()) -> list[list[str]]:
     """The page's ``## `` sections the given inputs make, each a list of lines (heading first)."""
-    grouped: dict[str, list[Path]] = {}
-    for name, path in runs:  # one row per name, in the order the names first appear
-        grouped.setdefault(name, []).append(path)
-    rows = [run_row(name, paths) for name, paths in grouped.items()]
+    rows = [run_row(name, paths) for name, paths in group_by_name(runs).items()]
     out = []
     if rows:
         out.append([RUNS_HEADING, ""] + runs_table(rows) + [""]
@@ -274,7 +315,8 @@ def sections(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Se
         out.append([CROSS_HEADING, ""] + cross_table(cross) + [""])
     if per_corpus:
         out.append([PER_CORPUS_HEADING, "", "Out-of-fold clip UAR per corpus (speaker-independent folds within every "
-                    "corpus), mean over seeds. A model that trained on several corpora chooses among all its labels "
+                    "corpus), mean over seeds (± their std, ddof=1, with several; a name given to several runs pools "
+                    "them as one recipe's seeds). A model that trained on several corpora chooses among all its labels "
                     "(as written) or among the tested corpus's own classes (restricted).", ""]
                    + per_corpus_table(per_corpus) + [""])
     if transfer:
@@ -405,7 +447,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cross", action="append", help="NAME=EVAL_DIR (ser evaluate --model ...); repeat")
     parser.add_argument("--transfer", action="append", help="NAME=TRANSFER_DIR (ser transfer); repeat")
     parser.add_argument("--per-corpus", action="append", help="NAME=TRAIN_DIR (ser train on one corpus or "
-                        "several): each corpus's out-of-fold UAR; repeat")
+                        "several): each corpus's out-of-fold UAR; repeat; runs given the same NAME are one recipe's "
+                        "seeds, pooled in one row (mean ± std over seeds)")
     parser.add_argument("--transfer-speakers", action="append", help="NAME=TRANSFER_DIR (ser transfer): "
                         "each tested speaker's UAR (4 core classes), a column per recipe; repeat")
     parser.add_argument("--preface", type=Path, help="a markdown file placed under the title")

@@ -318,6 +318,39 @@ def test_per_corpus_section_scores_each_corpus_as_written_and_restricted(tmp_pat
     assert rows["y"].endswith("| 0.5000 | 0.7500 |")
 
 
+def test_per_corpus_rows_pool_the_seeds_of_one_recipe(tmp_path):
+    """Folders given one name in ``--per-corpus`` are one recipe's seeds: a row per corpus
+    with the mean and std (ddof=1) over seeds; runs of other settings are refused, except
+    settings that act only between corpora when every run holds one corpus."""
+    from ser_core.features import FeatureConfig
+    from ser_core.training.results import render
+
+    def run(name, seed, x_right, config=None, corpora=("x", "y")):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [(f"u{i}", f"{corpora[i % len(corpora)]}:1", 0, seed, "a", "a" if i < x_right else "b")
+                for i in range(4)]
+        _write(folder / "predictions.csv", rows)
+        folds = [{"train": [], "val": [], "test": sorted({r[1] for r in rows})}]
+        (folder / "run.json").write_text(json.dumps({"config": {"seeds": [seed], "split": "speaker_kfold",
+                                                                **(config or {})},
+                                                     "feature_config": FeatureConfig().to_dict(), "folds": folds}))
+        return folder
+
+    pairs = [("r", run("s0", 0, 4)), ("r", run("s1", 1, 2))]  # corpus x: u0 u2 right, then u0 only
+    rows = [line for line in render([], [], [], per_corpus=pairs).splitlines() if line.startswith("| r |")]
+    x = next(line for line in rows if line.startswith("| r | x |"))
+    assert "| 2 | 2 | speaker_kfold |" in x  # 2 clips, 2 seeds
+    # as written: 1.0 and 0.5; restricted to x's one class (a), every clip is right
+    assert x.endswith(f"| 0.7500 ± {np.std([1.0, 0.5], ddof=1):.4f} | 1.0000 ± 0.0000 |")
+    with pytest.raises(ValueError, match="other settings"):
+        render([], [], [], per_corpus=[("q", run("q0", 0, 4)), ("q", run("q1", 1, 4, {"mixup_pairs": "corpus"}))])
+    one = [("o", run("o0", 0, 4, corpora=("x",))), ("o", run("o1", 1, 4, {"mixup_pairs": "corpus"}, ("x",)))]
+    assert "| o | x | 4 | 2 |" in render([], [], [], per_corpus=one)
+    with pytest.raises(ValueError, match="other settings"):
+        render([], [], [], per_corpus=[one[0], ("o", run("o2", 2, 4, {"lr": 0.1}, ("x",)))])
+
+
 def test_a_recipe_line_names_every_setting_that_is_not_the_default():
     """A transfer section's recipe: the training settings always, the model's and the
     optimiser's where they differ from the defaults, the teachers' folder after ``distil``."""

@@ -216,6 +216,9 @@ def per_corpus_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
         one_recipe(name, dirs, [o[0] for o in outputs])
         p = pool_predictions([o[1] for o in outputs])
         seeds = sorted(set(p.seeds.tolist()))
+        if len(seeds) < sum(len(set(o[1].seeds.tolist())) for o in outputs):
+            raise ValueError(f"{name}: the same seed in two of {[str(d) for d in dirs]}: "
+                             "one recipe's runs pool distinct seeds")
         per_seed = [per_corpus_metrics(*_one_seed(p, s)) for s in seeds]
         for corpus in per_seed[0]:
             figures = {k: [m[corpus][k] for m in per_seed] for k in ("uar", "uar_restricted")}

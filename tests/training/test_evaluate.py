@@ -345,6 +345,8 @@ def test_per_corpus_rows_pool_the_seeds_of_one_recipe(tmp_path):
     assert x.endswith(f"| 0.7500 ± {np.std([1.0, 0.5], ddof=1):.4f} | 1.0000 ± 0.0000 |")
     with pytest.raises(ValueError, match="other settings"):
         render([], [], [], per_corpus=[("q", run("q0", 0, 4)), ("q", run("q1", 1, 4, {"mixup_pairs": "corpus"}))])
+    with pytest.raises(ValueError, match="the same seed"):
+        render([], [], [], per_corpus=[("d", run("d0", 0, 4)), ("d", run("d1", 0, 2))])
     one = [("o", run("o0", 0, 4, corpora=("x",))), ("o", run("o1", 1, 4, {"mixup_pairs": "corpus"}, ("x",)))]
     assert "| o | x | 4 | 2 |" in render([], [], [], per_corpus=one)
     with pytest.raises(ValueError, match="other settings"):

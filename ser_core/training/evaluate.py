@@ -153,6 +153,14 @@ def compute_metrics(p: Predictions) -> tuple[dict, list[dict], list[dict]]:
 def per_corpus_metrics(p: Predictions, corpora: np.ndarray) -> dict:
     """Several corpora tested together (a joint model's folds): each corpus's pooled UAR
     (mean over seeds) as written, and restricted to the classes its clips carry."""
+    return {corpus: {"n_test": m["n_test"], "uar": float(np.mean(m["uar"])),
+                     "uar_restricted": float(np.mean(m["uar_restricted"]))}
+            for corpus, m in per_corpus_seed_uars(p, corpora).items()}
+
+
+def per_corpus_seed_uars(p: Predictions, corpora: np.ndarray) -> dict:
+    """Each corpus's clips (``n_test``) and its UAR per seed, in seed order: as written
+    (``uar``) and restricted to the classes its clips carry (``uar_restricted``)."""
     n = len(p.labels)
     out = {}
     for corpus in sorted(set(corpora.tolist())):
@@ -163,9 +171,8 @@ def per_corpus_metrics(p: Predictions, corpora: np.ndarray) -> dict:
         seeds = sorted(set(p.seeds[c].tolist()))
         out[corpus] = {
             "n_test": len(set(u for u, keep in zip(p.utterance_ids, c) if keep)),
-            "uar": float(np.mean([uar(p.y[c & (p.seeds == s)], p.pred[c & (p.seeds == s)], n) for s in seeds])),
-            "uar_restricted": float(np.mean([uar(p.y[c & (p.seeds == s)], restricted[c & (p.seeds == s)], n)
-                                             for s in seeds])),
+            "uar": [uar(p.y[c & (p.seeds == s)], p.pred[c & (p.seeds == s)], n) for s in seeds],
+            "uar_restricted": [uar(p.y[c & (p.seeds == s)], restricted[c & (p.seeds == s)], n) for s in seeds],
         }
     return out
 

@@ -34,7 +34,7 @@ from ser_core.model import ARCH_NAMES, ModelConfig, SERModel, count_parameters
 from ser_core.training.config import TrainConfig
 from ser_core.training.train import result_settings
 from ser_core.splits import corpus_of
-from ser_core.training.evaluate import (PAPER_UAR, Predictions, compute_metrics, per_corpus_metrics,
+from ser_core.training.evaluate import (PAPER_UAR, Predictions, compute_metrics, per_corpus_seed_uars,
                                          read_predictions)
 
 
@@ -219,22 +219,12 @@ def per_corpus_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
         if len(seeds) < sum(len(set(o[1].seeds.tolist())) for o in outputs):
             raise ValueError(f"{name}: the same seed in two of {[str(d) for d in dirs]}: "
                              "one recipe's runs pool distinct seeds")
-        per_seed = [per_corpus_metrics(*_one_seed(p, s)) for s in seeds]
-        for corpus in per_seed[0]:
-            figures = {k: [m[corpus][k] for m in per_seed] for k in ("uar", "uar_restricted")}
-            lines.append(f"| {name} | {corpus} | {per_seed[0][corpus]['n_test']} | {len(seeds)} | "
-                         f"{info['config']['split']} | {describe(info['feature_config'])} | "
-                         f"{_mean_std(figures['uar'])} | {_mean_std(figures['uar_restricted'])} |")
+        corpora = np.array([corpus_of(s) for s in p.speakers])
+        for corpus, m in per_corpus_seed_uars(p, corpora).items():
+            lines.append(f"| {name} | {corpus} | {m['n_test']} | {len(seeds)} | {info['config']['split']} | "
+                         f"{describe(info['feature_config'])} | {_mean_std(m['uar'])} | "
+                         f"{_mean_std(m['uar_restricted'])} |")
     return lines
-
-
-def _one_seed(p: Predictions, seed: int) -> tuple[Predictions, np.ndarray]:
-    """One seed's rows of ``p`` and each row's corpus."""
-    keep = p.seeds == seed
-    part = Predictions(labels=p.labels, utterance_ids=[u for u, k in zip(p.utterance_ids, keep) if k],
-                       **{k: getattr(p, k)[keep] for k in ("speakers", "seeds", "folds", "y", "pred", "probs")},
-                       temperature=None if p.temperature is None else p.temperature[keep])
-    return part, np.array([corpus_of(s) for s in part.speakers])
 
 
 def _mean_std(values: Sequence[float]) -> str:

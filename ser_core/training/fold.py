@@ -46,7 +46,7 @@ class FoldResult:
     temperature: float = 1.0  # fitted on the validation speakers
     val_y: np.ndarray | None = None      # (N_val_clips,) true classes of the validation clips ...
     val_probs: np.ndarray | None = None  # (N_val_clips, C) ... and the kept model's probabilities
-    val_uar_by_corpus: dict[str, float] = field(default_factory=dict)  # several corpora: each one's
+    val_uar_by_corpus: dict[str, float] = field(default_factory=dict)  # several corpora validating: each one's
 
 
 def fold_seed(seed: int, fold_index: int) -> int:
@@ -344,6 +344,7 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
         labeller = adapt_batchnorm(model, x_test) if cfg.adapt_batchnorm else model
         probs = clip_level(predict_logits(labeller, x_test), data.clips(test_idx, positions=True))  # (N_clips, C)
     val_probs = clip_level(val_logits, val_clips)
+    several = len(set(val_corpora)) > 1  # each corpus's figure beside their mean
     return FoldResult(fold, seed, model, normaliser, history, best_epoch, best[0], probs, temperature,
                       y_val_clips, val_probs,
-                      corpus_uars(y_val_clips, val_probs, val_corpora, classes, n_classes) if by_corpus else {})
+                      corpus_uars(y_val_clips, val_probs, val_corpora, classes, n_classes) if several else {})

@@ -143,8 +143,8 @@ def save_fold(fold_dir: Path, data: FeatureSet, cfg: TrainConfig, result: FoldRe
                   "features_fingerprint": fingerprint,
                   # the labels its training speakers carried (scoring another corpus: the "shared" view)
                   "trained_classes": [data.labels[c] for c in sorted(set(data.y[data.indices(f.train)].tolist()))]}
-    if len(result.val_uar_by_corpus) > 1:
-        provenance["val_uar_by_corpus"] = result.val_uar_by_corpus
+    by_corpus = {"val_uar_by_corpus": result.val_uar_by_corpus} if result.val_uar_by_corpus else {}
+    provenance.update(by_corpus)  # several corpora validating: each one's, beside their mean
     if f.index < 0:
         provenance["rule"] = FINAL_RULE
     save_checkpoint(fold_dir / "checkpoint.pt", result.model, feature_config=data.feature_config,
@@ -155,9 +155,7 @@ def save_fold(fold_dir: Path, data: FeatureSet, cfg: TrainConfig, result: FoldRe
                     segmentation=data.rows_config["segmentation"])
     write_csv(fold_dir / "history.csv", result.history, HISTORY_FIELDS)
     write_csv(fold_dir / "predictions.csv", prediction_rows(data, result), prediction_fields(data.labels))
-    done = {"key": key, "best_epoch": result.best_epoch, "val_uar": result.val_uar}
-    if len(result.val_uar_by_corpus) > 1:  # several corpora validating: each one's, beside their mean
-        done["val_uar_by_corpus"] = result.val_uar_by_corpus
+    done = {"key": key, "best_epoch": result.best_epoch, "val_uar": result.val_uar, **by_corpus}
     (fold_dir / "done.json").write_text(json.dumps(done, indent=2) + "\n")
 
 

@@ -246,6 +246,7 @@ def transfer_tables(pairs: Sequence[tuple[str, Path]]) -> list[str]:
 
 TRANSFER_HEADING = "## Between corpora: trained on some, tested on a corpus never heard (ser transfer)"
 SPEAKERS_HEADING = "## Between corpora, per tested speaker"
+SPREAD = "lowest / median / highest"  # the per-speaker table's summary rows, after the speakers
 
 
 def speaker_scores(folder: Path) -> dict[tuple[str, str, str], float | None]:
@@ -286,7 +287,7 @@ def speaker_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
         for name, _ in pairs:
             values = [v for (t, _, p), v in scores[name].items() if t == trained and p == part and v is not None]
             spread.append(f"{min(values):.3f} / {np.median(values):.3f} / {max(values):.3f}" if values else "-")
-        lines.append(f"| {trained} | lowest / median / highest | {part} | " + " | ".join(spread) + " |")
+        lines.append(f"| {trained} | {SPREAD} | {part} | " + " | ".join(spread) + " |")
     return lines
 
 
@@ -385,12 +386,54 @@ def _merge_rows(old: list[str], new: list[str]) -> list[str]:
 ROW_MERGED = (RUNS_HEADING, CROSS_HEADING, PER_CORPUS_HEADING)  # one row (or group) per NAME
 
 
+def _columns(lines: Sequence[str]) -> tuple[list[str], list[str], list[str], dict[tuple[str, ...], list[str]]]:
+    """A per-speaker section: (its lines before the table, after it, the recipe NAMEs of its
+    columns, its cells by row: training corpora, tested speaker, part)."""
+    table = [i for i, line in enumerate(lines) if line.startswith("|")]
+    if not table:
+        return list(lines), [], [], {}
+    rows = [[c.strip() for c in lines[i].strip().strip("|").split(" | ")] for i in table]
+    cells = {tuple(r[:3]): r[3:] for r in rows[2:]}
+    return list(lines[:table[0]]), list(lines[table[-1] + 1:]), rows[0][3:], cells
+
+
+def _merge_columns(old: list[str], new: list[str]) -> list[str]:
+    """``new`` (a per-speaker section) with ``old``'s columns of every NAME ``new`` does not
+    give kept: one column per recipe, whichever run folders made it, each cell as it was
+    generated (a NAME given again replaces its column in place, as does a column with
+    another NAME but the same cells, which the same runs made; new NAMEs come last; a row
+    one table lacks reads "-" there)."""
+    _, _, old_names, old_cells = _columns(old)
+    before, after, new_names, new_cells = _columns(new)
+
+    keys = sorted({*old_cells, *new_cells}, key=lambda k: (k[1] == SPREAD, k[0], k[2] != "val", k[1]))
+
+    def column(cells: dict[tuple[str, ...], list[str]], i: int) -> list[str]:
+        return [cells[key][i] if key in cells else "-" for key in keys]
+
+    given = [column(new_cells, i) for i in range(len(new_names))]
+    # a column identical cell for cell to one given came from the same runs: renamed, not kept twice
+    renamed = {n: new_names[given.index(c)] for i, n in enumerate(old_names)
+               if n not in new_names and (c := column(old_cells, i)) in given}
+    names = list(dict.fromkeys([renamed.get(n, n) for n in old_names] + new_names))
+
+    def row(key: tuple[str, ...]) -> list[str]:
+        cells = {**dict(zip(old_names, old_cells.get(key, ["-"] * len(old_names)))),
+                 **dict(zip(new_names, new_cells.get(key, ["-"] * len(new_names))))}
+        return [cells[n] for n in names]
+
+    return (before + ["| trained on | tested speaker | part | " + " | ".join(names) + " |",
+                      "|---|---|---|" + "---|" * len(names)]
+            + ["| " + " | ".join([*key, *row(key)]) + " |" for key in keys] + after)
+
+
 def _merge(old: Sequence[list[str]], new: Sequence[list[str]], prefix: str) -> list[list[str]]:
     """Sections (each a list of lines, heading first) of ``old`` with each of ``new``
     replacing the one of the same heading, or appended; within a section that has
     ``### `` subsections (the transfer matrices, one per recipe), only the subsections given
     are replaced or added, the others kept; in the runs, cross-corpus and per-corpus tables,
-    only the rows (and recipes) of the NAMEs given."""
+    only the rows (and recipes) of the NAMEs given; in the per-speaker table, only their
+    columns."""
     by_heading = {section[0]: list(section) for section in old}
     order = [section[0] for section in old]
     for section in new:
@@ -406,6 +449,8 @@ def _merge(old: Sequence[list[str]], new: Sequence[list[str]], prefix: str) -> l
             by_heading[heading] = new_intro + [line for s in _merge(old_subs, new_subs, sub) for line in s]
         elif heading in ROW_MERGED:
             by_heading[heading] = _merge_rows(by_heading[heading], list(section))
+        elif heading == SPEAKERS_HEADING:
+            by_heading[heading] = _merge_columns(by_heading[heading], list(section))
         else:
             by_heading[heading] = list(section)
     out = []
@@ -443,7 +488,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "several): each corpus's out-of-fold UAR; repeat; runs given the same NAME are one recipe's "
                         "seeds, pooled in one row (mean ± std over seeds)")
     parser.add_argument("--transfer-speakers", action="append", help="NAME=TRANSFER_DIR (ser transfer): "
-                        "each tested speaker's UAR (4 core classes), a column per recipe; repeat")
+                        "each tested speaker's UAR (4 core classes), a column per recipe; repeat; with --update the "
+                        "page's columns of other NAMEs are kept (one identical cell for cell to a column given is "
+                        "taken to be the same runs under another name and replaced)")
     parser.add_argument("--preface", type=Path, help="a markdown file placed under the title")
     parser.add_argument("--output", required=True, type=Path, help="the page to write, e.g. docs/RESULTS.md")
     parser.add_argument("--update", action="store_true",

@@ -221,6 +221,35 @@ def check_speaker_section(tmp_path, out, matrix):
     for (trained, part), v in values.items():
         spread = f"{min(v):.3f} / {np.median(v):.3f} / {max(v):.3f}"
         assert cells[(trained, "lowest / median / highest", part)] == [spread] * 2
+    # a page made from run folders no longer at hand keeps their columns when others are added
+    earlier = tmp_path / "earlier_speakers.md"
+    earlier.write_text("# Results\n\n## Between corpora, per tested speaker\n\nold intro\n\n"
+                       "| trained on | tested speaker | part | gone | again |\n|---|---|---|---|---|\n"
+                       "| alpha | zeta:9 | test | 0.700 | 0.100 |\n"
+                       "| alpha | lowest / median / highest | test | 0.700 / 0.700 / 0.700 | x |\n"
+                       "\n## Later\n\nkept\n")
+    for _ in range(2):  # once adds, twice changes nothing
+        assert ser(["results", "--transfer-speakers", f"tiny={out}", "--transfer-speakers", f"again={out}",
+                    "--output", str(earlier), "--update"]) == 0
+    text = earlier.read_text()
+    assert text.endswith("\n## Later\n\nkept\n") and "old intro" not in text
+    merged = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ")]
+    assert [c.strip() for c in merged[0][3:]] == ["gone", "again", "tiny"]  # given again: in place
+    merged = {tuple(c.strip() for c in r[:3]): [c.strip() for c in r[3:]] for r in merged[1:]}
+    merged_before = dict(merged)
+    assert merged.pop(("alpha", "zeta:9", "test")) == ["0.700", "-", "-"]
+    assert merged.pop(("alpha", "lowest / median / highest", "test")) == [
+        "0.700 / 0.700 / 0.700", *cells[("alpha", "lowest / median / highest", "test")]]
+    assert merged == {key: ["-", *both] for key, both in cells.items() if key != ("alpha", "lowest / median / highest", "test")}
+    lines = text.splitlines()
+    assert lines.index("| alpha | zeta:9 | test | 0.700 | - | - |") < min(
+        i for i, line in enumerate(lines) if "lowest" in line)
+    # the same runs under a new name replace the columns they made, in place
+    assert ser(["results", "--transfer-speakers", f"renamed={out}", "--output", str(earlier), "--update"]) == 0
+    renamed = [line.strip("|").split("|") for line in earlier.read_text().splitlines() if line.startswith("| ")]
+    assert [c.strip() for c in renamed[0][3:]] == ["gone", "renamed"]
+    renamed = {tuple(c.strip() for c in r[:3]): [c.strip() for c in r[3:]] for r in renamed[1:]}
+    assert renamed == {key: [gone, tiny] for key, (gone, _, tiny) in merged_before.items()}
 
 
 def test_evaluate_reports_each_corpus_as_written_and_restricted(tmp_path):

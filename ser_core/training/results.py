@@ -269,26 +269,27 @@ def speaker_scores(folder: Path) -> dict[tuple[str, str, str], float | None]:
     return {key: None if None in values else float(np.mean(values)) for key, values in per_seed.items()}
 
 
+def _speaker_rows(names: Sequence[str], cells: dict[tuple[str, ...], list[str]]) -> list[str]:
+    """The per-speaker table: a column per recipe NAME, a row per (training corpora, tested
+    speaker, part), the validation part first, each part's summary rows after the speakers."""
+    keys = sorted(cells, key=lambda k: (k[1] == SPREAD, k[0], k[2] != "val", k[1]))
+    return (["| trained on | tested speaker | part | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+            + ["| " + " | ".join([*key, *cells[key]]) + " |" for key in keys])
+
+
 def speaker_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
     """One row per (training corpora, tested speaker), one column per recipe: the speaker's
     4-core-class UAR; then, per training set and part, the lowest, median and highest."""
     scores = {name: speaker_scores(folder) for name, folder in pairs}
-    keys = sorted({k for s in scores.values() for k in s}, key=lambda k: (k[0], k[2] != "val", k[1]))
-
-    def cell(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3f}"
-
-    lines = ["| trained on | tested speaker | part | " + " | ".join(name for name, _ in pairs) + " |",
-             "|---|---|---|" + "---|" * len(pairs)]
-    lines += [f"| {t} | {s} | {p} | " + " | ".join(cell(scores[name].get((t, s, p))) for name, _ in pairs) + " |"
-              for t, s, p in keys]
-    for trained, part in sorted({(k[0], k[2]) for k in keys}, key=lambda k: (k[0], k[1] != "val")):
+    keys = {k for s in scores.values() for k in s}
+    cells = {k: ["-" if (v := scores[name].get(k)) is None else f"{v:.3f}" for name, _ in pairs] for k in keys}
+    for trained, part in {(k[0], k[2]) for k in keys}:
         spread = []
         for name, _ in pairs:
             values = [v for (t, _, p), v in scores[name].items() if t == trained and p == part and v is not None]
             spread.append(f"{min(values):.3f} / {np.median(values):.3f} / {max(values):.3f}" if values else "-")
-        lines.append(f"| {trained} | {SPREAD} | {part} | " + " | ".join(spread) + " |")
-    return lines
+        cells[(trained, SPREAD, part)] = spread
+    return _speaker_rows([name for name, _ in pairs], cells)
 
 
 def sections(runs: Sequence[tuple[str, Path]], trials: Sequence[Path], cross: Sequence[tuple[str, Path]],
@@ -405,8 +406,7 @@ def _merge_columns(old: list[str], new: list[str]) -> list[str]:
     one table lacks reads "-" there)."""
     _, _, old_names, old_cells = _columns(old)
     before, after, new_names, new_cells = _columns(new)
-
-    keys = sorted({*old_cells, *new_cells}, key=lambda k: (k[1] == SPREAD, k[0], k[2] != "val", k[1]))
+    keys = sorted({*old_cells, *new_cells})
 
     def column(cells: dict[tuple[str, ...], list[str]], i: int) -> list[str]:
         return [cells[key][i] if key in cells else "-" for key in keys]
@@ -422,9 +422,7 @@ def _merge_columns(old: list[str], new: list[str]) -> list[str]:
                  **dict(zip(new_names, new_cells.get(key, ["-"] * len(new_names))))}
         return [cells[n] for n in names]
 
-    return (before + ["| trained on | tested speaker | part | " + " | ".join(names) + " |",
-                      "|---|---|---|" + "---|" * len(names)]
-            + ["| " + " | ".join([*key, *row(key)]) + " |" for key in keys] + after)
+    return before + _speaker_rows(names, {key: row(key) for key in keys}) + after
 
 
 def _merge(old: Sequence[list[str]], new: Sequence[list[str]], prefix: str) -> list[list[str]]:

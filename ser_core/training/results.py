@@ -71,13 +71,20 @@ def _read_run(name: str, train_dir: Path) -> tuple[dict, Predictions, float, int
     return info, predictions, per_run, n_seeds
 
 
-def pool_predictions(parts: Sequence[Predictions]) -> Predictions:
-    """Several runs' predictions as one file (seeds stay distinct: compute_metrics rejects a
-    seed that tests an utterance twice, i.e. the same seed given in two folders)."""
+def pool_predictions(parts: Sequence[Predictions], sources: Sequence[Path] = ()) -> Predictions:
+    """Several runs' predictions (from ``sources``, named in errors) as one file; each seed
+    comes from one run only, or it would count twice."""
     first = parts[0]
-    for p in parts[1:]:
+    names = [str(s) for s in sources] or [f"run {i}" for i in range(len(parts))]
+    owner: dict[int, int] = {}
+    for i, p in enumerate(parts):
         if p.labels != first.labels:
             raise ValueError(f"runs to pool have different label sets: {first.labels} vs {p.labels}")
+        for seed in sorted(set(p.seeds.tolist())):
+            if seed in owner:
+                raise ValueError(f"seed {seed} given more than once ({names[owner[seed]]} and {names[i]}): the same "
+                                 "seed would count twice; one recipe's runs pool distinct seeds")
+            owner[seed] = i
     temps = [p.temperature for p in parts]
     return Predictions(
         labels=first.labels, utterance_ids=[u for p in parts for u in p.utterance_ids],
@@ -125,7 +132,7 @@ def run_row(name: str, train_dirs: Path | Sequence[Path]) -> dict:
     runs = [_read_run(name, d) for d in dirs]
     cfg = one_recipe(name, dirs, [r[0] for r in runs])
     per_run = sum(r[2] * r[3] for r in runs) / sum(r[3] for r in runs)
-    metrics, seeds, _ = compute_metrics(pool_predictions([r[1] for r in runs]))
+    metrics, seeds, _ = compute_metrics(pool_predictions([r[1] for r in runs], dirs))
     info = runs[0][0]
     n_dims = int(info["feature_config"].get("n_dims", 46))
     model = SERModel(ModelConfig(n_dims=n_dims, n_classes=len(cfg["labels"]), hidden=cfg["hidden"],
@@ -214,11 +221,8 @@ def per_corpus_table(pairs: Sequence[tuple[str, Path]]) -> list[str]:
         outputs = [_read_outputs(name, d) for d in dirs]
         info = outputs[0][0]
         one_recipe(name, dirs, [o[0] for o in outputs])
-        p = pool_predictions([o[1] for o in outputs])
+        p = pool_predictions([o[1] for o in outputs], dirs)
         seeds = sorted(set(p.seeds.tolist()))
-        if len(seeds) < sum(len(set(o[1].seeds.tolist())) for o in outputs):
-            raise ValueError(f"{name}: the same seed in two of {[str(d) for d in dirs]}: "
-                             "one recipe's runs pool distinct seeds")
         corpora = np.array([corpus_of(s) for s in p.speakers])
         for corpus, m in per_corpus_seed_uars(p, corpora).items():
             lines.append(f"| {name} | {corpus} | {m['n_test']} | {len(seeds)} | {info['config']['split']} | "

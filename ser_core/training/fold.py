@@ -233,7 +233,8 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
     masks_all = torch.from_numpy(data.class_masks(np.arange(len(data.y)), classes))
     multi = not bool(masks_all.all())
     val_corpora = [data.corpora[val_idx[g[0]]] for g in val_clips]
-    by_corpus = multi or len(set(val_corpora)) > 1  # validation UAR: the mean over corpora
+    several = len(set(val_corpora)) > 1  # several corpora validate: each one's figure is kept too
+    by_corpus = multi or several  # validation UAR: the mean over corpora
 
     s = fold_seed(seed, fold.index)
     groups = ClipGroupStats(data, cfg.stats_clips) if cfg.stats_clips else None
@@ -344,7 +345,6 @@ def train_fold(data: FeatureSet, fold: Fold, cfg: TrainConfig, seed: int,
         labeller = adapt_batchnorm(model, x_test) if cfg.adapt_batchnorm else model
         probs = clip_level(predict_logits(labeller, x_test), data.clips(test_idx, positions=True))  # (N_clips, C)
     val_probs = clip_level(val_logits, val_clips)
-    several = len(set(val_corpora)) > 1  # each corpus's figure beside their mean
     return FoldResult(fold, seed, model, normaliser, history, best_epoch, best[0], probs, temperature,
                       y_val_clips, val_probs,
                       corpus_uars(y_val_clips, val_probs, val_corpora, classes, n_classes) if several else {})
